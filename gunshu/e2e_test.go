@@ -1,0 +1,108 @@
+package gunshu
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestEchoThroughRoute(t *testing.T) {
+	n := newTestNet(t, 5)
+	responder := n.echoResponder(t)
+	d := n.dialer(1)
+	conn, err := d.DialContext(context.Background(), responder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msg := bytes.Repeat([]byte("gunshu "), 100000)
+	go func() {
+		_, _ = conn.Write(msg)
+		_ = conn.(*net.TCPConn).CloseWrite()
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatalf("echo mismatch: got %d bytes, want %d", len(got), len(msg))
+	}
+}
+
+// httpResponder serves h behind a Gunshu responder and returns its address.
+func (n *testNet) httpResponder(t testing.TB, h http.Handler) string {
+	t.Helper()
+	ln := listen(t)
+	rl := (&Responder{}).Listen(ln, 0)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		_ = srv.Serve(rl)
+	}()
+	n.closers = append(n.closers, func() { srv.Close(); rl.Wait() })
+	return ln.Addr().String()
+}
+
+func gunshuClient(d *Dialer) *http.Client {
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return d.DialContext(ctx, addr)
+			},
+			DisableKeepAlives: true,
+		},
+	}
+}
+
+func TestHTTPThroughRoutes(t *testing.T) {
+	n := newTestNet(t, 5)
+	addr := n.httpResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "page %s", r.URL.Path)
+	}))
+	client := gunshuClient(n.dialer(2))
+	get := func(i int) error {
+		resp, err := client.Get(fmt.Sprintf("http://%s/p%d", addr, i))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if want := fmt.Sprintf("page /p%d", i); string(body) != want {
+			return fmt.Errorf("got %q, want %q", body, want)
+		}
+		return nil
+	}
+	for i := range 200 {
+		if err := get(i); err != nil {
+			t.Fatalf("sequential request %d: %v", i, err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := get(1000 + i); err != nil {
+				errs <- fmt.Errorf("concurrent request %d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

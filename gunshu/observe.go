@@ -1,0 +1,165 @@
+package gunshu
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Role names the part a session played.
+type Role string
+
+// Roles of the protocol.
+const (
+	RoleManager   Role = "manager"
+	RoleRelay     Role = "relay"
+	RoleResponder Role = "responder"
+	RoleInitiator Role = "initiator"
+)
+
+// Outcome classifies how a session or exchange ended. It never carries an
+// address, so it is safe as a metric label.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeOK            Outcome = "ok"
+	OutcomeNextHopFailed Outcome = "next_hop_failed"
+	OutcomeDialFailed    Outcome = "dial_failed"
+	OutcomeTimeout       Outcome = "timeout"
+	OutcomeBadInput      Outcome = "bad_input"
+	OutcomePolicyDenied  Outcome = "policy_denied"
+	OutcomeClosed        Outcome = "closed"
+)
+
+// Session describes one finished connection of a role.
+type Session struct {
+	Role    Role
+	Command string // the first command: est, test, reg, list
+	Outcome Outcome
+	// Handshake is the time from accepting the connection to the start
+	// of forwarding (or to the reply, for one-shot exchanges).
+	Handshake time.Duration
+	// Duration is the whole lifetime of the connection.
+	Duration time.Duration
+	Bytes    Counts
+	Err      error
+	// Remote is the peer's address, set only when the operator asked for
+	// addresses in logs.
+	Remote string
+}
+
+// Observer receives session events, for metrics. Implementations must be
+// safe for concurrent use and fast: they run on the session's goroutine.
+type Observer interface {
+	SessionStarted(Role)
+	SessionEnded(Session)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) SessionStarted(Role)  {}
+func (nopObserver) SessionEnded(Session) {}
+
+func observerOr(o Observer) Observer {
+	if o == nil {
+		return nopObserver{}
+	}
+	return o
+}
+
+func loggerOr(l *zap.Logger) *zap.Logger {
+	if l == nil {
+		return zap.NewNop()
+	}
+	return l
+}
+
+// classify maps an error to an outcome.
+func classify(err error) Outcome {
+	var (
+		ne   net.Error
+		dial errDial
+		next errNextHop
+	)
+	switch {
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, ErrPolicyDenied):
+		return OutcomePolicyDenied
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return OutcomeTimeout
+	case errors.As(err, &dial):
+		return OutcomeDialFailed
+	case errors.As(err, &next), errors.Is(err, ErrFailed):
+		return OutcomeNextHopFailed
+	case errors.Is(err, ErrLineTooLong), errors.Is(err, ErrBadCount), errors.Is(err, ErrCountTooLarge),
+		errors.Is(err, ErrBadAddress), errors.Is(err, ErrUnknown), errors.Is(err, ErrUnexpected),
+		errors.Is(err, ErrEmptyList), errors.Is(err, ErrBadList):
+		return OutcomeBadInput
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return OutcomeClosed
+	}
+	return OutcomeBadInput
+}
+
+// logSession writes the one info line of a finished session. It names no
+// peer: a relay's or responder's log must not help to find its users.
+func logSession(l *zap.Logger, s Session) {
+	if !l.Core().Enabled(zap.InfoLevel) {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("role", string(s.Role)),
+		zap.String("command", s.Command),
+		zap.String("outcome", string(s.Outcome)),
+		zap.Duration("handshake", s.Handshake),
+		zap.Duration("duration", s.Duration),
+		zap.Int64("bytes_up", s.Bytes.Up),
+		zap.Int64("bytes_down", s.Bytes.Down),
+	}
+	if s.Err != nil && s.Outcome != OutcomeOK {
+		fields = append(fields, zap.String("error", redactedError(s.Err)))
+	}
+	if s.Remote != "" {
+		fields = append(fields, zap.String("remote", s.Remote))
+	}
+	l.Info("session", fields...)
+}
+
+// redactedError is err's text with the socket addresses of every
+// *net.OpError in it removed: "read tcp 192.0.2.1:7001->198.51.100.7:50123:
+// i/o timeout" becomes "read tcp: i/o timeout". The far address of an
+// accepted connection is exactly what a relay must not write down.
+func redactedError(err error) string {
+	msg := err.Error()
+	walkErrors(err, func(e error) {
+		if op, ok := e.(*net.OpError); ok && (op.Source != nil || op.Addr != nil) {
+			bare := &net.OpError{Op: op.Op, Net: op.Net, Err: op.Err}
+			msg = strings.ReplaceAll(msg, op.Error(), bare.Error())
+		}
+	})
+	return msg
+}
+
+func walkErrors(err error, visit func(error)) {
+	if err == nil {
+		return
+	}
+	visit(err)
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		walkErrors(u.Unwrap(), visit)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			walkErrors(e, visit)
+		}
+	}
+}

@@ -1,0 +1,271 @@
+package gunshu
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ErrTestAnswered reports a connection that was a test exchange: it was
+// answered and closed, and there is no stream.
+var ErrTestAnswered = errors.New("test answered")
+
+// Responder accepts the end of a route: it reads est and its list, answers
+// ok, waits for forward, and hands over the stream. It answers test too.
+// The zero value is ready to use.
+type Responder struct {
+	Limits   Limits
+	Timeouts Timeouts
+	// Logger gets one line per finished session; nil logs nothing.
+	Logger *zap.Logger
+	// LogAddresses adds the last relay's address to session logs.
+	LogAddresses bool
+	Observer     Observer
+
+	once sync.Once
+	log  *zap.Logger
+	obs  Observer
+}
+
+func (r *Responder) init() {
+	r.once.Do(func() {
+		r.log = loggerOr(r.Logger)
+		r.obs = observerOr(r.Observer)
+	})
+}
+
+// Handshake performs the responder's side of the protocol on conn, of
+// which buffered were already read. On success it returns the application
+// stream: its Read yields the bytes after forward. Closing the stream
+// records the session's end. On failure conn is closed; a test exchange
+// returns ErrTestAnswered.
+func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) {
+	r.init()
+	start := time.Now()
+	r.obs.SessionStarted(RoleResponder)
+	s := Session{Role: RoleResponder}
+	if r.LogAddresses {
+		s.Remote = conn.RemoteAddr().String()
+	}
+	rest, err := r.handshake(conn, buffered, &s, start)
+	if err != nil {
+		r.end(s, start, err)
+		return nil, err
+	}
+	s.Handshake = time.Since(start)
+	st := &stream{Conn: conn, rest: rest}
+	st.done = func() { r.end(s, start, nil) }
+	return st, nil
+}
+
+func (r *Responder) end(s Session, start time.Time, err error) {
+	s.Duration = time.Since(start)
+	s.Err = err
+	s.Outcome = classify(err)
+	if errors.Is(err, ErrTestAnswered) {
+		s.Outcome, s.Err = OutcomeOK, nil
+	}
+	r.obs.SessionEnded(s)
+	logSession(r.log, s)
+}
+
+func (r *Responder) handshake(conn net.Conn, buffered []byte, s *Session, start time.Time) ([]byte, error) {
+	lr := newLineReader(conn, buffered, r.Limits.maxLine())
+	rest, err := r.readRoute(conn, lr, s, start)
+	if lr.buf != nil {
+		lr.release()
+	}
+	return rest, err
+}
+
+func (r *Responder) readRoute(conn net.Conn, lr *lineReader, s *Session, start time.Time) ([]byte, error) {
+	_ = conn.SetReadDeadline(start.Add(r.Timeouts.command()))
+	cmd, err := lr.readLine()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("reading command: %w", err)
+	}
+	switch cmd {
+	case CmdTest:
+		s.Command = CmdTest
+		return nil, replyAndClose(conn, okLine, ErrTestAnswered)
+	case CmdEst:
+		s.Command = CmdEst
+	default:
+		return nil, replyAndClose(conn, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
+	}
+	// The list is read in full, as the protocol asks, and then dropped.
+	if _, err := lr.readList(r.Limits.maxList()); err != nil {
+		return nil, replyAndClose(conn, failLine, fmt.Errorf("reading est: %w", err))
+	}
+	if _, err := conn.Write(okLine); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("answering ok: %w", err)
+	}
+	if err := lr.expectLine(CmdForward); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("waiting for forward: %w", err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return lr.release(), nil
+}
+
+// stream is an established route at the responder: bytes the handshake
+// reader took past forward come first.
+type stream struct {
+	net.Conn
+	rest      []byte
+	done      func()
+	closeOnce sync.Once
+}
+
+func (s *stream) Read(p []byte) (int, error) {
+	if len(s.rest) > 0 {
+		n := copy(p, s.rest)
+		s.rest = s.rest[n:]
+		return n, nil
+	}
+	return s.Conn.Read(p)
+}
+
+// CloseWrite half-closes the route when the connection supports it.
+func (s *stream) CloseWrite() error {
+	if cw, ok := s.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("half-close not supported")
+}
+
+// ReadFrom lets io.Copy into the stream use the connection's fast path.
+func (s *stream) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := s.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{s.Conn}, r)
+}
+
+func (s *stream) Close() error {
+	err := s.Conn.Close()
+	s.closeOnce.Do(func() {
+		if s.done != nil {
+			s.done()
+		}
+	})
+	return err
+}
+
+// Listener wraps a net.Listener: Accept returns only connections that
+// completed est, ok and forward. Handshakes run concurrently, so a slow
+// peer never holds up Accept; test exchanges are answered on the side.
+type Listener struct {
+	ln        net.Listener
+	responder *Responder
+	// pending bounds the handshakes in flight and the streams waiting
+	// for Accept.
+	pending  chan struct{}
+	inFlight sessionSet
+	streams  chan net.Conn
+	done     chan struct{}
+	errOnce  sync.Once
+	err      error
+	close    sync.Once
+	wg       sync.WaitGroup
+}
+
+// DefaultMaxPending bounds a Listener's handshakes in flight.
+const DefaultMaxPending = 1024
+
+// Listen starts accepting on ln. maxPending bounds the handshakes in
+// flight (0 means DefaultMaxPending).
+func (r *Responder) Listen(ln net.Listener, maxPending int) *Listener {
+	r.init()
+	if maxPending <= 0 {
+		maxPending = DefaultMaxPending
+	}
+	l := &Listener{
+		ln:        ln,
+		responder: r,
+		pending:   make(chan struct{}, maxPending),
+		streams:   make(chan net.Conn),
+		done:      make(chan struct{}),
+	}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l
+}
+
+func (l *Listener) acceptLoop() {
+	defer l.wg.Done()
+	for {
+		select {
+		case l.pending <- struct{}{}:
+		case <-l.done:
+			return
+		}
+		conn, err := l.ln.Accept()
+		if err != nil {
+			<-l.pending
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			l.errOnce.Do(func() { l.err = err })
+			l.Close()
+			return
+		}
+		l.wg.Add(1)
+		go l.handshake(conn)
+	}
+}
+
+func (l *Listener) handshake(conn net.Conn) {
+	defer l.wg.Done()
+	defer func() { <-l.pending }()
+	id := l.inFlight.add(conn)
+	st, err := l.responder.Handshake(conn, nil)
+	l.inFlight.remove(id)
+	if err != nil {
+		return
+	}
+	select {
+	case l.streams <- st:
+	case <-l.done:
+		st.Close()
+	}
+}
+
+// Accept returns the next established stream.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case st := <-l.streams:
+		return st, nil
+	case <-l.done:
+		l.errOnce.Do(func() { l.err = net.ErrClosed })
+		return nil, l.err
+	}
+}
+
+// Close stops accepting, closes the listener and ends the handshakes in
+// flight. Streams already returned by Accept are the caller's.
+func (l *Listener) Close() error {
+	var err error
+	l.close.Do(func() {
+		close(l.done)
+		err = l.ln.Close()
+		l.inFlight.abortAll()
+	})
+	return err
+}
+
+// Wait blocks until every goroutine of the listener has ended; call it
+// after Close.
+func (l *Listener) Wait() { l.wg.Wait() }
+
+// Addr is the listener's address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }

@@ -1,0 +1,165 @@
+package gunshu
+
+import (
+	"net"
+	"sync"
+	"syscall"
+)
+
+// spliceStream moves src to dst through a kernel pipe with splice(2),
+// without copying into user space. Unlike io.Copy's splice path, the pipe
+// is held only while bytes flow: when src has nothing to read, the pipe
+// goes back to a shared pool before the goroutine parks, so an idle
+// session costs its two sockets and nothing more.
+//
+// handled is false when nothing was moved and the caller should fall back
+// to a user-space copy (the kernel refused splice for these sockets).
+func spliceStream(dst, src *net.TCPConn) (written int64, handled bool, err error) {
+	srcRaw, err := src.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	dstRaw, err := dst.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	var p *kernelPipe
+	defer func() {
+		if p != nil {
+			pipes.put(p)
+		}
+	}()
+	for {
+		var (
+			inPipe  int
+			readErr error
+		)
+		waitErr := srcRaw.Read(func(fd uintptr) bool {
+			if p == nil {
+				if p, readErr = pipes.get(); readErr != nil {
+					return true
+				}
+			}
+			inPipe, readErr = splice(int(fd), p.w, maxSpliceChunk)
+			if readErr == syscall.EAGAIN {
+				// Nothing to read: park without the pipe. The EAGAIN was
+				// seen after the poller reset its readiness, so no
+				// wake-up can be lost.
+				pipes.put(p)
+				p = nil
+				return false
+			}
+			return true
+		})
+		if waitErr != nil {
+			return written, true, waitErr
+		}
+		if readErr == syscall.EINVAL && written == 0 {
+			return 0, false, nil
+		}
+		if readErr != nil {
+			return written, true, readErr
+		}
+		if inPipe == 0 {
+			return written, true, nil // EOF
+		}
+		n, err := drainPipe(dstRaw, p, inPipe)
+		written += int64(n)
+		if err != nil {
+			// The pipe may still hold bytes: do not pool it.
+			p.close()
+			p = nil
+			return written, true, err
+		}
+	}
+}
+
+// drainPipe moves inPipe bytes from p into the socket behind dstRaw.
+func drainPipe(dstRaw syscall.RawConn, p *kernelPipe, inPipe int) (int, error) {
+	written := 0
+	for written < inPipe {
+		var n int
+		var spliceErr error
+		err := dstRaw.Write(func(fd uintptr) bool {
+			n, spliceErr = splice(p.r, int(fd), inPipe-written)
+			return spliceErr != syscall.EAGAIN
+		})
+		if err != nil {
+			return written, err
+		}
+		if spliceErr != nil {
+			return written, spliceErr
+		}
+		if n == 0 {
+			return written, syscall.EPIPE
+		}
+		written += n
+	}
+	return written, nil
+}
+
+const (
+	// maxSpliceChunk bounds one splice from a socket, and is the pipe's size.
+	maxSpliceChunk   = 1 << 20
+	spliceMove       = 0x1
+	fcntlSetPipeSize = 1031 // F_SETPIPE_SZ
+	spliceNonblock   = 0x2
+	// idlePipes bounds the pool; more pipes than this are closed on return.
+	idlePipes = 256
+)
+
+func splice(in, out, max int) (int, error) {
+	for {
+		n, err := syscall.Splice(in, nil, out, nil, max, spliceMove|spliceNonblock)
+		if err == syscall.EINTR {
+			continue
+		}
+		return int(n), err
+	}
+}
+
+type kernelPipe struct{ r, w int }
+
+func (p *kernelPipe) close() {
+	syscall.Close(p.r)
+	syscall.Close(p.w)
+}
+
+// pipePool keeps a bounded stack of empty pipes. Unlike a sync.Pool it
+// never drops a pipe without closing it.
+type pipePool struct {
+	mu   sync.Mutex
+	free []*kernelPipe
+}
+
+var pipes pipePool
+
+func (pp *pipePool) get() (*kernelPipe, error) {
+	pp.mu.Lock()
+	if n := len(pp.free); n > 0 {
+		p := pp.free[n-1]
+		pp.free = pp.free[:n-1]
+		pp.mu.Unlock()
+		return p, nil
+	}
+	pp.mu.Unlock()
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		return nil, err
+	}
+	// A larger pipe lets one splice move more; pages are allocated only
+	// when used, so an idle pipe stays small. Failure is harmless.
+	_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, uintptr(fds[0]), fcntlSetPipeSize, maxSpliceChunk)
+	return &kernelPipe{r: fds[0], w: fds[1]}, nil
+}
+
+func (pp *pipePool) put(p *kernelPipe) {
+	pp.mu.Lock()
+	if len(pp.free) < idlePipes {
+		pp.free = append(pp.free, p)
+		pp.mu.Unlock()
+		return
+	}
+	pp.mu.Unlock()
+	p.close()
+}
