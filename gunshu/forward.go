@@ -144,11 +144,14 @@ func copyDirection(dst, src net.Conn, rest []byte, watch *idleWatch) (int64, err
 
 // copyStream copies until EOF, in the kernel when both ends allow it.
 func copyStream(dst, src net.Conn, watch *idleWatch) (int64, error) {
+	var spliced int64
 	if d, ok := dst.(*net.TCPConn); ok {
 		if s, ok := src.(*net.TCPConn); ok {
-			if n, handled, err := spliceStream(d, s, watch); handled {
+			n, handled, err := spliceStream(d, s, watch)
+			if handled {
 				return n, err
 			}
+			spliced = n
 		}
 	}
 	bufp := copyBufPool.Get().(*[]byte)
@@ -157,7 +160,8 @@ func copyStream(dst, src net.Conn, watch *idleWatch) (int64, error) {
 	if watch != nil {
 		w = touchingWriter{dst, watch}
 	}
-	return io.CopyBuffer(w, readerOnly{src}, *bufp)
+	n, err := io.CopyBuffer(w, readerOnly{src}, *bufp)
+	return spliced + n, err
 }
 
 // touchingWriter touches an idleWatch per write.

@@ -12,8 +12,11 @@ import (
 // goes back to a shared pool before the goroutine parks, so an idle
 // session costs its two sockets and nothing more.
 //
-// handled is false when nothing was moved and the caller should fall back
-// to a user-space copy (the kernel refused splice for these sockets).
+// handled is false when the caller should go on with a user-space copy:
+// the kernel refused splice for these sockets (nothing was moved then), or
+// no pipe could be had (out of file descriptors) at a point where the pipe
+// held nothing, after written bytes. A relay near its fd limit thus keeps
+// its sessions, at the price of a buffer each while they copy.
 func spliceStream(dst, src *net.TCPConn, watch *idleWatch) (written int64, handled bool, err error) {
 	srcRaw, err := src.SyscallConn()
 	if err != nil {
@@ -53,6 +56,9 @@ func spliceStream(dst, src *net.TCPConn, watch *idleWatch) (written int64, handl
 		})
 		if waitErr != nil {
 			return written, true, waitErr
+		}
+		if p == nil && readErr != nil {
+			return written, false, nil // no pipe: copy in user space
 		}
 		if readErr == syscall.EINVAL && written == 0 {
 			return 0, false, nil
