@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -22,19 +23,19 @@ func (m *Manager) Serve(ln net.Listener) error {
 func acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	var backoff acceptBackoff
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			if backoff.retry(err) {
+				continue
+			}
 			return err
 		}
+		backoff.reset()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -42,3 +43,26 @@ func acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 		}()
 	}
 }
+
+// acceptBackoff paces Accept after a transient failure. Running out of
+// file descriptors is the one a busy relay meets: it must wait for
+// sessions to end, not stop serving.
+type acceptBackoff struct{ delay time.Duration }
+
+// retry reports whether err is transient, after sleeping: 5 ms at first,
+// doubling to 1 s while the failures go on.
+func (b *acceptBackoff) retry(err error) bool {
+	var ne net.Error
+	transient := errors.As(err, &ne) && ne.Timeout() ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ECONNABORTED)
+	if !transient {
+		return false
+	}
+	b.delay = min(max(2*b.delay, 5*time.Millisecond), time.Second)
+	time.Sleep(b.delay)
+	return true
+}
+
+func (b *acceptBackoff) reset() { b.delay = 0 }
