@@ -46,6 +46,7 @@ func main() {
 	size := flag.Int("bytes", 16<<10, "bytes sent (and echoed) per session")
 	parallel := flag.Int("parallel", 256, "routes being established at once")
 	first := flag.Bool("first", false, "relay: always extend to the first entry (chain mode)")
+	baseline := flag.Bool("baseline", true, "first run the same sessions straight to the responder, for ratios")
 	flag.Parse()
 	switch *role {
 	case "relay":
@@ -60,7 +61,21 @@ func main() {
 	case "responder":
 		child(serveEcho)
 	case "driver":
-		if err := drive(*sessions, *relays, *mode, *size, *parallel); err != nil {
+		var base timing
+		if *baseline {
+			var err error
+			if base, err = drive(*sessions, 0, "direct", *size, *parallel); err != nil {
+				fmt.Fprintln(os.Stderr, "load: baseline:", err)
+				os.Exit(1)
+			}
+			fmt.Println()
+		}
+		t, err := drive(*sessions, *relays, *mode, *size, *parallel)
+		if *baseline && t.setup > 0 {
+			fmt.Printf("\nvs direct baseline: setup %.2fx, transfer %.2fx\n",
+				t.setup.Seconds()/base.setup.Seconds(), t.transfer.Seconds()/base.transfer.Seconds())
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "load:", err)
 			os.Exit(1)
 		}
@@ -232,10 +247,13 @@ func (r *result) fail(stage string, err error) {
 	r.mu.Unlock()
 }
 
-func drive(n, relays int, mode string, size, parallel int) error {
+// timing is how long the sessions took to open, and to echo.
+type timing struct{ setup, transfer time.Duration }
+
+func drive(n, relays int, mode string, size, parallel int) (timing, error) {
 	resp, err := start("responder", "-role", "responder")
 	if err != nil {
-		return err
+		return timing{}, err
 	}
 	defer resp.stop()
 	procs := []*proc{}
@@ -247,7 +265,7 @@ func drive(n, relays int, mode string, size, parallel int) error {
 		}
 		p, err := start(fmt.Sprintf("relay%d", i+1), args...)
 		if err != nil {
-			return err
+			return timing{}, err
 		}
 		defer p.stop()
 		procs = append(procs, p)
@@ -257,25 +275,27 @@ func drive(n, relays int, mode string, size, parallel int) error {
 
 	var establish func(ctx context.Context) (net.Conn, error)
 	switch mode {
+	case "direct":
+		establish = func(ctx context.Context) (net.Conn, error) { return chainRoute(ctx, []string{resp.addr}, resp.addr) }
 	case "chain":
 		establish = func(ctx context.Context) (net.Conn, error) { return chainRoute(ctx, addrs, resp.addr) }
 	case "random":
 		mgrLn, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return err
+			return timing{}, err
 		}
 		defer mgrLn.Close()
 		m := &gunshu.Manager{Policy: gunshu.Policy{Allow: []string{"127.0.0.0/8"}}}
 		go func() { _ = m.Serve(mgrLn) }()
 		for _, a := range addrs {
 			if err := gunshu.Register(context.Background(), mgrLn.Addr().String(), a, 5*time.Second); err != nil {
-				return fmt.Errorf("registering %s: %w", a, err)
+				return timing{}, fmt.Errorf("registering %s: %w", a, err)
 			}
 		}
 		d := &gunshu.Dialer{Manager: mgrLn.Addr().String(), ListTTL: time.Minute}
 		establish = func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, resp.addr) }
 	default:
-		return fmt.Errorf("unknown mode %q", mode)
+		return timing{}, fmt.Errorf("unknown mode %q", mode)
 	}
 
 	before := snapshot(procs)
@@ -343,17 +363,18 @@ func drive(n, relays int, mode string, size, parallel int) error {
 			fmt.Sprintf("%d(%d) / %d(%d) / %d(%d)", before[i].FDs, before[i].PipeFDs, peak[i].FDs, peak[i].PipeFDs, after[i].FDs, after[i].PipeFDs),
 			after[i].PeakRSSKiB/1024)
 	}
+	t := timing{setup, transfer}
 	if res.ok.Load() != int64(n) {
-		return errors.New("not every session succeeded")
+		return t, errors.New("not every session succeeded")
 	}
 	for i := range procs {
 		// Pooled pipes are kept on purpose; any other descriptor left is a leak.
 		if after[i].FDs-after[i].PipeFDs > before[i].FDs-before[i].PipeFDs || after[i].Goroutines > before[i].Goroutines+2 {
-			return fmt.Errorf("%s leaked: fds %d → %d, goroutines %d → %d", procs[i].name,
+			return t, fmt.Errorf("%s leaked: fds %d → %d, goroutines %d → %d", procs[i].name,
 				before[i].FDs, after[i].FDs, before[i].Goroutines, after[i].Goroutines)
 		}
 	}
-	return nil
+	return t, nil
 }
 
 func snapshot(procs []*proc) []stats {
@@ -385,7 +406,10 @@ func chainRoute(ctx context.Context, relays []string, responder string) (net.Con
 	reply := make([]byte, 3)
 	if _, err := io.ReadFull(c, reply); err != nil || string(reply) != "ok\n" {
 		c.Close()
-		return nil, fmt.Errorf("est answered %q: %v", reply, err)
+		if err != nil {
+			return nil, fmt.Errorf("waiting for ok: %w", err)
+		}
+		return nil, fmt.Errorf("est answered %q", reply)
 	}
 	if _, err := io.WriteString(c, "forward\n"); err != nil {
 		c.Close()
