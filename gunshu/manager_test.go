@@ -215,3 +215,27 @@ func TestRateLimiter(t *testing.T) {
 		t.Fatal("the zero Rate limited")
 	}
 }
+
+// TestRegistrarSourceAddress: a relay on a host with several addresses
+// passes require_source_match by registering from its advertised IP.
+func TestRegistrarSourceAddress(t *testing.T) {
+	relay := relayOn(t, "127.0.0.2:0")
+	m := &Manager{Registry: &MemoryRegistry{}, Policy: loopbackPolicy(), RequireSourceMatch: true, TestTimeout: time.Second}
+	mgr := serveManager(t, m)
+	for _, from := range []string{"127.0.0.1", "127.0.0.2"} {
+		reg := &Registrar{Managers: []string{mgr}, Advertise: relay, Timeout: 2 * time.Second,
+			Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); reg.Run(ctx) }()
+		deadline := time.Now().Add(3 * time.Second)
+		for reg.Status()[0].When.IsZero() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		if got, want := reg.Status()[0].OK, from == "127.0.0.2"; got != want {
+			t.Errorf("registering from %s: ok = %v, want %v (%s)", from, got, want, reg.Status()[0].Error)
+		}
+	}
+}

@@ -17,9 +17,12 @@ const DefaultRegisterInterval = 60 * time.Second
 // Register sends reg for advertise to the manager at addr and waits for
 // ok, within timeout.
 func Register(ctx context.Context, manager, advertise string, timeout time.Duration) error {
+	return register(ctx, &net.Dialer{}, manager, advertise, timeout)
+}
+
+func register(ctx context.Context, d *net.Dialer, manager, advertise string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, orDefault(timeout, DefaultRouteTimeout))
 	defer cancel()
-	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", manager)
 	if err != nil {
 		return fmt.Errorf("dialing manager: %w", err)
@@ -60,7 +63,11 @@ type Registrar struct {
 	Timeout time.Duration
 	// MinBackoff and MaxBackoff bound the retry delay after a failure.
 	MinBackoff, MaxBackoff time.Duration
-	Logger                 *zap.Logger
+	// Dialer connects to the managers; set its LocalAddr to the
+	// advertised address's IP on a host with several addresses when a
+	// manager requires the source to match. nil means a plain dialer.
+	Dialer *net.Dialer
+	Logger *zap.Logger
 
 	mu     sync.Mutex
 	status map[string]Registration
@@ -85,8 +92,12 @@ func (r *Registrar) keep(ctx context.Context, manager string) {
 	minBackoff := orDefault(r.MinBackoff, 500*time.Millisecond)
 	maxBackoff := orDefault(r.MaxBackoff, min(30*time.Second, interval))
 	backoff := minBackoff
+	d := r.Dialer
+	if d == nil {
+		d = &net.Dialer{}
+	}
 	for {
-		err := Register(ctx, manager, r.Advertise, r.Timeout)
+		err := register(ctx, d, manager, r.Advertise, r.Timeout)
 		if ctx.Err() != nil {
 			return
 		}
