@@ -119,9 +119,7 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 	id := r.sessions.add(conn)
 	err := r.serve(conn, buffered, &s, start)
 	r.sessions.remove(id)
-	s.Duration = time.Since(start)
-	s.Outcome = classify(err)
-	s.Err = err
+	s.end(start, err)
 	r.obs.SessionEnded(s)
 	logSession(r.log, s)
 	return err

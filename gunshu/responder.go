@@ -64,12 +64,10 @@ func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) 
 }
 
 func (r *Responder) end(s Session, start time.Time, err error) {
-	s.Duration = time.Since(start)
-	s.Err = err
-	s.Outcome = classify(err)
 	if errors.Is(err, ErrTestAnswered) {
-		s.Outcome, s.Err = OutcomeOK, nil
+		err = nil
 	}
+	s.end(start, err)
 	r.obs.SessionEnded(s)
 	logSession(r.log, s)
 }
