@@ -2,6 +2,7 @@ package gunshu
 
 import (
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -202,5 +203,31 @@ func TestBadInputLimits(t *testing.T) {
 	writeRaw(t, up, "est\n2\n"+next.addr+"\n"+next.addr+"\n")
 	if got := readToEnd(t, up); got != "fail\n" {
 		t.Fatalf("duplicate: got %q", got)
+	}
+}
+
+// TestBadInputMappedSpellings: an IPv4-mapped IPv6 address is the same
+// destination as its IPv4 address, so a list naming one hop in both
+// spellings, or the relay itself in the mapped one, is refused before any
+// connection is made.
+func TestBadInputMappedSpellings(t *testing.T) {
+	mapped := func(addr string) string { return "[::ffff:" + strings.Replace(addr, ":", "]:", 1) }
+	var count estCounter
+	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), Observer: &count})
+	next := newFakeHop(t)
+	for _, list := range [][]string{{next.addr, mapped(next.addr)}, {mapped(relay)}} {
+		before := count.started.Load()
+		req := "est\n" + strconv.Itoa(len(list)) + "\n" + strings.Join(list, "\n") + "\n"
+		if got := exchange(t, relay, req); got != "fail\n" {
+			t.Fatalf("%q: got %q, want %q", list, got, "fail\n")
+		}
+		if n := count.started.Load() - before; n != 1 {
+			t.Fatalf("%q: the relay opened %d sessions, so it connected to itself", list, n)
+		}
+	}
+	_ = next.ln.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	if c, err := next.ln.Accept(); err == nil {
+		c.Close()
+		t.Fatal("the relay dialed a hop named twice")
 	}
 }

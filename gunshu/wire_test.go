@@ -14,7 +14,7 @@ func TestParseAddr(t *testing.T) {
 		"192.0.2.1:07001":         "192.0.2.1:7001",
 		"[::1]:7001":              "[::1]:7001",
 		"[2001:DB8::0001]:443":    "[2001:db8::1]:443",
-		"[::ffff:192.0.2.1]:80":   "[::ffff:192.0.2.1]:80",
+		"[::ffff:192.0.2.1]:80":   "192.0.2.1:80",
 		"Relay.Example.NET:7001":  "relay.example.net:7001",
 		"relay.example.net.:7001": "relay.example.net.:7001",
 		"localhost:1":             "localhost:1",
