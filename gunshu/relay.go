@@ -154,7 +154,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	if err != nil {
 		return replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))
 	}
-	down, downRest, err := r.extend(list)
+	down, downRest, err := r.extendAside(list)
 	if err != nil {
 		return replyAndClose(up, failLine, err)
 	}
