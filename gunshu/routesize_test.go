@@ -1,9 +1,13 @@
 package gunshu
 
 import (
+	"context"
 	"math"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // lawOf returns the route-size law of a Dialer configured by d.
@@ -144,5 +148,28 @@ func TestRouteSizeWarning(t *testing.T) {
 	low := Dialer{MaxRelays: 8}
 	if w := low.RouteSizeWarning(200); !strings.Contains(w, "max_relays 8") {
 		t.Errorf("max_relays 8 with 200 relays: warning %q", w)
+	}
+}
+
+// A Dialer whose manager lists too few relays says so once, not per route.
+func TestDialerWarnsOfTooFewRelays(t *testing.T) {
+	n := newTestNet(t, 3)
+	responder := n.echoResponder(t)
+	core, logs := observer.New(zap.WarnLevel)
+	d := n.dialer(1)
+	d.Logger, d.ListTTL = zap.New(core), -1
+	for range 3 {
+		conn, err := d.DialContext(context.Background(), responder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	warned := logs.FilterMessage("routes reveal their first hop").All()
+	if len(warned) != 1 {
+		t.Fatalf("%d warnings for 3 routes, want 1", len(warned))
+	}
+	if why := warned[0].ContextMap()["why"].(string); !strings.Contains(why, "3 usable relays") {
+		t.Errorf("warning %q does not say how many relays are listed", why)
 	}
 }
