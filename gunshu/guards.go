@@ -102,9 +102,11 @@ func (g *Guards) now() time.Time {
 	return g.Now()
 }
 
-// Load reads the stored set, once; later calls do nothing. A set that
-// cannot be read is logged and replaced by fresh guards, since an
-// initiator must not stop working over it.
+// Load reads the stored set, once; later calls do nothing. The Dialer
+// calls it before its first route; an entrance may call it at start to
+// surface storage errors early. A set that cannot be read is logged and
+// replaced by fresh guards, since an initiator must not stop working
+// over it.
 func (g *Guards) Load(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -115,6 +117,10 @@ func (g *Guards) Load(ctx context.Context) error {
 	if g.Store == nil {
 		return nil
 	}
+	// A route given up on must not cost the stored guards: they would be
+	// replaced by fresh ones and overwritten.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), guardSaveTimeout)
+	defer cancel()
 	data, err := g.Store.Load(ctx)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(data) == 0) {
 		return nil

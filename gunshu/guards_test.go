@@ -256,3 +256,24 @@ func TestUsableDropsCoverAndDuplicates(t *testing.T) {
 		t.Fatalf("bound to %v for a cover that is not local", d.NetDialer.LocalAddr)
 	}
 }
+
+// A first route given up on before it starts still loads the stored
+// guards, rather than choosing fresh ones that would overwrite them.
+func TestGuardsLoadSurvivesCanceledRoute(t *testing.T) {
+	store := &MemoryGuardStore{}
+	saved := &Guards{Store: store}
+	listed := addrs(30)
+	saved.choose(listed, listed, seeded(1))
+	if err := saved.save(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d := &Dialer{Manager: "127.0.0.1:1", Guards: &Guards{Store: store}, Rand: rand.NewPCG(2, 3)}
+	if _, err := d.Establish(ctx, simResponder); err == nil {
+		t.Fatal("a canceled route succeeded")
+	}
+	if got := d.Guards.Current(); !slices.Equal(got, saved.Current()) {
+		t.Fatalf("guards %v after a canceled first route, stored %v", got, saved.Current())
+	}
+}

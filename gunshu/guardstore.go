@@ -2,6 +2,8 @@ package gunshu
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -65,7 +67,40 @@ func (f FileGuardStore) Save(_ context.Context, data []byte) error {
 	return os.Rename(tmp.Name(), string(f))
 }
 
+// KeyValueStorage is the part of a key-value storage a guard set needs.
+// certmagic.Storage, which Caddy's ctx.Storage() returns, has it.
+type KeyValueStorage interface {
+	Load(ctx context.Context, key string) ([]byte, error)
+	Store(ctx context.Context, key string, value []byte) error
+}
+
+// StorageGuardStore keeps a guard set under key in s.
+func StorageGuardStore(s KeyValueStorage, key string) GuardStore {
+	return storageGuardStore{s: s, key: key}
+}
+
+type storageGuardStore struct {
+	s   KeyValueStorage
+	key string
+}
+
+func (g storageGuardStore) Load(ctx context.Context) ([]byte, error) { return g.s.Load(ctx, g.key) }
+
+func (g storageGuardStore) Save(ctx context.Context, data []byte) error {
+	return g.s.Store(ctx, g.key, data)
+}
+
+// GuardKey is the storage key of the guard set of the initiators that use
+// manager and send their routes from cover ("" for none). Initiators with
+// the same key should share one Guards: a first hop that sees one source
+// address use several guards learns more than from one.
+func GuardKey(manager, cover string) string {
+	sum := sha256.Sum256([]byte(manager + "\n" + cover))
+	return "gunshu/guards/" + hex.EncodeToString(sum[:8]) + ".json"
+}
+
 var (
 	_ GuardStore = (*MemoryGuardStore)(nil)
 	_ GuardStore = FileGuardStore("")
+	_ GuardStore = storageGuardStore{}
 )
