@@ -65,7 +65,7 @@ type Dialer struct {
 	// Manager is the manager's address.
 	Manager string
 	// MaxRelays is the hard bound on the relays offered to a route; how
-	// many are offered below it is drawn from the law of routeSizeLaw. 0
+	// many are offered below it is drawn from the law RouteSizeLaw gives. 0
 	// means DefaultMaxRelays; a negative value offers the whole list, as
 	// the 2003 specification does. A low bound defeats the law: a relay
 	// that receives the largest possible list knows it is the first hop.
