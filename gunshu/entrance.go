@@ -50,8 +50,7 @@ func (e *Entrance) ServeBuffered(conn net.Conn, buffered []byte) error {
 		s.Remote = conn.RemoteAddr().String()
 	}
 	err := e.serve(conn, buffered, &s, start)
-	s.Duration = time.Since(start)
-	s.Outcome, s.Err = classify(err), err
+	s.end(start, err)
 	e.obs.SessionEnded(s)
 	logSession(e.log, s)
 	return err

@@ -82,9 +82,8 @@ func (m *Manager) ServeBuffered(conn net.Conn, buffered []byte) error {
 	m.obs.SessionStarted(RoleManager)
 	s := Session{Role: RoleManager}
 	err := m.serve(conn, buffered, &s, start)
-	s.Duration = time.Since(start)
+	s.end(start, err)
 	s.Handshake = s.Duration
-	s.Outcome, s.Err = classify(err), err
 	m.obs.SessionEnded(s)
 	if err != nil {
 		m.log.Debug("exchange failed", zap.String("command", s.Command), zap.Error(err))

@@ -119,9 +119,7 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 	id := r.sessions.add(conn)
 	err := r.serve(conn, buffered, &s, start)
 	r.sessions.remove(id)
-	s.Duration = time.Since(start)
-	s.Outcome = classify(err)
-	s.Err = err
+	s.end(start, err)
 	r.obs.SessionEnded(s)
 	logSession(r.log, s)
 	return err
@@ -156,7 +154,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	if err != nil {
 		return replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))
 	}
-	down, downRest, err := r.extend(list)
+	down, downRest, err := r.extendAside(list)
 	if err != nil {
 		return replyAndClose(up, failLine, err)
 	}
