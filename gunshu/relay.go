@@ -230,11 +230,17 @@ func (r *Relay) checkList(list []string) error {
 // establish the rest of the route. It returns the connection and any bytes
 // read past the next hop's ok.
 func (r *Relay) extend(list []string) (net.Conn, []byte, error) {
-	i := r.rnd.IntN(len(list))
-	next := list[i]
+	next, rest := nextHop(r.rnd, list)
+	return establish(context.Background(), r.Dialer, &r.Policy, next, rest, r.Timeouts, r.Limits)
+}
+
+// nextHop picks a relay's successor uniformly from the list it received,
+// and returns it with the list the successor is sent.
+func nextHop(rnd *random, list []string) (string, []string) {
+	i := rnd.IntN(len(list))
 	rest := make([]string, 0, len(list)-1)
 	rest = append(append(rest, list[:i]...), list[i+1:]...)
-	return establish(context.Background(), r.Dialer, &r.Policy, next, rest, r.Timeouts, r.Limits)
+	return list[i], rest
 }
 
 // establish dials next through policy, sends est with list and waits for
