@@ -9,13 +9,16 @@
 // consecutive test failures are counted in Redis; patrol is shared out by
 // per-service claims (gunshu.PatrolClaimer). list is answered from a local
 // snapshot refreshed every SnapshotInterval with one round trip, which
-// carries the addresses only when they changed. While Redis is unreachable
+// carries the addresses only when they changed. Patrol is sharded among
+// the live managers. While Redis is unreachable
 // the snapshot keeps answering and writes fail; the client reconnects by
 // itself.
 package redisregistry
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -80,6 +83,11 @@ type Registry struct {
 
 	maxServices, maxPerHost atomic.Int64
 
+	// id names this registry among the patrolling managers; patrolUntil
+	// (unix ns) is when the refresher stops renewing its heartbeat.
+	id          string
+	patrolUntil atomic.Int64
+
 	mu       sync.RWMutex
 	addrs    []string  // the snapshot
 	version  string    // Redis version of the snapshot; "" forces a full read
@@ -101,6 +109,7 @@ func New(o Options) *Registry {
 		expire:    orDefault(o.ExpireAfter, DefaultExpireAfter),
 		log:       o.Logger,
 		onRefresh: o.OnRefresh,
+		id:        newID(),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -131,6 +140,13 @@ func New(o Options) *Registry {
 	return r
 }
 
+// newID returns a random manager id: it says nothing of the host.
+func newID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 func orDefault(d, def time.Duration) time.Duration {
 	if d == 0 {
 		return def
@@ -145,7 +161,8 @@ func (r *Registry) SetLimits(maxServices, maxPerHost int) {
 	r.maxPerHost.Store(int64(max(maxPerHost, 0)))
 }
 
-// Close stops the refresher and closes the connections.
+// Close stops the refresher, hands this manager's patrol share over to
+// the others at once, and closes the connections.
 func (r *Registry) Close() error {
 	select {
 	case <-r.stop:
@@ -154,6 +171,13 @@ func (r *Registry) Close() error {
 	}
 	close(r.stop)
 	<-r.done
+	if r.patrolUntil.Load() != 0 {
+		ctx, cancel := r.op(context.Background())
+		if err := leaveScript.Run(ctx, r.client, r.keys, r.id).Err(); err != nil {
+			r.log.Warn("redis registry: leaving patrol; the others take over when the heartbeat lapses", zap.Error(err))
+		}
+		cancel()
+	}
 	return r.client.Close()
 }
 
@@ -190,8 +214,13 @@ func (r *Registry) refresh() {
 	r.mu.RLock()
 	known := r.version
 	r.mu.RUnlock()
+	id := ""
+	if r.patrolling() {
+		id = r.id
+	}
 	ctx, cancel := r.op(context.Background())
-	res, err := snapshotScript.Run(ctx, r.client, r.keys, known, r.expireBefore(time.Now())).StringSlice()
+	res, err := snapshotScript.Run(ctx, r.client, r.keys, known, r.expireBefore(time.Now()),
+		id, r.heartbeatTTL().Milliseconds()).StringSlice()
 	cancel()
 	if err == nil && len(res) == 0 {
 		err = errors.New("empty snapshot reply")
@@ -301,27 +330,68 @@ func (r *Registry) RecordTest(ctx context.Context, addr string, ok bool, latency
 	return max(res, 0), nil
 }
 
-// ClaimPatrol implements gunshu.PatrolClaimer: it claims, for 9/10 of
-// interval, each of addrs that no manager claimed, and returns those.
-// Claims end a little before the next round, so the manager that ticks
-// first takes each service, and a stopped manager's services are taken
-// over within one interval.
+// ClaimPatrol implements gunshu.PatrolClaimer by sharding: the managers
+// that patrol keep a heartbeat in Redis, and each service belongs to the
+// live manager ranked first for it by rendezvous hashing. Every manager
+// computes the same owners from the same live set, so each service is
+// tested once per interval, on its owner's schedule; when a manager stops
+// (or its heartbeat lapses) its services spread over the others.
 func (r *Registry) ClaimPatrol(ctx context.Context, addrs []string, interval time.Duration) ([]string, error) {
-	if len(addrs) == 0 {
-		return nil, nil
-	}
+	// From now on the refresher keeps the heartbeat, until patrol stops
+	// calling for two intervals.
+	r.patrolUntil.Store(time.Now().Add(2 * interval).UnixNano())
 	ctx, cancel := r.op(ctx)
 	defer cancel()
-	args := make([]any, 0, len(addrs)+1)
-	args = append(args, (interval * 9 / 10).Milliseconds())
-	for _, a := range addrs {
-		args = append(args, a)
-	}
-	claimed, err := claimScript.Run(ctx, r.client, r.keys, args...).StringSlice()
+	live, err := patrolScript.Run(ctx, r.client, r.keys, r.id, r.heartbeatTTL().Milliseconds()).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("redis registry: %w", err)
 	}
-	return claimed, nil
+	mine := addrs[:0:0]
+	for _, a := range addrs {
+		if owner(a, live) == r.id {
+			mine = append(mine, a)
+		}
+	}
+	return mine, nil
+}
+
+// heartbeatTTL is how long a manager counts as patrolling after its last
+// heartbeat: three refreshes, so one late refresh does not reshuffle.
+func (r *Registry) heartbeatTTL() time.Duration { return 3 * r.interval }
+
+// patrolling reports whether the refresher should renew the heartbeat.
+func (r *Registry) patrolling() bool { return time.Now().UnixNano() < r.patrolUntil.Load() }
+
+// owner returns the manager among ids that patrols addr: the one with the
+// highest hash of (id, addr).
+func owner(addr string, ids []string) string {
+	var best string
+	var bestScore uint64
+	for _, id := range ids {
+		if s := rendezvous(id, addr); best == "" || s > bestScore {
+			best, bestScore = id, s
+		}
+	}
+	return best
+}
+
+// rendezvous hashes id and addr with FNV-1a and a splitmix64 finish: the
+// same on every manager, unlike maphash.
+func rendezvous(id, addr string) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint64(id[i])) * prime
+	}
+	h = (h ^ 0xff) * prime
+	for i := 0; i < len(addr); i++ {
+		h = (h ^ uint64(addr[i])) * prime
+	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	return h ^ h>>31
 }
 
 // Services implements gunshu.Registry with one transaction; the result is

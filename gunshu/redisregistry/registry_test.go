@@ -3,6 +3,7 @@ package redisregistry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -170,30 +171,56 @@ func TestSnapshotSharedAndExpired(t *testing.T) {
 	}
 }
 
-func TestClaimPatrol(t *testing.T) {
+func TestClaimPatrolShards(t *testing.T) {
 	srv := startRedis(t)
 	a := newRegistry(t, srv, Options{KeyPrefix: "t4:"})
 	b := newRegistry(t, srv, Options{KeyPrefix: "t4:"})
 	ctx := context.Background()
-	addrs := []string{"127.0.0.1:1", "127.0.0.1:2"}
-	for _, addr := range addrs {
+	var addrs []string
+	for i := range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 1000+i)
 		if err := a.Register(ctx, addr, time.Now()); err != nil {
 			t.Fatal(err)
 		}
+		addrs = append(addrs, addr)
 	}
-	const interval = 300 * time.Millisecond
-	asked := append(slices.Clone(addrs), "127.0.0.1:3") // :3 is not registered
-	got, err := a.ClaimPatrol(ctx, asked, interval)
-	if err != nil || !slices.Equal(got, addrs) {
-		t.Fatalf("a claims %v, %v; want %v", got, err, addrs)
+	const interval = time.Second
+	claim := func(r *Registry) []string {
+		t.Helper()
+		got, err := r.ClaimPatrol(ctx, addrs, interval)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
 	}
-	if got, err := b.ClaimPatrol(ctx, asked, interval); err != nil || len(got) != 0 {
-		t.Fatalf("b claims %v, %v while a holds them; want none", got, err)
+	if got := claim(a); len(got) != len(addrs) {
+		t.Fatalf("a alone claims %d of %d", len(got), len(addrs))
 	}
-	time.Sleep(interval)
-	if got, err := b.ClaimPatrol(ctx, asked, interval); err != nil || !slices.Equal(got, addrs) {
-		t.Fatalf("b claims %v, %v once a's claims lapsed; want %v", got, err, addrs)
+	shareB := claim(b)
+	shareA := claim(a)
+	if len(shareA) == 0 || len(shareB) == 0 || len(shareA)+len(shareB) != len(addrs) {
+		t.Fatalf("shares of 100: a %d, b %d; want two non-empty parts", len(shareA), len(shareB))
 	}
+	for _, addr := range shareA {
+		if slices.Contains(shareB, addr) {
+			t.Fatalf("%s claimed by both", addr)
+		}
+	}
+	// b stops cleanly: a takes everything at once.
+	_ = b.Close()
+	if got := claim(a); len(got) != len(addrs) {
+		t.Fatalf("after b closed a claims %d of %d", len(got), len(addrs))
+	}
+	// c dies without leaving: a takes everything when c's heartbeat lapses.
+	c := newRegistry(t, srv, Options{KeyPrefix: "t4:"})
+	claim(c)
+	if got := claim(a); len(got) == len(addrs) {
+		t.Fatal("a claims everything while c patrols")
+	}
+	_ = c.client.Close()
+	eventually(t, 3*c.heartbeatTTL(), "a takes over the share of a dead manager", func() bool {
+		return len(claim(a)) == len(addrs)
+	})
 }
 
 func TestRedisDownAndBack(t *testing.T) {

@@ -12,7 +12,7 @@ const (
 	keyHosts    = "hosts"    // HASH host -> services registered on it
 	keyFailures = "failures" // HASH addr -> consecutive failed tests
 	keyTests    = "tests"    // HASH addr -> "unix_ms ok latency_ns" of the last test
-	keyPatrol   = "patrol"   // ZSET addr -> end of the current patrol claim, Redis time ms
+	keyPatrol   = "patrol"   // ZSET patrolling manager id -> end of its heartbeat, Redis time ms
 	keyVersion  = "version"  // STRING bumped whenever an address comes or goes
 )
 
@@ -51,7 +51,6 @@ local function drop(addr)
 	redis.call('HDEL', HOST, addr)
 	redis.call('HDEL', FAILURES, addr)
 	redis.call('HDEL', TESTS, addr)
-	redis.call('ZREM', PATROL, addr)
 	bump()
 	return 1
 end
@@ -62,6 +61,17 @@ local function expire(before_ms, limit)
 	if before_ms <= 0 then return end
 	local old = redis.call('ZRANGEBYSCORE', SEEN, '-inf', '(' .. before_ms, 'LIMIT', 0, limit)
 	for _, addr in ipairs(old) do drop(addr) end
+end
+
+-- heartbeat keeps manager id among the patrolling managers for ttl_ms of
+-- Redis time (none if id is empty), forgets those whose heartbeat ended,
+-- and returns the live ones. Redis time: managers' clocks need not agree.
+local function heartbeat(id, ttl_ms)
+	local t = redis.call('TIME')
+	local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+	redis.call('ZREMRANGEBYSCORE', PATROL, '-inf', now)
+	if id ~= '' then redis.call('ZADD', PATROL, now + ttl_ms, id) end
+	return redis.call('ZRANGE', PATROL, 0, -1)
 end
 `
 
@@ -107,11 +117,13 @@ end
 return redis.call('HINCRBY', FAILURES, addr, 1)
 `)
 
-// snapshotScript expires services last seen before ARGV[2] and returns
-// the version, followed by every registered address unless the version
-// is still ARGV[1].
+// snapshotScript expires services last seen before ARGV[2], renews the
+// patrol heartbeat of manager ARGV[3] for ARGV[4] ms (if ARGV[3] is not
+// empty), and returns the version, followed by every registered address
+// unless the version is still ARGV[1].
 var snapshotScript = redis.NewScript(prelude + `
 expire(tonumber(ARGV[2]), 256)
+if ARGV[3] ~= '' then heartbeat(ARGV[3], tonumber(ARGV[4])) end
 local v = version()
 if v == ARGV[1] then return {v} end
 local out = redis.call('ZRANGE', SEEN, 0, -1)
@@ -119,23 +131,13 @@ table.insert(out, 1, v)
 return out
 `)
 
-// claimScript claims for ARGV[1] ms the patrol of every address in
-// ARGV[2..] that is registered and unclaimed, and returns those. The
-// claims run on the Redis clock, so managers' clocks need not agree.
-var claimScript = redis.NewScript(prelude + `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lease = tonumber(ARGV[1])
-local claimed = {}
-for i = 2, #ARGV do
-	local addr = ARGV[i]
-	if redis.call('ZSCORE', SEEN, addr) then
-		local until_ms = redis.call('ZSCORE', PATROL, addr)
-		if not until_ms or tonumber(until_ms) <= now then
-			redis.call('ZADD', PATROL, now + lease, addr)
-			claimed[#claimed + 1] = addr
-		end
-	end
-end
-return claimed
+// patrolScript renews the heartbeat of manager ARGV[1] for ARGV[2] ms and
+// returns the ids of the patrolling managers.
+var patrolScript = redis.NewScript(prelude + `
+return heartbeat(ARGV[1], tonumber(ARGV[2]))
+`)
+
+// leaveScript takes manager ARGV[1] out of patrol at once.
+var leaveScript = redis.NewScript(prelude + `
+return redis.call('ZREM', PATROL, ARGV[1])
 `)
