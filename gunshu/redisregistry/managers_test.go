@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/redistest"
 )
 
 func loopbackPolicy() gunshu.Policy { return gunshu.Policy{Allow: []string{"127.0.0.0/8"}} }
@@ -38,7 +39,7 @@ type testManager struct {
 
 // startManagers starts n managers on srv, configured by configure (nil
 // for the test defaults); they patrol if PatrolInterval is set.
-func startManagers(t testing.TB, srv *redisServer, n int, o Options, configure func(*gunshu.Manager)) []*testManager {
+func startManagers(t testing.TB, srv *redistest.Server, n int, o Options, configure func(*gunshu.Manager)) []*testManager {
 	t.Helper()
 	var out []*testManager
 	for range n {
@@ -148,7 +149,7 @@ func addrsOf(relays []*testRelay) []string {
 }
 
 func TestRegisteredAtOneListedByAll(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	// The default snapshot interval: the others list within a second.
 	ms := startManagers(t, srv, 3, Options{SnapshotInterval: DefaultSnapshotInterval}, nil)
 	relays := startRelays(t, 1)
@@ -163,7 +164,7 @@ func TestRegisteredAtOneListedByAll(t *testing.T) {
 }
 
 func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	const (
 		hosts, perHost   = 15, 10 // 150 addresses
 		maxServices      = 100
@@ -235,7 +236,7 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 }
 
 func TestPatrolSharedAmongManagers(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	const interval = 400 * time.Millisecond
 	ms := startManagers(t, srv, 3, Options{}, func(m *gunshu.Manager) { m.PatrolInterval = interval })
 	started := time.Now() // the managers' patrol rounds fall near started + k×interval
@@ -298,7 +299,7 @@ func TestPatrolSharedAmongManagers(t *testing.T) {
 }
 
 func TestRedisOutage(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	const registerInterval = time.Second
 	ms := startManagers(t, srv, 2, Options{Timeout: 500 * time.Millisecond}, nil)
 	relays := startRelays(t, 5)
@@ -342,7 +343,7 @@ func TestRedisOutage(t *testing.T) {
 		}
 	}
 
-	srv.Start() // empty: no persistence
+	srv.Restart() // empty: no persistence
 	restarted := time.Now()
 	eventually(t, 2*registerInterval, "every live relay listed again", func() bool {
 		return slices.Equal(ms[0].list(t), want) && slices.Equal(ms[1].list(t), want)
@@ -351,7 +352,7 @@ func TestRedisOutage(t *testing.T) {
 }
 
 func TestEntranceThroughManagersOnOneRedis(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	ms := startManagers(t, srv, 3, Options{}, nil)
 	relays := startRelays(t, 2)
 	register(t, ms[0].addr, relays[0].addr) // at A

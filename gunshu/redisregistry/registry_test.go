@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
 // newRegistry opens a Registry on srv, closed when the test ends.
-func newRegistry(t testing.TB, srv *redisServer, o Options) *Registry {
+func newRegistry(t testing.TB, srv *redistest.Server, o Options) *Registry {
 	t.Helper()
 	o.Redis.Addrs = []string{srv.Addr}
 	if o.SnapshotInterval == 0 {
@@ -50,7 +51,7 @@ func sortedAddrs(t testing.TB, r gunshu.Registry) []string {
 }
 
 func TestRegisterRefreshRemove(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	r := newRegistry(t, srv, Options{KeyPrefix: "t1:"})
 	ctx := context.Background()
 	t0 := time.UnixMilli(time.Now().UnixMilli())
@@ -91,7 +92,7 @@ func TestRegisterRefreshRemove(t *testing.T) {
 }
 
 func TestCapsAndSharedFailures(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	a := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerHost: 2})
 	b := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerHost: 2})
 	ctx, now := context.Background(), time.Now()
@@ -145,7 +146,7 @@ func TestCapsAndSharedFailures(t *testing.T) {
 }
 
 func TestSnapshotSharedAndExpired(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	a := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute, MaxPerHost: 1})
 	b := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute})
 	ctx := context.Background()
@@ -172,7 +173,7 @@ func TestSnapshotSharedAndExpired(t *testing.T) {
 }
 
 func TestClaimPatrolShards(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	a := newRegistry(t, srv, Options{KeyPrefix: "t4:"})
 	b := newRegistry(t, srv, Options{KeyPrefix: "t4:"})
 	ctx := context.Background()
@@ -224,7 +225,7 @@ func TestClaimPatrolShards(t *testing.T) {
 }
 
 func TestRedisDownAndBack(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	r := newRegistry(t, srv, Options{KeyPrefix: "t5:", Timeout: 500 * time.Millisecond})
 	ctx := context.Background()
 	if err := r.Register(ctx, "127.0.0.1:1", time.Now()); err != nil {
@@ -248,7 +249,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:1"}) {
 		t.Fatalf("stale Addrs = %v", got)
 	}
-	srv.Start()
+	srv.Restart()
 	eventually(t, 2*time.Second, "an empty Redis empties the snapshot", func() bool {
 		_, err := r.SnapshotAge()
 		return err == nil && len(sortedAddrs(t, r)) == 0
@@ -262,7 +263,7 @@ func TestRedisDownAndBack(t *testing.T) {
 }
 
 func TestNoSnapshotYet(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	srv.Stop()
 	r := newRegistry(t, srv, Options{Timeout: 300 * time.Millisecond})
 	if _, err := r.Addrs(context.Background()); err == nil {

@@ -1,31 +1,36 @@
-package redisregistry
+// Package redistest runs a real redis-server for tests.
+package redistest
 
 import (
 	"bufio"
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// redisServer is a real redis-server on a loopback port, without
-// persistence: stopping it and starting it again gives an empty Redis on
-// the same address, as a crashed and restarted one would be.
-type redisServer struct {
+// Server is a real redis-server on a loopback port, without persistence:
+// stopping it and starting it again gives an empty Redis on the same
+// address, as a crashed and restarted one would be.
+type Server struct {
+	// Addr is the server's host:port.
+	Addr string
+
 	t    testing.TB
 	path string
 	dir  string
 	port int
-	Addr string
+	args []string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// startRedis starts redis-server (from PATH) and stops it, by PID, when
-// the test ends.
-func startRedis(t testing.TB) *redisServer {
+// Start starts redis-server (from PATH) with extra arguments, and stops
+// it, by PID, when the test ends. A missing redis-server fails the test.
+func Start(t testing.TB, extraArgs ...string) *Server {
 	t.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -37,17 +42,18 @@ func startRedis(t testing.TB) *redisServer {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	s := &redisServer{t: t, path: path, dir: t.TempDir(), port: port, Addr: ln.Addr().String()}
-	s.Start()
+	s := &Server{t: t, path: path, dir: t.TempDir(), port: port, Addr: ln.Addr().String(), args: extraArgs}
+	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
 }
 
-// Start runs the server and waits until it answers PING.
-func (s *redisServer) Start() {
+// Restart runs the server (empty) and waits until it answers.
+func (s *Server) Restart() {
 	s.t.Helper()
-	s.cmd = exec.Command(s.path, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", "")
+	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", ""}, s.args...)
+	s.cmd = exec.Command(s.path, args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
 	}
@@ -71,7 +77,7 @@ func (s *redisServer) Start() {
 	s.t.Fatal("redis-server did not answer PING within 10s")
 }
 
-func (s *redisServer) ping() bool {
+func (s *Server) ping() bool {
 	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
 	if err != nil {
 		return false
@@ -81,12 +87,13 @@ func (s *redisServer) ping() bool {
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
 		return false
 	}
+	// +PONG, or -NOAUTH from a server with a password: it is up.
 	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && line == "+PONG\r\n"
+	return err == nil && (line == "+PONG\r\n" || strings.HasPrefix(line, "-NOAUTH"))
 }
 
 // Stop ends the server by its PID: SIGTERM, then SIGKILL after 5 s.
-func (s *redisServer) Stop() {
+func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
 	}
