@@ -109,7 +109,9 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	limited, ok := a.Registry().(interface{ SetLimits(maxServices, maxPerHost int) })
+	limited, ok := a.Registry().(interface {
+		SetLimits(maxServices, maxPerHost int)
+	})
 	if !ok {
 		t.Fatal("the registry takes no caps")
 	}
