@@ -130,10 +130,13 @@ func (r *RedisRegistry) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Registry returns the registry for the manager. It also implements
-// gunshu.PatrolClaimer, and SetLimits(maxServices, maxPerHost int) to
-// take the manager's caps, which it enforces atomically in Redis.
-func (r *RedisRegistry) Registry() gunshu.Registry { return r.registry }
+// Registry returns the registry for the manager, with the manager's caps,
+// which it enforces atomically in Redis. It also implements
+// gunshu.PatrolClaimer, so the managers sharing it share patrol.
+func (r *RedisRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
+	r.registry.SetLimits(p.MaxServices, p.MaxPerIP)
+	return r.registry, nil
+}
 
 // Cleanup hands this manager's patrol share over and disconnects.
 func (r *RedisRegistry) Cleanup() error {
@@ -278,6 +281,7 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 
 // Interface guards
 var (
+	_ RegistryModule = (*RedisRegistry)(nil)
 	_ caddy.Module          = (*RedisRegistry)(nil)
 	_ caddy.Provisioner     = (*RedisRegistry)(nil)
 	_ caddy.CleanerUpper    = (*RedisRegistry)(nil)

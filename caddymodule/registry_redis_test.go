@@ -109,22 +109,19 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	limited, ok := a.Registry().(interface {
-		SetLimits(maxServices, maxPerHost int)
-	})
-	if !ok {
-		t.Fatal("the registry takes no caps")
+	regA, err := a.Registry(RegistryParams{Manager: "default", MaxServices: 1})
+	if err != nil {
+		t.Fatal(err)
 	}
-	limited.SetLimits(1, 0)
-	if err := a.Registry().Register(ctx, "127.0.0.1:4000", time.Now()); err != nil {
+	if err := regA.Register(ctx, "127.0.0.1:4000", "127.0.0.1", time.Now()); err != nil {
 		t.Fatalf("registering through a: %v", err)
 	}
-	if err := a.Registry().Register(ctx, "127.0.0.1:4001", time.Now()); err != gunshu.ErrRegistryFull {
+	if err := regA.Register(ctx, "127.0.0.1:4001", "127.0.0.1", time.Now()); err != gunshu.ErrRegistryFull {
 		t.Fatalf("second registration under max_services 1: %v, want ErrRegistryFull", err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		addrs, err := b.Registry().Addrs(ctx)
+		addrs, err := mustRegistry(t, b).Addrs(ctx)
 		if err == nil && slices.Equal(addrs, []string{"127.0.0.1:4000"}) {
 			break
 		}
@@ -144,7 +141,7 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := wrong.Registry().Register(ctx, "127.0.0.1:4002", time.Now()); err == nil {
+	if err := mustRegistry(t, wrong).Register(ctx, "127.0.0.1:4002", "127.0.0.1", time.Now()); err == nil {
 		t.Fatal("registered with a wrong password")
 	}
 	if up := gaugeValue(t, ctxW, "caddy_gunshu_registry_redis_up", "wrong:"); up != 0 {
@@ -162,4 +159,13 @@ func TestRedisRegistryBadConfig(t *testing.T) {
 			t.Errorf("%s: error %v, want it to say %q", bad.config, err, bad.msg)
 		}
 	}
+}
+
+func mustRegistry(t *testing.T, r *RedisRegistry) gunshu.Registry {
+	t.Helper()
+	reg, err := r.Registry(RegistryParams{Manager: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }
