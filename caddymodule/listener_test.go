@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 )
@@ -150,7 +153,7 @@ func TestListenerWrapperMixedClients(t *testing.T) {
 			"listen": ["127.0.0.1:%d"],
 			"listener_wrappers": [{"wrapper": "gunshu", "timeout": "5s"}],
 			"automatic_https": {"disable": true},
-			"routes": [{"handle": [{"handler": "static_response", "body": "echo {http.request.uri}"}]}]
+			"routes": [{"handle": [{"handler": "static_response", "body": "echo {http.request.method} {http.request.uri}"}]}]
 		}}}}
 	}`, port))
 	responder := fmt.Sprintf("127.0.0.1:%d", port)
@@ -187,8 +190,8 @@ func TestListenerWrapperMixedClients(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			body, err := io.ReadAll(resp.Body)
-			if err != nil || string(body) != "echo "+uri {
-				errs <- fmt.Errorf("%s client %d: got %q (%v), want %q", kind, i, body, err, "echo "+uri)
+			if want := "echo GET " + uri; err != nil || string(body) != want {
+				errs <- fmt.Errorf("%s client %d: got %q (%v), want %q", kind, i, body, err, want)
 			}
 		}()
 	}
@@ -216,5 +219,37 @@ func TestListenerWrapperMixedClients(t *testing.T) {
 	answer, _ := io.ReadAll(c)
 	if string(answer) != "ok\n" {
 		t.Fatalf("test answered %q, want ok", answer)
+	}
+}
+
+func TestListenerWrapperCaddyfile(t *testing.T) {
+	input := `{
+		servers {
+			listener_wrappers {
+				gunshu {
+					timeout 3s
+					max_pending 10
+					log_addresses
+				}
+				tls
+			}
+		}
+	}
+	:8443 {
+		respond "hello"
+	}`
+	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+	if err != nil {
+		t.Fatalf("adapting: %v (%v)", err, warnings)
+	}
+	want := `"listener_wrappers":[{"log_addresses":true,"max_pending":10,"timeout":3000000000,"wrapper":"gunshu"},{"wrapper":"tls"}]`
+	if !strings.Contains(string(out), want) {
+		t.Fatalf("adapted config lacks %s:\n%s", want, out)
+	}
+	for _, bad := range []string{"gunshu extra", "gunshu {\n timeout soon\n }", "gunshu {\n max_pending x\n }", "gunshu {\n nope\n }"} {
+		input := "{\n servers {\n listener_wrappers {\n " + bad + "\n }\n }\n}\n:8443 {\n respond hi\n}"
+		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil); err == nil {
+			t.Errorf("%q adapted without error", bad)
+		}
 	}
 }
