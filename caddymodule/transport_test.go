@@ -22,6 +22,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
 )
 
 func TestTransportCaddyfile(t *testing.T) {
@@ -157,7 +159,8 @@ func writeTestCert(t *testing.T) (certFile, keyFile string) {
 // TestTransportEndToEndTLS runs one Caddy with two fronts that reverse
 // proxy through the gunshu transport, and two responders on the gunshu
 // listener wrapper: one terminates TLS after the route is set up, the
-// other speaks plain HTTP. A tee in front of each responder records what
+// other speaks plain HTTP. curl also reaches the TLS responder through a
+// SOCKS5 proxy entrance. A tee in front of each responder records what
 // the route's last relay forwards. Through TLS the secret request and
 // answer must not appear in it; in the plain control they must, which
 // shows the tee sees what the relays see.
@@ -231,6 +234,31 @@ func TestTransportEndToEndTLS(t *testing.T) {
 	out, err := exec.Command(curl, "-sS", "--max-time", "20", fmt.Sprintf("http://127.0.0.1:%d/secret-path-8ff2?curl", tlsFront)).CombinedOutput()
 	if want := "TOP-SECRET-ANSWER for /secret-path-8ff2?curl"; err != nil || string(out) != want {
 		t.Fatalf("curl: %v %q, want %q", err, out, want)
+	}
+
+	// A proxy entrance with curl speaking TLS through it to the same
+	// responder: the route ends at the same tee.
+	entranceLn := entListen(t)
+	entrance := &gunshu.Entrance{Dialer: n.dialer()}
+	n.serve(entranceLn, func() {
+		for {
+			c, err := entranceLn.Accept()
+			if err != nil {
+				return
+			}
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				_ = entrance.ServeConn(c)
+			}()
+		}
+	})
+	out, err = exec.Command(curl, "-sS", "--max-time", "20", "--cacert", certFile,
+		"--socks5-hostname", entranceLn.Addr().String(),
+		"--connect-to", "responder.test:443:"+tlsTee.addr,
+		"https://responder.test/secret-path-8ff2?socks").CombinedOutput()
+	if want := "TOP-SECRET-ANSWER for /secret-path-8ff2?socks"; err != nil || string(out) != want {
+		t.Fatalf("curl over SOCKS5 and TLS: %v %q, want %q", err, out, want)
 	}
 
 	tlsBytes, plainBytes := tlsTee.recorded(), plainTee.recorded()
