@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -173,6 +174,7 @@ func newSortingListener(ln net.Listener, r *gunshu.Responder, timeout time.Durat
 
 func (l *sortingListener) acceptLoop() {
 	defer l.wg.Done()
+	var backoff time.Duration
 	for {
 		select {
 		case l.pending <- struct{}{}:
@@ -182,21 +184,33 @@ func (l *sortingListener) acceptLoop() {
 		conn, err := l.Listener.Accept()
 		if err != nil {
 			<-l.pending
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				select {
-				case <-time.After(10 * time.Millisecond):
-					continue
-				case <-l.done:
-					return
-				}
+			if !transientAcceptError(err) {
+				l.fail(err)
+				return
 			}
-			l.fail(err)
-			return
+			// Back off as net/http does, so running out of descriptors
+			// slows the server down instead of stopping it.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-l.done:
+				return
+			}
 		}
+		backoff = 0
 		l.wg.Add(1)
 		go l.sort(conn)
 	}
+}
+
+// transientAcceptError reports an Accept error after which accepting
+// can go on.
+func transientAcceptError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 // fail ends the listener with err, which Accept then returns.

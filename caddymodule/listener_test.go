@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,5 +253,45 @@ func TestListenerWrapperCaddyfile(t *testing.T) {
 		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil); err == nil {
 			t.Errorf("%q adapted without error", bad)
 		}
+	}
+}
+
+// flakyListener fails its first Accepts with EMFILE, as a process out of
+// file descriptors sees.
+type flakyListener struct {
+	net.Listener
+	mu       sync.Mutex
+	failures int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	fail := l.failures > 0
+	l.failures--
+	l.mu.Unlock()
+	if fail {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+func TestSortingListenerSurvivesDescriptorExhaustion(t *testing.T) {
+	ln := &flakyListener{Listener: entListen(t), failures: 3}
+	sl := newSortingListener(ln, &gunshu.Responder{}, time.Second, 0)
+	defer sl.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+	got, err := sl.Accept()
+	if err != nil {
+		t.Fatalf("Accept after EMFILE: %v", err)
+	}
+	defer got.Close()
+	first := make([]byte, 4)
+	if _, err := io.ReadFull(got, first); err != nil || string(first) != "GET " {
+		t.Fatalf("read %q %v", first, err)
 	}
 }
