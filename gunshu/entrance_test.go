@@ -337,3 +337,55 @@ func TestEntranceLogsNoClientAddress(t *testing.T) {
 		t.Errorf("%d log lines name the authentication failure, want 1: %v", authFailures, logs.All())
 	}
 }
+
+// TestEntranceProxyWithPrefetchedBytes serves proxy clients of which a
+// matcher already read the first bytes, as a layer4 handler would.
+func TestEntranceProxyWithPrefetchedBytes(t *testing.T) {
+	n := newTestNet(t, 3)
+	echo := n.echoResponder(t)
+	e := &Entrance{Dialer: n.dialer(3)}
+	ln := listen(t)
+	const prefetch = 5
+	n.serve(ln, func() {
+		_ = acceptLoop(ln, func(c net.Conn) {
+			first := make([]byte, prefetch)
+			if _, err := io.ReadFull(c, first); err != nil {
+				c.Close()
+				return
+			}
+			_ = e.ServeBuffered(c, first)
+		})
+	})
+	host, port, _ := net.SplitHostPort(echo)
+	var p int
+	fmt.Sscan(port, &p)
+	socks := cat(socksHelloNoAuth, []byte{5, 1, 0, 1}, net.ParseIP(host).To4(), []byte{byte(p >> 8), byte(p)})
+	connect := []byte("CONNECT " + echo + " HTTP/1.1\r\n\r\n")
+	for name, tc := range map[string]struct {
+		request []byte
+		answer  int // bytes of the entrance's answer before the echo
+	}{
+		"socks5":  {socks, 12},
+		"connect": {connect, len("HTTP/1.1 200 Connection established\r\n\r\n")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			// The payload goes in the same write as the request: it must
+			// come out after the route opens, not be lost or answered early.
+			c.Write(append(append([]byte(nil), tc.request...), "pipelined\n"...))
+			c.(*net.TCPConn).CloseWrite()
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) < tc.answer || string(got[tc.answer:]) != "pipelined\n" {
+				t.Fatalf("got %q", got)
+			}
+		})
+	}
+}
