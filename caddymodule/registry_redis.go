@@ -281,7 +281,7 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 
 // Interface guards
 var (
-	_ RegistryModule = (*RedisRegistry)(nil)
+	_ RegistryModule        = (*RedisRegistry)(nil)
 	_ caddy.Module          = (*RedisRegistry)(nil)
 	_ caddy.Provisioner     = (*RedisRegistry)(nil)
 	_ caddy.CleanerUpper    = (*RedisRegistry)(nil)
