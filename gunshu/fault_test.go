@@ -1,281 +1,260 @@
 package gunshu
 
 import (
-	"bufio"
 	"context"
-	"errors"
+	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// firstSource makes every random choice pick index 0, so a relay extends
-// a route to the first entry of its list: tests can lay out a route. (A
-// constant 0 would not do: math/rand/v2 rejects it as biased, forever.)
-type firstSource struct{}
-
-func (firstSource) Uint64() uint64 { return 1 << 32 }
-
-// streamingResponder accepts routes and, on each, writes and reads
-// without pause; ended receives once per stream when it broke.
-type streamingResponder struct {
-	addr  string
-	ended chan time.Time
+// chain starts n relays that always extend a route to the first entry of
+// their list, so a test knows the exact path: relays[0] → … → relays[n-1].
+func chain(t *testing.T, n int) ([]*Relay, []string) {
+	relays := make([]*Relay, n)
+	addrs := make([]string, n)
+	for i := range relays {
+		relays[i] = &Relay{Policy: loopbackPolicy(), Rand: pickFirst}
+		addrs[i] = serveRelay(t, relays[i])
+	}
+	return relays, addrs
 }
 
-func newStreamingResponder(t testing.TB) *streamingResponder {
-	t.Helper()
-	ln := listen(t)
-	rl := (&Responder{}).Listen(ln, 0)
-	sr := &streamingResponder{addr: ln.Addr().String(), ended: make(chan time.Time, 16)}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := rl.Accept()
+// estRequest is the est an initiator sends to addrs[0] for the path
+// addrs[1:] then end.
+func estRequest(addrs []string, end string) string {
+	list := append(slices.Clone(addrs[1:]), end)
+	return "est\n" + fmt.Sprint(len(list)) + "\n" + strings.Join(list, "\n") + "\n"
+}
+
+func activeSessions(relays []*Relay) int {
+	n := 0
+	for _, r := range relays {
+		n += r.Active()
+	}
+	return n
+}
+
+// TestFaultDeadEntry: the responder at the end of the list is gone. The
+// last relay cannot reach it and answers fail; fail travels back to the
+// initiator and every hop closes.
+func TestFaultDeadEntry(t *testing.T) {
+	dead := listen(t)
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	relays, addrs := chain(t, 3)
+
+	up := dialRaw(t, addrs[0])
+	writeRaw(t, up, estRequest(addrs, deadAddr))
+	if got := readToEnd(t, up); got != "fail\n" {
+		t.Fatalf("initiator got %q, want %q", got, "fail\n")
+	}
+	waitFor(t, time.Second, "relays still hold sessions", func() bool { return activeSessions(relays) == 0 })
+}
+
+// TestFaultDeadEntryDialer: with random relays (the Dialer and
+// every relay draw their own choices), a dead relay somewhere in the list
+// never yields a half-built route: an attempt fails cleanly and the
+// Dialer's next attempt, with a fresh list, may succeed.
+func TestFaultDeadEntryDialer(t *testing.T) {
+	n := newTestNet(t, 3)
+	echo := n.echoResponder(t)
+	// A relay registers, then dies: it stays listed until patrol.
+	gone := n.addRelay(t)
+	gone.ln.Close()
+	_ = gone.relay.Close()
+
+	d := n.dialer(7)
+	d.MaxRelays = -1
+	d.Attempts = 1
+	failures := 0
+	for range 40 {
+		conn, err := d.DialContext(context.Background(), echo)
+		if err != nil {
+			failures++
+			continue
+		}
+		writeRaw(t, conn, "ping")
+		expectRead(t, conn, "ping")
+		conn.Close()
+	}
+	if failures == 0 {
+		t.Fatal("no route through the dead relay failed: is it in the list at all?")
+	}
+	waitFor(t, time.Second, "relays still hold sessions", func() bool {
+		total := 0
+		for _, r := range n.relays {
+			total += r.relay.Active()
+		}
+		return total == 0
+	})
+}
+
+// TestFaultNextHopDiesMidStream: when a relay's next hop dies while
+// bytes flow, every hop before it closes within a second.
+func TestFaultNextHopDiesMidStream(t *testing.T) {
+	relays, addrs := chain(t, 3)
+	end := newFakeHop(t)
+
+	up := dialRaw(t, addrs[0])
+	writeRaw(t, up, estRequest(addrs, end.addr))
+	down := end.accept(t)
+	expectRead(t, down, "est\n0\n")
+	writeRaw(t, down, "ok\n")
+	expectRead(t, up, "ok\n")
+	writeRaw(t, up, "forward\nrequest")
+	expectRead(t, down, "forward\nrequest")
+	writeRaw(t, down, "partial response")
+	expectRead(t, up, "partial response")
+
+	t.Run("last relay", func(t *testing.T) {
+		resetClose(down) // the responder's process dies
+		start := time.Now()
+		got, err := readUntilClosed(up, time.Second)
+		if err == nil {
+			t.Fatalf("the initiator saw an orderly end (read %q): a broken route must not look finished", got)
+		}
+		if !isReset(err) {
+			t.Fatalf("the initiator was not cut off within 1s (read %q): %v", got, err)
+		}
+		t.Logf("initiator cut off after %v", time.Since(start))
+		waitFor(t, time.Second, "relays still hold sessions", func() bool { return activeSessions(relays) == 0 })
+	})
+}
+
+// TestFaultMiddleRelayAborts: the middle relay of three goes down; both
+// ends of the route learn it within a second.
+func TestFaultMiddleRelayAborts(t *testing.T) {
+	relays, addrs := chain(t, 3)
+	end := newFakeHop(t)
+	up := dialRaw(t, addrs[0])
+	writeRaw(t, up, estRequest(addrs, end.addr)+"forward\n")
+	down := end.accept(t)
+	expectRead(t, down, "est\n0\n")
+	writeRaw(t, down, "ok\n")
+	expectRead(t, up, "ok\n")
+	expectRead(t, down, "forward\n")
+
+	_ = relays[1].Close()
+	for name, c := range map[string]net.Conn{"initiator": up, "responder": down} {
+		if _, err := readUntilClosed(c, time.Second); err == nil || !isReset(err) {
+			t.Errorf("%s: want a reset within 1s, got %v", name, err)
+		}
+	}
+	waitFor(t, time.Second, "relays still hold sessions", func() bool { return activeSessions(relays) == 0 })
+}
+
+// TestFaultHalfClose: a client that shuts its write side after the
+// request still gets the whole response; the server here answers only
+// after it has seen the end of the request.
+func TestFaultHalfClose(t *testing.T) {
+	n := newTestNet(t, 5)
+	resp, _ := serveResponder(t, &Responder{}, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(ioWait))
+			req, err := io.ReadAll(c)
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				go func() { _, _ = c.Write(make([]byte, 64<<10)); pump(c) }()
-				_, _ = io.Copy(io.Discard, c)
-				sr.ended <- time.Now()
-			}()
-		}
-	}()
-	t.Cleanup(func() { rl.Close(); rl.Wait(); wg.Wait() })
-	return sr
-}
-
-// pump writes to w until it fails.
-func pump(w io.Writer) {
-	buf := make([]byte, 16<<10)
-	for {
-		if _, err := w.Write(buf); err != nil {
-			return
-		}
-	}
-}
-
-// streamRoute opens a route through the chain of relays to responder,
-// and starts data flowing both ways. broken receives when the client's
-// side of the route ended.
-func streamRoute(t testing.TB, chain []string, responder string) (broken chan time.Time) {
-	t.Helper()
-	c := dialT(t, chain[0])
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	list := append(append([]string{}, chain[1:]...), responder)
-	if _, err := c.Write(estMessage(list)); err != nil {
-		t.Fatal(err)
-	}
-	if got := readReply(t, c); got != "ok\n" {
-		t.Fatalf("est = %q", got)
-	}
-	if _, err := c.Write(forwardLine); err != nil {
-		t.Fatal(err)
-	}
-	broken = make(chan time.Time, 1)
-	go pump(c)
-	go func() {
-		_, _ = io.Copy(io.Discard, c)
-		broken <- time.Now()
-	}()
-	return broken
-}
-
-func within(t testing.TB, what string, ch chan time.Time, since time.Time, limit time.Duration) {
-	t.Helper()
-	select {
-	case at := <-ch:
-		d := at.Sub(since)
-		if d > limit {
-			t.Errorf("%s ended %v after the kill, limit %v", what, d, limit)
-		}
-		t.Logf("%s ended %v after the kill", what, d)
-	case <-time.After(limit + 2*time.Second):
-		t.Errorf("%s still open %v after the kill", what, limit+2*time.Second)
-	}
-}
-
-// TestRelayClosedMidStreamEndsEveryHop: a route client → r1 → r2 → r3 →
-// responder streams both ways; r2 shuts down. The client, r1, r3 and the
-// responder all see the route end within 1 s.
-func TestRelayClosedMidStreamEndsEveryHop(t *testing.T) {
-	relays := make([]*Relay, 3)
-	addrs := make([]string, 3)
-	for i := range relays {
-		relays[i] = &Relay{Policy: loopbackPolicy(), Rand: firstSource{}}
-		addrs[i] = serveRelay(t, relays[i])
-	}
-	resp := newStreamingResponder(t)
-	broken := streamRoute(t, addrs, resp.addr)
-	waitFor(t, "every relay to carry the route", func() bool {
-		return relays[0].Active() == 1 && relays[1].Active() == 1 && relays[2].Active() == 1
+			fmt.Fprintf(c, "got %d bytes: %s", len(req), strings.ToUpper(string(req)))
+		}()
 	})
-	time.Sleep(100 * time.Millisecond) // let bytes flow on every hop
-	killed := time.Now()
-	_ = relays[1].Close()
-	within(t, "the client's connection", broken, killed, time.Second)
-	within(t, "the responder's stream", resp.ended, killed, time.Second)
-	for _, i := range []int{0, 2} {
-		deadline := killed.Add(time.Second)
-		for relays[i].Active() != 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
+	d := n.dialer(3)
+	for i := range 20 {
+		conn, err := d.DialContext(context.Background(), resp)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if n := relays[i].Active(); n != 0 {
-			t.Errorf("relay %d still holds %d sessions 1 s after the kill", i+1, n)
+		req := fmt.Sprintf("request %d", i)
+		writeRaw(t, conn, req)
+		if err := conn.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+			t.Fatal(err)
 		}
+		if got, want := readToEnd(t, conn), fmt.Sprintf("got %d bytes: %s", len(req), strings.ToUpper(req)); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+		conn.Close()
 	}
 }
 
-// TestHelperRelayProcess is not a test: TestRelayProcessKilledMidStream
-// runs the test binary with it as a relay process.
-func TestHelperRelayProcess(t *testing.T) {
-	if os.Getenv("GUNSHU_HELPER_RELAY") != "1" {
-		return
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		os.Exit(2)
-	}
-	os.Stdout.WriteString(ln.Addr().String() + "\n")
-	r := &Relay{Policy: loopbackPolicy(), Rand: firstSource{}}
-	_ = r.Serve(ln)
-	os.Exit(0)
-}
+// TestFaultPatrolDropsSilentService: patrol removes a service that stops
+// answering test, whether it hangs or is gone, and keeps the others.
+func TestFaultPatrolDropsSilentService(t *testing.T) {
+	n := newTestNet(t, 2)
+	n.manager.TestTimeout = 300 * time.Millisecond
 
-// TestRelayProcessKilledMidStream is the same with r2 a real process
-// killed with SIGKILL: the kernel, not the relay, closes its sockets.
-func TestRelayProcessKilledMidStream(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperRelayProcess$")
-	cmd.Env = append(os.Environ(), "GUNSHU_HELPER_RELAY=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
+	// hanging answers the verifying test, then accepts and says nothing.
+	hanging := newFakeHop(t)
+	regDone := make(chan error, 1)
+	go func() { regDone <- Register(context.Background(), n.mgrAddr, hanging.addr, ioWait) }()
+	c := hanging.accept(t)
+	expectRead(t, c, "test\n")
+	writeRaw(t, c, "ok\n")
+	if err := <-regDone; err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(out).ReadString('\n')
-		line <- strings.TrimSpace(s)
-	}()
-	var middle string
-	select {
-	case middle = <-line:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the relay process did not start")
-	}
-	r1 := &Relay{Policy: loopbackPolicy(), Rand: firstSource{}}
-	r3 := &Relay{Policy: loopbackPolicy(), Rand: firstSource{}}
-	a1, a3 := serveRelay(t, r1), serveRelay(t, r3)
-	resp := newStreamingResponder(t)
-	broken := streamRoute(t, []string{a1, middle, a3}, resp.addr)
-	waitFor(t, "the route through the process", func() bool { return r1.Active() == 1 && r3.Active() == 1 })
-	time.Sleep(100 * time.Millisecond)
-	killed := time.Now()
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	within(t, "the client's connection", broken, killed, time.Second)
-	within(t, "the responder's stream", resp.ended, killed, time.Second)
-	deadline := killed.Add(time.Second)
-	for (r1.Active() != 0 || r3.Active() != 0) && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if r1.Active() != 0 || r3.Active() != 0 {
-		t.Errorf("1 s after the kill: r1 holds %d, r3 holds %d sessions", r1.Active(), r3.Active())
-	}
-}
+	gone := n.addRelay(t)
 
-// TestRelaysReregisterAfterManagerRestart: a manager restarted empty on
-// the same address lists the relay again within one registration
-// interval, whether it came back between two registrations or after
-// being down long enough for them to fail.
-func TestRelaysReregisterAfterManagerRestart(t *testing.T) {
-	const interval = time.Second
-	relay := serveRelay(t, &Relay{})
-	ln := listen(t)
-	mgrAddr := ln.Addr().String()
-	startManager := func(ln net.Listener) (*Manager, func()) {
-		m := &Manager{Registry: &MemoryRegistry{}, Policy: loopbackPolicy(), TestTimeout: time.Second}
-		done := make(chan struct{})
-		go func() { defer close(done); _ = m.Serve(ln) }()
-		return m, func() { ln.Close(); <-done }
-	}
-	relisten := func() net.Listener {
-		for range 100 {
-			if ln, err := net.Listen("tcp", mgrAddr); err == nil {
-				return ln
-			}
-			time.Sleep(10 * time.Millisecond)
+	listed := func() []string {
+		addrs, err := n.manager.Registry.Addrs(context.Background())
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("cannot listen on %s again", mgrAddr)
-		return nil
+		slices.Sort(addrs)
+		return addrs
 	}
-	listed := func(m *Manager) bool {
-		addrs, _ := m.Registry.Addrs(context.Background())
-		return len(addrs) == 1 && addrs[0] == relay
+	want := []string{n.relays[0].addr, n.relays[1].addr}
+	slices.Sort(want)
+	if got := listed(); len(got) != 4 {
+		t.Fatalf("before patrol: %q", got)
 	}
-	m, stop := startManager(ln)
-	reg := &Registrar{Managers: []string{mgrAddr}, Advertise: relay, Interval: interval, MinBackoff: 100 * time.Millisecond, Timeout: 2 * time.Second}
+
+	gone.ln.Close()
+	_ = gone.relay.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); reg.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, "the first registration", func() bool { return listed(m) })
-
-	// Bound: the interval, its jitter (10 %) and a verification.
-	limit := interval + interval/10 + 500*time.Millisecond
-	for _, down := range []time.Duration{0, 2 * interval} {
-		stop()
-		time.Sleep(down)
-		m, stop = startManager(relisten())
-		restarted := time.Now()
-		for !listed(m) && time.Since(restarted) < limit+2*time.Second {
-			time.Sleep(10 * time.Millisecond)
+	n.manager.PatrolInterval = 50 * time.Millisecond
+	patrolDone := make(chan struct{})
+	go func() {
+		defer close(patrolDone)
+		n.manager.Patrol(ctx)
+	}()
+	defer func() { cancel(); <-patrolDone }()
+	// Accept and ignore the hanging service's tests.
+	go func() {
+		for {
+			c, err := hanging.ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
 		}
-		if d := time.Since(restarted); !listed(m) || d > limit {
-			t.Errorf("down %v: relay listed again after %v, limit %v", down, d, limit)
+	}()
+	waitFor(t, 3*time.Second, "patrol kept a silent service", func() bool { return slices.Equal(listed(), want) })
+	services, _ := n.manager.Registry.Services(context.Background())
+	for _, s := range services {
+		if !s.LastTestOK || s.LastTest.IsZero() {
+			t.Errorf("live service %s: last test %v ok=%v", s.Addr, s.LastTest, s.LastTestOK)
 		}
 	}
-	stop()
 }
 
-// TestSilentNextHopFailsWithinRouteTimeout: a next hop that accepts and
-// never answers costs a relay (and an initiator) no more than the route
-// timeout, and the relay then says fail.
-func TestSilentNextHopFailsWithinRouteTimeout(t *testing.T) {
-	const route = 700 * time.Millisecond
-	silent := cannedServer(t, "", true)
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), Timeouts: Timeouts{Route: route}})
-	start := time.Now()
-	if got := exchange(t, relay, "est\n1\n"+silent+"\n"); got != "fail\n" {
-		t.Fatalf("relay reply %q, want fail", got)
-	}
-	if d := time.Since(start); d < route*8/10 || d > route+time.Second {
-		t.Fatalf("relay answered fail after %v, route timeout %v", d, route)
-	}
-
-	mgr := cannedServer(t, "1\n"+silent+"\n", false)
-	d := &Dialer{Manager: mgr, Attempts: 1, Timeouts: Timeouts{Route: route}}
-	start = time.Now()
-	_, err := d.Establish(context.Background(), "192.0.2.1:80")
-	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("initiator: %v, want a timeout", err)
-	}
-	if d := time.Since(start); d > route+time.Second {
-		t.Fatalf("initiator gave up after %v, route timeout %v", d, route)
+// TestFaultPatrolTolerance: with MaxFailures 3 a service survives two
+// failed rounds and goes on the third.
+func TestFaultPatrolTolerance(t *testing.T) {
+	n := newTestNet(t, 1)
+	n.manager.MaxFailures = 3
+	n.manager.TestTimeout = 300 * time.Millisecond
+	r := n.relays[0]
+	r.ln.Close()
+	for round := 1; round <= 3; round++ {
+		n.manager.PatrolOnce(context.Background())
+		addrs, _ := n.manager.Registry.Addrs(context.Background())
+		if still := len(addrs) == 1; still != (round < 3) {
+			t.Fatalf("after round %d listed=%v", round, still)
+		}
 	}
 }

@@ -60,40 +60,28 @@ func holdConn(t testing.TB, from, to string) net.Conn {
 	return c
 }
 
-// waitFor polls cond for up to 2 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestRelayLimiter(t *testing.T) {
 	lim := &Limiter{MaxSessions: 3, MaxPerIP: 2}
 	r := &Relay{Limiter: lim}
 	addr := serveRelay(t, r)
 	h1, h2 := holdConn(t, "127.0.0.1", addr), holdConn(t, "127.0.0.1", addr)
-	waitFor(t, "two sessions", func() bool { return lim.Sessions() == 2 })
+	waitFor(t, 2*time.Second, "two sessions", func() bool { return lim.Sessions() == 2 })
 	if got := readReply(t, holdConn(t, "127.0.0.1", addr)); got != "fail\n" {
 		t.Fatalf("third from one address = %q, want fail", got)
 	}
 	h3 := holdConn(t, "127.0.0.2", addr)
-	waitFor(t, "three sessions", func() bool { return lim.Sessions() == 3 })
+	waitFor(t, 2*time.Second, "three sessions", func() bool { return lim.Sessions() == 3 })
 	if got := readReply(t, holdConn(t, "127.0.0.3", addr)); got != "fail\n" {
 		t.Fatalf("past MaxSessions = %q, want fail", got)
 	}
 	h1.Close()
-	waitFor(t, "a free slot", func() bool { return lim.Sessions() == 2 })
+	waitFor(t, 2*time.Second, "a free slot", func() bool { return lim.Sessions() == 2 })
 	if got := exchange(t, addr, "test\n"); got != "ok\n" {
 		t.Fatalf("test after a slot freed = %q", got)
 	}
 	h2.Close()
 	h3.Close()
-	waitFor(t, "no sessions", func() bool { return lim.Sessions() == 0 })
+	waitFor(t, 2*time.Second, "no sessions", func() bool { return lim.Sessions() == 0 })
 }
 
 func TestResponderLimiterCountsStreams(t *testing.T) {
@@ -125,7 +113,7 @@ func TestResponderLimiterCountsStreams(t *testing.T) {
 		t.Fatalf("second route while the first streams = %q, want fail", got)
 	}
 	st.Close()
-	waitFor(t, "the slot to free", func() bool { return lim.Sessions() == 0 })
+	waitFor(t, 2*time.Second, "the slot to free", func() bool { return lim.Sessions() == 0 })
 	if got := exchange(t, ln.Addr().String(), "test\n"); got != "ok\n" {
 		t.Fatalf("test after the stream closed = %q", got)
 	}

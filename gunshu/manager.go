@@ -101,9 +101,8 @@ func (m *Manager) ServeBuffered(conn net.Conn, buffered []byte) error {
 		err = m.serve(conn, buffered, &s, start)
 		release()
 	}
-	s.Duration = time.Since(start)
+	s.end(start, err)
 	s.Handshake = s.Duration
-	s.Outcome, s.Err = classify(err), err
 	m.obs.SessionEnded(s)
 	if err != nil {
 		m.log.Debug("exchange failed", zap.String("command", s.Command), zap.Error(err))
@@ -279,13 +278,22 @@ func (m *Manager) Patrol(ctx context.Context) {
 }
 
 // PatrolOnce tests every registered service once, concurrently, and
-// removes those that failed MaxFailures times in a row.
+// removes those that failed MaxFailures times in a row. With a Registry
+// that is a PatrolClaimer it tests only the services it claims.
 func (m *Manager) PatrolOnce(ctx context.Context) {
 	m.init()
 	addrs, err := m.Registry.Addrs(ctx)
 	if err != nil {
 		m.log.Warn("patrol: reading registry", zap.Error(err))
 		return
+	}
+	if c, ok := m.Registry.(PatrolClaimer); ok {
+		// A shared registry: test only this manager's share.
+		addrs, err = c.ClaimPatrol(ctx, addrs, orDefault(m.PatrolInterval, DefaultPatrolInterval))
+		if err != nil {
+			m.log.Warn("patrol: claiming services", zap.Error(err))
+			return
+		}
 	}
 	limit := m.PatrolConcurrency
 	if limit <= 0 {

@@ -52,10 +52,25 @@ type Session struct {
 	// Duration is the whole lifetime of the connection.
 	Duration time.Duration
 	Bytes    Counts
-	Err      error
+	// Err is why the session ended early; for an established route it
+	// may be a reset in forward mode, which leaves Outcome ok.
+	Err error
 	// Remote is the peer's address, set only when the operator asked for
 	// addresses in logs.
 	Remote string
+}
+
+// end fills in the end of a session: the outcome is that of the
+// handshake, so a route that was established counts as ok however its
+// stream ended later.
+func (s *Session) end(start time.Time, err error) {
+	s.Duration = time.Since(start)
+	s.Err = err
+	if s.Handshake > 0 {
+		s.Outcome = OutcomeOK
+	} else {
+		s.Outcome = classify(err)
+	}
 }
 
 // Observer receives session events, for metrics. Implementations must be
@@ -131,7 +146,7 @@ func logSession(l *zap.Logger, s Session) {
 		zap.Int64("bytes_up", s.Bytes.Up),
 		zap.Int64("bytes_down", s.Bytes.Down),
 	}
-	if s.Err != nil && s.Outcome != OutcomeOK {
+	if s.Err != nil {
 		fields = append(fields, zap.String("error", redactedError(s.Err)))
 	}
 	if s.Remote != "" {

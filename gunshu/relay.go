@@ -131,9 +131,7 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 		r.sessions.remove(id)
 		release()
 	}
-	s.Duration = time.Since(start)
-	s.Outcome = classify(err)
-	s.Err = err
+	s.end(start, err)
 	r.obs.SessionEnded(s)
 	logSession(r.log, s)
 	return err
@@ -167,7 +165,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	if err != nil {
 		return replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))
 	}
-	down, downRest, err := r.extend(list)
+	down, downRest, err := r.extendAside(list)
 	if err != nil {
 		return replyAndClose(up, failLine, err)
 	}
@@ -232,11 +230,17 @@ func (r *Relay) checkList(list []string) error {
 // establish the rest of the route. It returns the connection and any bytes
 // read past the next hop's ok.
 func (r *Relay) extend(list []string) (net.Conn, []byte, error) {
-	i := r.rnd.IntN(len(list))
-	next := list[i]
+	next, rest := nextHop(r.rnd, list)
+	return establish(context.Background(), r.Dialer, &r.Policy, next, rest, r.Timeouts, r.Limits)
+}
+
+// nextHop picks a relay's successor uniformly from the list it received,
+// and returns it with the list the successor is sent.
+func nextHop(rnd *random, list []string) (string, []string) {
+	i := rnd.IntN(len(list))
 	rest := make([]string, 0, len(list)-1)
 	rest = append(append(rest, list[:i]...), list[i+1:]...)
-	return establish(context.Background(), r.Dialer, &r.Policy, next, rest, r.Timeouts, r.Limits)
+	return list[i], rest
 }
 
 // establish dials next through policy, sends est with list and waits for

@@ -74,12 +74,10 @@ func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) 
 }
 
 func (r *Responder) end(s Session, start time.Time, err error) {
-	s.Duration = time.Since(start)
-	s.Err = err
-	s.Outcome = classify(err)
 	if errors.Is(err, ErrTestAnswered) {
-		s.Outcome, s.Err = OutcomeOK, nil
+		err = nil
 	}
+	s.end(start, err)
 	r.obs.SessionEnded(s)
 	logSession(r.log, s)
 }
@@ -210,7 +208,7 @@ func (r *Responder) Listen(ln net.Listener, maxPending int) *Listener {
 
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
-	var backoff acceptBackoff
+	var pause acceptPause
 	for {
 		select {
 		case l.pending <- struct{}{}:
@@ -220,14 +218,14 @@ func (l *Listener) acceptLoop() {
 		conn, err := l.ln.Accept()
 		if err != nil {
 			<-l.pending
-			if !errors.Is(err, net.ErrClosed) && backoff.retry(err) {
+			if !errors.Is(err, net.ErrClosed) && pause.after(err) {
 				continue
 			}
 			l.errOnce.Do(func() { l.err = err })
 			l.Close()
 			return
 		}
-		backoff.reset()
+		pause.reset()
 		l.wg.Add(1)
 		go l.handshake(conn)
 	}

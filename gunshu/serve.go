@@ -21,21 +21,23 @@ func (m *Manager) Serve(ln net.Listener) error {
 }
 
 func acceptLoop(ln net.Listener, handle func(net.Conn)) error {
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		pause acceptPause
+	)
 	defer wg.Wait()
-	var backoff acceptBackoff
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			if backoff.retry(err) {
+			if pause.after(err) {
 				continue
 			}
 			return err
 		}
-		backoff.reset()
+		pause.reset()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -44,25 +46,26 @@ func acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 	}
 }
 
-// acceptBackoff paces Accept after a transient failure. Running out of
-// file descriptors is the one a busy relay meets: it must wait for
-// sessions to end, not stop serving.
-type acceptBackoff struct{ delay time.Duration }
+// acceptPause waits out accept errors that pass: a timeout, or running
+// out of descriptors or memory. A relay at its open-file limit must
+// resume serving when sessions end instead of stopping for good. The
+// wait doubles from 5 ms to 1 s while the errors go on.
+type acceptPause struct{ delay time.Duration }
 
-// retry reports whether err is transient, after sleeping: 5 ms at first,
-// doubling to 1 s while the failures go on.
-func (b *acceptBackoff) retry(err error) bool {
+// after sleeps and reports true when err passes; it reports false for an
+// error that ends the accept loop.
+func (p *acceptPause) after(err error) bool {
 	var ne net.Error
-	transient := errors.As(err, &ne) && ne.Timeout() ||
+	passing := errors.As(err, &ne) && ne.Timeout() ||
 		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
 		errors.Is(err, syscall.ECONNABORTED)
-	if !transient {
+	if !passing {
 		return false
 	}
-	b.delay = min(max(2*b.delay, 5*time.Millisecond), time.Second)
-	time.Sleep(b.delay)
+	p.delay = min(max(2*p.delay, 5*time.Millisecond), time.Second)
+	time.Sleep(p.delay)
 	return true
 }
 
-func (b *acceptBackoff) reset() { b.delay = 0 }
+func (p *acceptPause) reset() { p.delay = 0 }

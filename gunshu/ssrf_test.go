@@ -355,33 +355,3 @@ func readReply(t testing.TB, c net.Conn) string {
 	}
 	return string(line)
 }
-
-// exchange sends msg on a fresh connection to addr and returns everything
-// the server sent until it closed (bounded by 5 s).
-func exchange(t testing.TB, addr, msg string) string {
-	t.Helper()
-	c := dialT(t, addr)
-	if _, err := c.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(io.LimitReader(c, 64<<10))
-	return string(got)
-}
-
-func serveRelay(t testing.TB, r *Relay) string {
-	t.Helper()
-	ln := listen(t)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Serve(ln) }()
-	t.Cleanup(func() { ln.Close(); _ = r.Close(); <-done })
-	return ln.Addr().String()
-}
-
-func serveManager(t testing.TB, m *Manager) string {
-	t.Helper()
-	ln := listen(t)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = m.Serve(ln) }()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String()
-}

@@ -244,8 +244,8 @@ func (lr *lineReader) expectLine(want string) error {
 }
 
 // ParseAddr validates host:port and returns it in canonical form: an IPv4
-// address, a lower-case DNS name, or a bracketed IPv6 address, then a port
-// in 1..65535 without leading zeros.
+// address (IPv4-mapped IPv6 included), a lower-case DNS name, or a
+// bracketed IPv6 address, then a port in 1..65535 without leading zeros.
 func ParseAddr(s string) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -263,7 +263,9 @@ func ParseAddr(s string) (string, error) {
 		if ip.Is6() != bracketed {
 			return "", fmt.Errorf("%w: IPv6 needs brackets, IPv4 none: %.80q", ErrBadAddress, s)
 		}
-		return netip.AddrPortFrom(ip, uint16(p)).String(), nil
+		// An IPv4-mapped address is its IPv4 address: one spelling per
+		// destination keeps duplicate and self checks on lists sound.
+		return netip.AddrPortFrom(ip.Unmap(), uint16(p)).String(), nil
 	}
 	if bracketed || !isDNSName(host) {
 		return "", fmt.Errorf("%w: bad host in %.80q", ErrBadAddress, s)
