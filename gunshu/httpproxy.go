@@ -166,7 +166,8 @@ func (h *httpHead) authorized(creds *credentials) bool {
 // maxProxyHead bytes and maxProxyHeaderLines fields. It is strict where
 // leniency would let the responder see a different request than this
 // entrance did: no obsolete line folding, no space before a colon, no
-// control characters, not both Content-Length and Transfer-Encoding.
+// control characters, a Content-Length that is one plain number, not both
+// Content-Length and Transfer-Encoding.
 func readHTTPHead(br *bufio.Reader) (*httpHead, error) {
 	budget := maxProxyHead
 	line, err := readHTTPLine(br, &budget)
@@ -177,7 +178,11 @@ func readHTTPHead(br *bufio.Reader) (*httpHead, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hasLength, hasEncoding bool
+	var (
+		length      string
+		hasLength   bool
+		hasEncoding bool
+	)
 	for {
 		line, err := readHTTPLine(br, &budget)
 		if err != nil {
@@ -193,7 +198,14 @@ func readHTTPHead(br *bufio.Reader) (*httpHead, error) {
 		if err != nil {
 			return nil, err
 		}
-		hasLength = hasLength || strings.EqualFold(f.name, "Content-Length")
+		if strings.EqualFold(f.name, "Content-Length") {
+			// The responder must frame the body exactly as this entrance
+			// passes it on: one plain decimal length, repeated only as is.
+			if !isDecimal(f.value) || hasLength && f.value != length {
+				return nil, badHTTP(http.StatusBadRequest, ErrProxyRequest, "bad Content-Length %.20q", f.value)
+			}
+			length, hasLength = f.value, true
+		}
 		hasEncoding = hasEncoding || strings.EqualFold(f.name, "Transfer-Encoding")
 		h.fields = append(h.fields, f)
 	}
@@ -266,6 +278,20 @@ func isToken(s string) bool {
 	for _, c := range []byte(s) {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// isDecimal reports whether s is 1 to 18 ASCII digits: a length that
+// fits an int64, with no sign, space or list.
+func isDecimal(s string) bool {
+	if s == "" || len(s) > 18 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
 			return false
 		}
 	}
