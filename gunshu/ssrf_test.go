@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -354,4 +356,76 @@ func readReply(t testing.TB, c net.Conn) string {
 		}
 	}
 	return string(line)
+}
+
+// inetAton reports whether s is an IPv4 address in one of the spellings
+// inet_aton(3) accepts: one to four parts, each decimal, octal (leading
+// 0) or hexadecimal (0x), the last filling the remaining bytes. A
+// resolver built on it (glibc's getaddrinfo is) turns such a "name" into
+// an address without asking DNS.
+func inetAton(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
+		return false
+	}
+	for i, p := range parts {
+		base, digits := 10, p
+		switch {
+		case len(p) > 1 && (p[:2] == "0x" || p[:2] == "0X"):
+			base, digits = 16, p[2:]
+		case len(p) > 1 && p[0] == '0':
+			base, digits = 8, p[1:]
+		}
+		v, err := strconv.ParseUint(digits, base, 32)
+		if err != nil || digits == "" {
+			return false
+		}
+		limit := uint64(255)
+		if i == len(parts)-1 {
+			limit = 1<<(8*(5-len(parts))) - 1
+		}
+		if v > limit {
+			return false
+		}
+	}
+	return true
+}
+
+func TestInetAton(t *testing.T) {
+	for s, want := range map[string]bool{
+		"127.0.0.1": true, "2130706433": true, "0x7f000001": true, "0x7f.1": true,
+		"127.1": true, "0177.0.0.1": true, "017700000001": true, "127.0.0.0x1": true,
+		"256.0.0.1": false, "1.2.3.4.5": false, "example.com": false, "0x": false,
+		"08.0.0.1": false, "1e5": false, "": false,
+	} {
+		if got := inetAton(s); got != want {
+			t.Errorf("inetAton(%q) = %v", s, got)
+		}
+	}
+}
+
+// FuzzParseAddrNoNumericNames: no host that ParseAddr accepts as a DNS
+// name is an IPv4 address in an inet_aton spelling, so no resolver can
+// turn a listed "name" into 127.0.0.1 behind the policy's back.
+func FuzzParseAddrNoNumericNames(f *testing.F) {
+	for _, s := range ssrfSpellings("80") {
+		f.Add(s)
+	}
+	f.Add("relay.example.net:7001")
+	f.Add("a0x1.example:1")
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := ParseAddr(s)
+		if err != nil {
+			return
+		}
+		host, _, _ := net.SplitHostPort(out)
+		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+			return
+		}
+		for _, h := range []string{host, strings.TrimSuffix(host, ".")} {
+			if inetAton(h) {
+				t.Fatalf("ParseAddr(%q) accepted %q, which inet_aton reads as an IPv4 address", s, out)
+			}
+		}
+	})
 }
