@@ -2,7 +2,9 @@ package gunshu
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -202,11 +204,12 @@ func (s Simulation) PredecessorAttack(sessions, trials int) (AttackResult, error
 	return res, nil
 }
 
-// mostSeen returns the key counted most often, ties broken at random.
+// mostSeen returns the key counted most often, ties broken at random
+// (keys in order, so that a seed gives one answer).
 func mostSeen(seen map[string]int, rnd *rand.Rand) string {
 	best, ties, name := -1, 0, ""
-	for a, c := range seen {
-		switch {
+	for _, a := range slices.Sorted(maps.Keys(seen)) {
+		switch c := seen[a]; {
 		case c > best:
 			best, ties, name = c, 1, a
 		case c == best:
