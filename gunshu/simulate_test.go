@@ -139,3 +139,26 @@ func TestPredecessorAttack(t *testing.T) {
 		t.Errorf("guard: identified in %.1f%%, more than the %.0f%% chance that the guard is corrupt", 100*guarded.Rate(), 100*guardCorrupt)
 	}
 }
+
+// BenchmarkPickRoute: the cost of choosing one route, the 2003 rule as
+// baseline beside ours with and without a guard.
+func BenchmarkPickRoute(b *testing.B) {
+	for _, n := range []int{20, 200} {
+		for _, cfg := range []struct {
+			name      string
+			maxRelays int
+			guards    int
+		}{{"2003", -1, 0}, {"ours", 0, 0}, {"ours+guard", 0, 1}} {
+			b.Run(fmt.Sprintf("N=%d/%s", n, cfg.name), func(b *testing.B) {
+				sim := Simulation{Listed: n, MaxRelays: cfg.maxRelays, Guards: cfg.guards, Seed: 1}
+				d := sim.dialer(1)
+				listed := d.usable(sim.network())
+				for b.Loop() {
+					if _, _, err := d.pickRoute(listed, simResponder); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
