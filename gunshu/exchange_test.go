@@ -115,7 +115,7 @@ func TestExchangeList(t *testing.T) {
 	}
 	want = append(want, "relay.example.net:7001")
 	// A name, stored directly: the list carries names as registered.
-	if err := m.Registry.Register(context.Background(), "relay.example.net:7001", time.Now()); err != nil {
+	if err := m.Registry.Register(context.Background(), "relay.example.net:7001", "", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	slices.Sort(want)

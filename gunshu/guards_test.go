@@ -210,7 +210,8 @@ func TestGuardReplacedAfterDialFailures(t *testing.T) {
 			t.Fatalf("after %d failed dials, guards %v, want %s kept", i+1, got, guard)
 		}
 	}
-	// The dead relay is still listed and may be a later hop: allow retries.
+	// The closed relay is still listed and may sit later on a route:
+	// allow fresh routes behind the new guard.
 	d.Attempts = 10
 	conn, err = d.DialContext(context.Background(), responder)
 	if err != nil {

@@ -36,6 +36,9 @@ const (
 	OutcomeBadInput      Outcome = "bad_input"
 	OutcomePolicyDenied  Outcome = "policy_denied"
 	OutcomeClosed        Outcome = "closed"
+	// OutcomeLimited is a session refused by a connection bound, a
+	// registration rate limit or a registry cap.
+	OutcomeLimited Outcome = "limited"
 )
 
 // Session describes one finished connection of a role.
@@ -106,9 +109,12 @@ func classify(err error) Outcome {
 	switch {
 	case err == nil:
 		return OutcomeOK
-	case errors.Is(err, ErrPolicyDenied):
+	case errors.Is(err, ErrPolicyDenied), errors.Is(err, ErrSourceMismatch):
 		return OutcomePolicyDenied
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+	case errors.Is(err, ErrTooManySessions), errors.Is(err, ErrTooManyFromIP), errors.Is(err, ErrRateLimited),
+		errors.Is(err, ErrGroupFull), errors.Is(err, ErrRegistryFull):
+		return OutcomeLimited
+	case errors.Is(err, ErrIdleTimeout), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		return OutcomeTimeout
 	case errors.As(err, &dial):

@@ -85,8 +85,9 @@ var chi2Critical999 = map[int]float64{2: 10.83, 3: 13.82, 4: 16.27, 5: 18.47, 6:
 func TestPathLengthLaw(t *testing.T) {
 	for _, tc := range []struct{ relays, maxRelays, want int }{
 		{relays: 4, maxRelays: -1, want: 4}, // the 2003 rule: uniform on 1..4
-		{relays: 6, maxRelays: 3, want: 3},  // MaxRelays bounds the route
-		{relays: 6, maxRelays: 0, want: 6},  // fewer relays than the default bound
+		{relays: 5, maxRelays: -1, want: 5},
+		{relays: 6, maxRelays: 3, want: 3}, // MaxRelays bounds the route
+		{relays: 6, maxRelays: 0, want: 6}, // fewer relays than the default bound
 	} {
 		const routes = 300
 		lengths := routeLengths(t, tc.relays, tc.maxRelays, routes)

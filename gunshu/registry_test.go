@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -15,18 +16,18 @@ func TestMemoryRegistry(t *testing.T) {
 	r := NewMemoryRegistry(3, 2)
 	t0 := time.Unix(1000, 0)
 	for i, a := range []string{"192.0.2.1:7001", "192.0.2.1:7002", "192.0.2.2:7001"} {
-		if err := r.Register(ctx, a, t0.Add(time.Duration(i)*time.Second)); err != nil {
+		if err := registerByHost(r, ctx, a, t0.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatalf("register %s: %v", a, err)
 		}
 	}
-	if err := r.Register(ctx, "192.0.2.1:7003", t0); !errors.Is(err, ErrHostFull) && !errors.Is(err, ErrRegistryFull) {
+	if err := registerByHost(r, ctx, "192.0.2.1:7003", t0); !errors.Is(err, ErrGroupFull) && !errors.Is(err, ErrRegistryFull) {
 		t.Fatalf("fourth service: %v", err)
 	}
-	if err := r.Register(ctx, "192.0.2.9:7001", t0); !errors.Is(err, ErrRegistryFull) {
+	if err := registerByHost(r, ctx, "192.0.2.9:7001", t0); !errors.Is(err, ErrRegistryFull) {
 		t.Fatalf("list full: %v", err)
 	}
 	// Refreshing a listed service works even when full, and keeps one entry.
-	if err := r.Register(ctx, "192.0.2.1:7001", t0.Add(time.Hour)); err != nil {
+	if err := registerByHost(r, ctx, "192.0.2.1:7001", t0.Add(time.Hour)); err != nil {
 		t.Fatalf("refresh: %v", err)
 	}
 	services, _ := r.Services(ctx)
@@ -62,7 +63,7 @@ func TestMemoryRegistry(t *testing.T) {
 	if ok, _ := r.Remove(ctx, "192.0.2.1:7002"); ok {
 		t.Fatal("second remove reported true")
 	}
-	if err := r.Register(ctx, "192.0.2.1:7003", t0); err != nil {
+	if err := registerByHost(r, ctx, "192.0.2.1:7003", t0); err != nil {
 		t.Fatalf("host slot not freed: %v", err)
 	}
 	addrs, _ := r.Addrs(ctx)
@@ -74,7 +75,7 @@ func TestMemoryRegistry(t *testing.T) {
 
 func TestMemoryRegistryZeroValue(t *testing.T) {
 	ctx := context.Background()
-	var r MemoryRegistry
+	r := &MemoryRegistry{}
 	if addrs, err := r.Addrs(ctx); err != nil || len(addrs) != 0 {
 		t.Fatalf("empty: %v, %v", addrs, err)
 	}
@@ -82,7 +83,7 @@ func TestMemoryRegistryZeroValue(t *testing.T) {
 		t.Fatalf("remove from empty: %v, %v", ok, err)
 	}
 	for i := range 100 {
-		if err := r.Register(ctx, fmt.Sprintf("192.0.2.1:%d", i+1), time.Now()); err != nil {
+		if err := registerByHost(r, ctx, fmt.Sprintf("192.0.2.1:%d", i+1), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,7 +103,7 @@ func TestMemoryRegistryConcurrentCaps(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_ = r.Register(ctx, fmt.Sprintf("192.0.2.%d:%d", host+1, port+1), time.Now())
+				_ = registerByHost(r, ctx, fmt.Sprintf("192.0.2.%d:%d", host+1, port+1), time.Now())
 			}()
 		}
 	}
@@ -113,11 +114,22 @@ func TestMemoryRegistryConcurrentCaps(t *testing.T) {
 	}
 	perHost := map[string]int{}
 	for _, s := range services {
-		perHost[hostOf(s.Addr)]++
+		perHost[hostPart(s.Addr)]++
 	}
 	for h, n := range perHost {
 		if n > 5 {
 			t.Fatalf("host %s has %d services, cap 5", h, n)
 		}
 	}
+}
+
+// registerByHost registers addr with its host as the per-IP group, as the
+// manager does for a service that answered from that address.
+func registerByHost(r *MemoryRegistry, ctx context.Context, addr string, now time.Time) error {
+	return r.Register(ctx, addr, hostPart(addr), now)
+}
+
+func hostPart(addr string) string {
+	host, _, _ := net.SplitHostPort(addr)
+	return host
 }

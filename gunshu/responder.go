@@ -21,6 +21,9 @@ var ErrTestAnswered = errors.New("test answered")
 type Responder struct {
 	Limits   Limits
 	Timeouts Timeouts
+	// Limiter bounds the sessions held at once, from the start of the
+	// handshake to the stream's Close; nil bounds none.
+	Limiter *Limiter
 	// Logger gets one line per finished session; nil logs nothing.
 	Logger *zap.Logger
 	// LogAddresses adds the last relay's address to session logs.
@@ -52,14 +55,21 @@ func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) 
 	if r.LogAddresses {
 		s.Remote = conn.RemoteAddr().String()
 	}
+	release, err := r.Limiter.acquireConn(conn)
+	if err != nil {
+		err = replyAndClose(conn, failLine, err)
+		r.end(s, start, err)
+		return nil, err
+	}
 	rest, err := r.handshake(conn, buffered, &s, start)
 	if err != nil {
+		release()
 		r.end(s, start, err)
 		return nil, err
 	}
 	s.Handshake = time.Since(start)
 	st := &stream{Conn: conn, rest: rest}
-	st.done = func() { r.end(s, start, nil) }
+	st.done = func() { release(); r.end(s, start, nil) }
 	return st, nil
 }
 
@@ -85,8 +95,7 @@ func (r *Responder) readRoute(conn net.Conn, lr *lineReader, s *Session, start t
 	_ = conn.SetReadDeadline(start.Add(r.Timeouts.command()))
 	cmd, err := lr.readLine()
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("reading command: %w", err)
+		return nil, failOrClose(conn, fmt.Errorf("reading command: %w", err))
 	}
 	switch cmd {
 	case CmdTest:

@@ -1,0 +1,289 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/gunshu/redisregistry"
+)
+
+func init() {
+	caddy.RegisterModule(&RedisRegistry{})
+}
+
+// RedisRegistry keeps a manager's registry in Redis (standalone, Sentinel
+// or Cluster), so that several managers — separate Caddy instances — serve
+// one list. Caps are enforced atomically in Redis, patrol is shared out
+// among the live managers, and list is answered from a local snapshot
+// refreshed twice a second, which keeps answering while Redis is down.
+type RedisRegistry struct {
+	// Addresses of Redis (host:port): one standalone server, the nodes of
+	// a Cluster, or the Sentinels when MasterName is set. Default
+	// 127.0.0.1:6379.
+	Addresses []string `json:"addresses,omitempty"`
+	// MasterName selects Sentinel mode: the name of the monitored master.
+	MasterName string `json:"master_name,omitempty"`
+	// DB is the database number (standalone and Sentinel only).
+	DB       int    `json:"db,omitempty"`
+	Username string `json:"username,omitempty"`
+	// Password; use a placeholder such as {env.REDIS_PASSWORD} to keep it
+	// out of the config.
+	Password string `json:"password,omitempty"`
+	// TLS connects with TLS 1.2 or later, verifying the server's name.
+	TLS bool `json:"tls,omitempty"`
+	// KeyPrefix starts every key (default "gunshu:"); managers sharing a
+	// registry use the same prefix, distinct networks distinct ones.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	// Timeout bounds each Redis operation (default 2s): how long reg can
+	// wait on Redis before answering fail.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// SnapshotInterval is how often the local list is refreshed (default
+	// 500ms): how stale list may be.
+	SnapshotInterval caddy.Duration `json:"snapshot_interval,omitempty"`
+	// ExpireAfter drops services not registered again for that long
+	// (default 3m; negative: never). Keep it above the relays' register
+	// interval.
+	ExpireAfter caddy.Duration `json:"expire_after,omitempty"`
+
+	registry *redisregistry.Registry
+	logger   *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (*RedisRegistry) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "gunshu.registries.redis",
+		New: func() caddy.Module { return new(RedisRegistry) },
+	}
+}
+
+// Provision validates the config and connects. An unreachable Redis is no
+// error: the registry keeps retrying, and list fails until a first
+// snapshot arrives.
+func (r *RedisRegistry) Provision(ctx caddy.Context) error {
+	r.logger = ctx.Logger(r)
+	repl := caddy.NewReplacer()
+	addrs := r.Addresses
+	if len(addrs) == 0 {
+		addrs = []string{"127.0.0.1:6379"}
+	}
+	opts := redis.UniversalOptions{
+		MasterName: repl.ReplaceKnown(r.MasterName, ""),
+		DB:         r.DB,
+		Username:   repl.ReplaceKnown(r.Username, ""),
+		Password:   repl.ReplaceKnown(r.Password, ""),
+	}
+	for _, a := range addrs {
+		a = repl.ReplaceKnown(a, "")
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return fmt.Errorf("redis address %q: want host:port", a)
+		}
+		opts.Addrs = append(opts.Addrs, a)
+	}
+	if r.DB < 0 {
+		return fmt.Errorf("redis db %d: must not be negative", r.DB)
+	}
+	if r.DB != 0 && len(opts.Addrs) > 1 && opts.MasterName == "" {
+		return errors.New("redis db: a Cluster has only db 0")
+	}
+	if r.Timeout < 0 || r.SnapshotInterval < 0 {
+		return errors.New("redis timeout and snapshot_interval must not be negative")
+	}
+	if r.TLS {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{caddy.Log().Named("gunshu.registries.redis.client")}) })
+	prefix := repl.ReplaceKnown(r.KeyPrefix, "")
+	if prefix == "" {
+		prefix = redisregistry.DefaultKeyPrefix
+	}
+	up, age := initRedisRegistryMetrics(ctx, prefix)
+	r.registry = redisregistry.New(redisregistry.Options{
+		Redis:            opts,
+		KeyPrefix:        prefix,
+		Timeout:          time.Duration(r.Timeout),
+		SnapshotInterval: time.Duration(r.SnapshotInterval),
+		ExpireAfter:      time.Duration(r.ExpireAfter),
+		Logger:           r.logger,
+		OnRefresh: func(err error, snapshotAge time.Duration) {
+			if err != nil {
+				up.Set(0)
+			} else {
+				up.Set(1)
+			}
+			age.Set(snapshotAge.Seconds())
+		},
+	})
+	return nil
+}
+
+// Registry returns the registry for the manager, with the manager's caps,
+// which it enforces atomically in Redis. It also implements
+// gunshu.PatrolClaimer, so the managers sharing it share patrol.
+func (r *RedisRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
+	r.registry.SetLimits(p.MaxServices, p.MaxPerIP)
+	return r.registry, nil
+}
+
+// Cleanup hands this manager's patrol share over and disconnects.
+func (r *RedisRegistry) Cleanup() error {
+	if r.registry == nil {
+		return nil
+	}
+	return r.registry.Close()
+}
+
+// UnmarshalCaddyfile sets up the registry from Caddyfile tokens. Syntax:
+//
+//	redis [<address>...] {
+//		addresses         <host:port>...
+//		master_name       <name>
+//		db                <number>
+//		username          <name>
+//		password          <password>
+//		tls
+//		key_prefix        <prefix>
+//		timeout           <duration>
+//		snapshot_interval <duration>
+//		expire_after      <duration>|off
+//	}
+func (r *RedisRegistry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the module name
+	r.Addresses = append(r.Addresses, d.RemainingArgs()...)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "addresses":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			r.Addresses = append(r.Addresses, args...)
+		case "tls":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			r.TLS = true
+		case "master_name":
+			if !d.AllArgs(&r.MasterName) {
+				return d.ArgErr()
+			}
+		case "username":
+			if !d.AllArgs(&r.Username) {
+				return d.ArgErr()
+			}
+		case "password":
+			if !d.AllArgs(&r.Password) {
+				return d.ArgErr()
+			}
+		case "key_prefix":
+			if !d.AllArgs(&r.KeyPrefix) {
+				return d.ArgErr()
+			}
+		case "db":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return d.Errf("db %q: want a number ≥ 0", v)
+			}
+			r.DB = n
+		case "timeout", "snapshot_interval", "expire_after":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := durationOption(opt, v)
+			if err != nil {
+				return d.Err(err.Error())
+			}
+			switch opt {
+			case "timeout":
+				r.Timeout = dur
+			case "snapshot_interval":
+				r.SnapshotInterval = dur
+			default:
+				r.ExpireAfter = dur
+			}
+		default:
+			return d.Errf("unrecognized redis registry option %q", opt)
+		}
+	}
+	return nil
+}
+
+// durationOption parses the value of a duration option: positive, or
+// "off" (-1) for expire_after.
+func durationOption(opt, v string) (caddy.Duration, error) {
+	if opt == "expire_after" && v == "off" {
+		return -1, nil
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return 0, fmt.Errorf("%s %q: want a positive duration", opt, v)
+	}
+	return caddy.Duration(dur), nil
+}
+
+// Metrics of the Redis registries, by key prefix.
+var redisRegistryMetrics = struct {
+	once        sync.Once
+	up          *prometheus.GaugeVec
+	snapshotAge *prometheus.GaugeVec
+}{}
+
+func initRedisRegistryMetrics(ctx caddy.Context, prefix string) (up, age prometheus.Gauge) {
+	m := &redisRegistryMetrics
+	m.once.Do(func() {
+		m.up = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "gunshu", Name: "registry_redis_up",
+			Help: "Whether the last refresh of the Redis registry's snapshot reached Redis.",
+		}, []string{"key_prefix"})
+		m.snapshotAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "gunshu", Name: "registry_snapshot_age_seconds",
+			Help: "Age of the list snapshot a manager on the Redis registry answers from.",
+		}, []string{"key_prefix"})
+	})
+	for _, c := range []prometheus.Collector{m.up, m.snapshotAge} {
+		if err := ctx.GetMetricsRegistry().Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				ctx.Logger().Warn("registering redis registry metrics", zap.Error(err))
+			}
+		}
+	}
+	return m.up.WithLabelValues(prefix), m.snapshotAge.WithLabelValues(prefix)
+}
+
+var redisLoggerOnce sync.Once
+
+// redisLogger sends the Redis client's own messages (dial retries and the
+// like) to Caddy's log at debug level: the registry logs outages itself.
+type redisLogger struct{ log *zap.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...))
+}
+
+// Interface guards
+var (
+	_ RegistryModule        = (*RedisRegistry)(nil)
+	_ caddy.Module          = (*RedisRegistry)(nil)
+	_ caddy.Provisioner     = (*RedisRegistry)(nil)
+	_ caddy.CleanerUpper    = (*RedisRegistry)(nil)
+	_ caddyfile.Unmarshaler = (*RedisRegistry)(nil)
+)

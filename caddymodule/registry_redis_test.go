@@ -1,0 +1,171 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/redistest"
+)
+
+func TestRedisRegistryCaddyfile(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`redis 10.0.0.1:6379 {
+		addresses 10.0.0.2:6379 10.0.0.3:6379
+		master_name gunshu-master
+		db 2
+		username gunshu
+		password {env.REDIS_PASSWORD}
+		tls
+		key_prefix net1:
+		timeout 1s
+		snapshot_interval 250ms
+		expire_after off
+	}`)
+	var got RedisRegistry
+	if err := got.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	want := RedisRegistry{
+		Addresses:  []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"},
+		MasterName: "gunshu-master", DB: 2, Username: "gunshu", Password: "{env.REDIS_PASSWORD}",
+		TLS: true, KeyPrefix: "net1:", Timeout: caddy.Duration(time.Second),
+		SnapshotInterval: caddy.Duration(250 * time.Millisecond), ExpireAfter: -1,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+
+	for _, bad := range []struct{ input, msg string }{
+		{"redis {\n bogus 1\n}", `unrecognized redis registry option "bogus"`},
+		{"redis {\n timeout soon\n}", `timeout "soon": want a positive duration`},
+		{"redis {\n snapshot_interval 0s\n}", `snapshot_interval "0s": want a positive duration`},
+		{"redis {\n db -1\n}", `db "-1": want a number ≥ 0`},
+		{"redis {\n password\n}", "wrong argument count"},
+		{"redis {\n tls yes\n}", "wrong argument count"},
+		{"redis {\n addresses\n}", "wrong argument count"},
+	} {
+		var r RedisRegistry
+		err := r.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad.input))
+		if err == nil || !strings.Contains(err.Error(), bad.msg) {
+			t.Errorf("%q: error %v, want it to say %q", bad.input, err, bad.msg)
+		}
+	}
+}
+
+// loadRedisRegistry provisions the module from JSON as Caddy would, in a
+// context cancelled (which cleans the module up) when the test ends.
+func loadRedisRegistry(t *testing.T, config string) (*RedisRegistry, caddy.Context, error) {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	mod, err := ctx.LoadModuleByID("gunshu.registries.redis", json.RawMessage(config))
+	if err != nil {
+		return nil, ctx, err
+	}
+	return mod.(*RedisRegistry), ctx, nil
+}
+
+// gaugeValue reads the gauge name{key_prefix=prefix} from ctx's registry.
+func gaugeValue(t *testing.T, ctx caddy.Context, name, prefix string) float64 {
+	t.Helper()
+	families, err := ctx.GetMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetValue() == prefix }) {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no metric %s{key_prefix=%q}", name, prefix)
+	return 0
+}
+
+func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "s3cret")
+	t.Setenv("GUNSHU_TEST_REDIS_PASSWORD", "s3cret")
+	config := `{"addresses": ["` + srv.Addr + `"], "password": "{env.GUNSHU_TEST_REDIS_PASSWORD}",
+		"key_prefix": "caddy:", "snapshot_interval": "100ms", "timeout": "500ms"}`
+	a, _, err := loadRedisRegistry(t, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, ctxB, err := loadRedisRegistry(t, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	regA, err := a.Registry(RegistryParams{Manager: "default", MaxServices: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := regA.Register(ctx, "127.0.0.1:4000", "127.0.0.1", time.Now()); err != nil {
+		t.Fatalf("registering through a: %v", err)
+	}
+	if err := regA.Register(ctx, "127.0.0.1:4001", "127.0.0.1", time.Now()); err != gunshu.ErrRegistryFull {
+		t.Fatalf("second registration under max_services 1: %v, want ErrRegistryFull", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		addrs, err := mustRegistry(t, b).Addrs(ctx)
+		if err == nil && slices.Equal(addrs, []string{"127.0.0.1:4000"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b lists %v, %v; want the service registered through a", addrs, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if up := gaugeValue(t, ctxB, "caddy_gunshu_registry_redis_up", "caddy:"); up != 1 {
+		t.Fatalf("registry_redis_up = %v with Redis reachable", up)
+	}
+
+	// A wrong password: Redis refuses, reg would answer fail, the metric
+	// says so.
+	wrong, ctxW, err := loadRedisRegistry(t, `{"addresses": ["`+srv.Addr+`"], "password": "nope",
+		"key_prefix": "wrong:", "snapshot_interval": "100ms", "timeout": "500ms"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mustRegistry(t, wrong).Register(ctx, "127.0.0.1:4002", "127.0.0.1", time.Now()); err == nil {
+		t.Fatal("registered with a wrong password")
+	}
+	if up := gaugeValue(t, ctxW, "caddy_gunshu_registry_redis_up", "wrong:"); up != 0 {
+		t.Fatalf("registry_redis_up = %v with a wrong password", up)
+	}
+}
+
+func TestRedisRegistryBadConfig(t *testing.T) {
+	for _, bad := range []struct{ config, msg string }{
+		{`{"addresses": ["localhost"]}`, `redis address "localhost": want host:port`},
+		{`{"addresses": ["a:1", "b:1"], "db": 3}`, "a Cluster has only db 0"},
+		{`{"timeout": -1}`, "must not be negative"},
+	} {
+		if _, _, err := loadRedisRegistry(t, bad.config); err == nil || !strings.Contains(err.Error(), bad.msg) {
+			t.Errorf("%s: error %v, want it to say %q", bad.config, err, bad.msg)
+		}
+	}
+}
+
+func mustRegistry(t *testing.T, r *RedisRegistry) gunshu.Registry {
+	t.Helper()
+	reg, err := r.Registry(RegistryParams{Manager: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}

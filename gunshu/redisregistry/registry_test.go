@@ -1,0 +1,280 @@
+package redisregistry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// newRegistry opens a Registry on srv, closed when the test ends.
+func newRegistry(t testing.TB, srv *redistest.Server, o Options) *Registry {
+	t.Helper()
+	o.Redis.Addrs = []string{srv.Addr}
+	if o.SnapshotInterval == 0 {
+		o.SnapshotInterval = 100 * time.Millisecond
+	}
+	if o.Timeout == 0 {
+		o.Timeout = time.Second
+	}
+	r := New(o)
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// eventually polls cond every 20 ms until it holds or within passes.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func sortedAddrs(t testing.TB, r gunshu.Registry) []string {
+	t.Helper()
+	addrs, err := r.Addrs(context.Background())
+	if err != nil {
+		t.Fatalf("Addrs: %v", err)
+	}
+	slices.Sort(addrs)
+	return addrs
+}
+
+func TestRegisterRefreshRemove(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRegistry(t, srv, Options{KeyPrefix: "t1:"})
+	ctx := context.Background()
+	t0 := time.UnixMilli(time.Now().UnixMilli())
+	if err := r.Register(ctx, "127.0.0.1:7001", hostPart("127.0.0.1:7001"), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Register(ctx, "127.0.0.1:7001", hostPart("127.0.0.1:7001"), t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:7001"}) {
+		t.Fatalf("Addrs after a refresh = %v, want the one address once", got)
+	}
+	svcs, err := r.Services(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs) != 1 || !svcs[0].FirstSeen.Equal(t0) || !svcs[0].LastSeen.Equal(t0.Add(time.Second)) {
+		t.Fatalf("Services = %+v, want first %v last %v", svcs, t0, t0.Add(time.Second))
+	}
+	// The keys share the hash tag that keeps them in one Cluster slot.
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer raw.Close()
+	if n, err := raw.ZCard(ctx, "{t1:}seen").Result(); err != nil || n != 1 {
+		t.Fatalf("ZCARD {t1:}seen = %d, %v; want 1", n, err)
+	}
+	if removed, err := r.Remove(ctx, "127.0.0.1:7001"); err != nil || !removed {
+		t.Fatalf("Remove = %v, %v; want true", removed, err)
+	}
+	if removed, err := r.Remove(ctx, "127.0.0.1:7001"); err != nil || removed {
+		t.Fatalf("second Remove = %v, %v; want false", removed, err)
+	}
+	if got := sortedAddrs(t, r); len(got) != 0 {
+		t.Fatalf("Addrs after Remove = %v", got)
+	}
+	if n, err := raw.HLen(ctx, "{t1:}hosts").Result(); err != nil || n != 0 {
+		t.Fatalf("per-host counts left after Remove: %d, %v", n, err)
+	}
+}
+
+func TestCapsAndSharedFailures(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerHost: 2})
+	b := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerHost: 2})
+	ctx, now := context.Background(), time.Now()
+	for _, addr := range []string{"127.0.0.1:1", "127.0.0.1:2"} {
+		if err := a.Register(ctx, addr, hostPart(addr), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Register(ctx, "127.0.0.1:3", hostPart("127.0.0.1:3"), now); !errors.Is(err, gunshu.ErrGroupFull) {
+		t.Fatalf("third service on one host: %v, want ErrGroupFull", err)
+	}
+	if err := b.Register(ctx, "[::1]:1", hostPart("[::1]:1"), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Register(ctx, "[::1]:2", hostPart("[::1]:2"), now); !errors.Is(err, gunshu.ErrRegistryFull) {
+		t.Fatalf("fourth service: %v, want ErrRegistryFull", err)
+	}
+	if err := b.Register(ctx, "127.0.0.1:1", hostPart("127.0.0.1:1"), now); err != nil {
+		t.Fatalf("refreshing a registered service in a full registry: %v", err)
+	}
+
+	// Failures are counted in Redis, whichever manager tested.
+	for i, r := range []*Registry{a, b, a} {
+		n, err := r.RecordTest(ctx, "127.0.0.1:1", false, 0, now)
+		if err != nil || n != i+1 {
+			t.Fatalf("failure %d: count %d, %v", i+1, n, err)
+		}
+	}
+	if n, err := b.RecordTest(ctx, "127.0.0.1:1", true, 3*time.Millisecond, now); err != nil || n != 0 {
+		t.Fatalf("success: count %d, %v; want 0", n, err)
+	}
+	if n, err := b.RecordTest(ctx, "127.0.0.1:9", false, 0, now); err != nil || n != 0 {
+		t.Fatalf("test of an unregistered address: %d, %v; want 0, nil", n, err)
+	}
+	svcs, err := a.Services(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs) != 3 || svcs[0].Addr != "127.0.0.1:1" || !svcs[0].LastTestOK || svcs[0].LastLatency != 3*time.Millisecond {
+		t.Fatalf("Services = %+v", svcs)
+	}
+
+	// Lowering the caps applies to the next registration.
+	if _, err := a.Remove(ctx, "[::1]:1"); err != nil {
+		t.Fatal(err)
+	}
+	a.SetLimits(2, 0)
+	if err := a.Register(ctx, "[::1]:1", hostPart("[::1]:1"), now); !errors.Is(err, gunshu.ErrRegistryFull) {
+		t.Fatalf("after SetLimits(2, 0): %v, want ErrRegistryFull", err)
+	}
+}
+
+func TestSnapshotSharedAndExpired(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute, MaxPerHost: 1})
+	b := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute})
+	ctx := context.Background()
+	if err := a.Register(ctx, "127.0.0.2:1", hostPart("127.0.0.2:1"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Registered long ago: the next refresh expires it.
+	if err := a.Register(ctx, "127.0.0.3:1", hostPart("127.0.0.3:1"), time.Now().Add(-2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "b lists a's live registration only", func() bool {
+		return slices.Equal(sortedAddrs(t, b), []string{"127.0.0.2:1"})
+	})
+	eventually(t, time.Second, "a drops the expired one from its snapshot", func() bool {
+		return slices.Equal(sortedAddrs(t, a), []string{"127.0.0.2:1"})
+	})
+	// The expired service no longer counts against its host's cap.
+	if err := a.Register(ctx, "127.0.0.3:2", hostPart("127.0.0.3:2"), time.Now()); err != nil {
+		t.Fatalf("registering on the host of an expired service: %v", err)
+	}
+	if age, err := b.SnapshotAge(); err != nil || age > time.Second {
+		t.Fatalf("SnapshotAge = %v, %v", age, err)
+	}
+}
+
+func TestClaimPatrolShards(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRegistry(t, srv, Options{KeyPrefix: "t4:"})
+	b := newRegistry(t, srv, Options{KeyPrefix: "t4:"})
+	ctx := context.Background()
+	var addrs []string
+	for i := range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 1000+i)
+		if err := a.Register(ctx, addr, hostPart(addr), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, addr)
+	}
+	const interval = time.Second
+	claim := func(r *Registry) []string {
+		t.Helper()
+		got, err := r.ClaimPatrol(ctx, addrs, interval)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := claim(a); len(got) != len(addrs) {
+		t.Fatalf("a alone claims %d of %d", len(got), len(addrs))
+	}
+	shareB := claim(b)
+	shareA := claim(a)
+	if len(shareA) == 0 || len(shareB) == 0 || len(shareA)+len(shareB) != len(addrs) {
+		t.Fatalf("shares of 100: a %d, b %d; want two non-empty parts", len(shareA), len(shareB))
+	}
+	for _, addr := range shareA {
+		if slices.Contains(shareB, addr) {
+			t.Fatalf("%s claimed by both", addr)
+		}
+	}
+	// b stops cleanly: a takes everything at once.
+	_ = b.Close()
+	if got := claim(a); len(got) != len(addrs) {
+		t.Fatalf("after b closed a claims %d of %d", len(got), len(addrs))
+	}
+	// c dies without leaving: a takes everything when c's heartbeat lapses.
+	c := newRegistry(t, srv, Options{KeyPrefix: "t4:"})
+	claim(c)
+	if got := claim(a); len(got) == len(addrs) {
+		t.Fatal("a claims everything while c patrols")
+	}
+	_ = c.client.Close()
+	eventually(t, 3*c.heartbeatTTL(), "a takes over the share of a dead manager", func() bool {
+		return len(claim(a)) == len(addrs)
+	})
+}
+
+func TestRedisDownAndBack(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRegistry(t, srv, Options{KeyPrefix: "t5:", Timeout: 500 * time.Millisecond})
+	ctx := context.Background()
+	if err := r.Register(ctx, "127.0.0.1:1", hostPart("127.0.0.1:1"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	start := time.Now()
+	if err := r.Register(ctx, "127.0.0.1:2", hostPart("127.0.0.1:2"), time.Now()); err == nil {
+		t.Fatal("Register succeeded with Redis down")
+	}
+	if _, err := r.ClaimPatrol(ctx, []string{"127.0.0.1:1"}, time.Second); err == nil {
+		t.Fatal("ClaimPatrol succeeded with Redis down")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("failing with Redis down took %v, past the 500ms timeouts", d)
+	}
+	eventually(t, time.Second, "the refresher notices Redis is down", func() bool {
+		_, err := r.SnapshotAge()
+		return err != nil
+	})
+	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:1"}) {
+		t.Fatalf("stale Addrs = %v", got)
+	}
+	srv.Restart()
+	eventually(t, 2*time.Second, "an empty Redis empties the snapshot", func() bool {
+		_, err := r.SnapshotAge()
+		return err == nil && len(sortedAddrs(t, r)) == 0
+	})
+	if err := r.Register(ctx, "127.0.0.1:2", hostPart("127.0.0.1:2"), time.Now()); err != nil {
+		t.Fatalf("Register after Redis came back: %v", err)
+	}
+	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:2"}) {
+		t.Fatalf("Addrs = %v", got)
+	}
+}
+
+func TestNoSnapshotYet(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Stop()
+	r := newRegistry(t, srv, Options{Timeout: 300 * time.Millisecond})
+	if _, err := r.Addrs(context.Background()); err == nil {
+		t.Fatal("Addrs answered without ever reaching Redis")
+	}
+}
+
+// hostPart is the per-IP group of a literal address, as the manager
+// computes it for a service that answered from that address.
+func hostPart(addr string) string {
+	host, _, _ := net.SplitHostPort(addr)
+	return host
+}

@@ -1,0 +1,108 @@
+// Package redistest runs a real redis-server for tests.
+package redistest
+
+import (
+	"bufio"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is a real redis-server on a loopback port, without persistence:
+// stopping it and starting it again gives an empty Redis on the same
+// address, as a crashed and restarted one would be.
+type Server struct {
+	// Addr is the server's host:port.
+	Addr string
+
+	t    testing.TB
+	path string
+	dir  string
+	port int
+	args []string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start starts redis-server (from PATH) with extra arguments, and stops
+// it, by PID, when the test ends. A missing redis-server fails the test.
+func Start(t testing.TB, extraArgs ...string) *Server {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found in PATH: install the Debian package redis-server (scripts/test does): %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s := &Server{t: t, path: path, dir: t.TempDir(), port: port, Addr: ln.Addr().String(), args: extraArgs}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Restart runs the server (empty) and waits until it answers.
+func (s *Server) Restart() {
+	s.t.Helper()
+	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", ""}, s.args...)
+	s.cmd = exec.Command(s.path, args...)
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("starting redis-server: %v", err)
+	}
+	s.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) {
+		_ = cmd.Wait()
+		close(done)
+	}(s.cmd, s.done)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if s.ping() {
+			return
+		}
+		select {
+		case <-s.done:
+			s.t.Fatalf("redis-server exited at start (port %d taken?)", s.port)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s.Stop()
+	s.t.Fatal("redis-server did not answer PING within 10s")
+}
+
+func (s *Server) ping() bool {
+	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	// +PONG, or -NOAUTH from a server with a password: it is up.
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && (line == "+PONG\r\n" || strings.HasPrefix(line, "-NOAUTH"))
+}
+
+// Stop ends the server by its PID: SIGTERM, then SIGKILL after 5 s.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd = nil
+}
