@@ -63,7 +63,12 @@ func (h *Initiator) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	observer, err := newMetricsObserver(ctx)
+	if err != nil {
+		return err
+	}
 	h.entrance = &gunshu.Entrance{
+		Observer: observer,
 		Dialer: &gunshu.Dialer{
 			Manager:   manager,
 			MaxRelays: h.MaxRelays,

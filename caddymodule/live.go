@@ -4,7 +4,6 @@ import (
 	"context"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -30,8 +29,12 @@ var (
 // manager itself is swapped in by the newest config that names it.
 type liveManager struct {
 	name    string
-	manager atomic.Pointer[gunshu.Manager]
 	history sizeHistory
+
+	mu sync.Mutex
+	// bound are the managers of this name in the loaded configs, oldest
+	// first; the newest is the one shown.
+	bound []*gunshu.Manager
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -63,12 +66,40 @@ func instrumentManager(ctx caddy.Context, name string, m *gunshu.Manager, log *z
 		return nil, err
 	}
 	lm := val.(*liveManager)
-	lm.manager.Store(m)
+	lm.bind(m)
 	return func() {
-		// A newer config may have bound the name already: leave it.
-		lm.manager.CompareAndSwap(m, nil)
+		lm.unbind(m)
 		_, _ = liveManagers.Delete(name)
 	}, nil
+}
+
+func (lm *liveManager) bind(m *gunshu.Manager) {
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	lm.bound = append(lm.bound, m)
+}
+
+// unbind drops m. A config that failed to load unbinds its manager and
+// leaves the running one shown.
+func (lm *liveManager) unbind(m *gunshu.Manager) {
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	for i, b := range lm.bound {
+		if b == m {
+			lm.bound = append(lm.bound[:i], lm.bound[i+1:]...)
+			return
+		}
+	}
+}
+
+// manager is the newest bound manager, nil if none.
+func (lm *liveManager) manager() *gunshu.Manager {
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	if len(lm.bound) == 0 {
+		return nil
+	}
+	return lm.bound[len(lm.bound)-1]
 }
 
 func newLiveManager(name string) *liveManager {
@@ -110,7 +141,7 @@ func (lm *liveManager) Destruct() error {
 
 // size is the number of services registered now.
 func (lm *liveManager) size(ctx context.Context) (int, error) {
-	m := lm.manager.Load()
+	m := lm.manager()
 	if m == nil {
 		return 0, errNotRunning
 	}
@@ -140,7 +171,7 @@ func lookupManager(name string) (*liveManager, *gunshu.Manager, bool) {
 	if found == nil {
 		return nil, nil, false
 	}
-	m := found.manager.Load()
+	m := found.manager()
 	return found, m, m != nil
 }
 
@@ -148,7 +179,7 @@ func lookupManager(name string) (*liveManager, *gunshu.Manager, bool) {
 func liveManagerList() []*liveManager {
 	var out []*liveManager
 	liveManagers.Range(func(_, val any) bool {
-		if lm := val.(*liveManager); lm.manager.Load() != nil {
+		if lm := val.(*liveManager); lm.manager() != nil {
 			out = append(out, lm)
 		}
 		return true
@@ -185,34 +216,65 @@ func (h *sizeHistory) snapshot() []sizeSample {
 	return append([]sizeSample(nil), h.samples...)
 }
 
-// liveRelay is a relay handler as the admin API shows it.
-type liveRelay struct {
-	relay     *gunshu.Relay
-	registrar *gunshu.Registrar // nil when the relay registers nowhere
+// liveApps are the gunshu apps of the configs loaded now, oldest first:
+// one, or two while a reload is under way.
+var liveApps = struct {
+	sync.Mutex
+	list []*liveApp
+}{}
+
+type liveApp struct {
+	app     *App
+	untrack []func()
 }
 
-var liveRelays = struct {
-	sync.Mutex
-	set map[*liveRelay]struct{}
-}{set: make(map[*liveRelay]struct{})}
-
-// instrumentRelay connects r to the metrics and lists it, with its
-// registrar (which may be nil), in the admin API. Call it in Provision,
-// before r serves, and call the returned untrack in Cleanup. It sets
-// r.Observer.
-func instrumentRelay(ctx caddy.Context, r *gunshu.Relay, reg *gunshu.Registrar) (untrack func(), err error) {
-	if r.Observer, err = newMetricsObserver(ctx); err != nil {
-		return nil, err
+// instrument connects the app's managers to the metrics, the logs and the
+// operator tools, and makes its relays visible to the admin API. App calls
+// it at the end of Provision; Cleanup undoes it.
+func (a *App) instrument(ctx caddy.Context) error {
+	la := &liveApp{app: a}
+	liveApps.Lock()
+	defer liveApps.Unlock()
+	liveApps.list = append(liveApps.list, la)
+	for _, name := range a.ManagerNames() {
+		m, err := a.Manager(name)
+		if err != nil {
+			return err
+		}
+		untrack, err := instrumentManager(ctx, name, m, a.log)
+		if err != nil {
+			return err
+		}
+		la.untrack = append(la.untrack, untrack)
 	}
-	lr := &liveRelay{relay: r, registrar: reg}
-	liveRelays.Lock()
-	liveRelays.set[lr] = struct{}{}
-	liveRelays.Unlock()
-	return func() {
-		liveRelays.Lock()
-		delete(liveRelays.set, lr)
-		liveRelays.Unlock()
-	}, nil
+	return nil
+}
+
+// Cleanup releases what instrument took: the app's managers and relays
+// leave the admin API, unless a newer config still has them.
+func (a *App) Cleanup() error {
+	liveApps.Lock()
+	defer liveApps.Unlock()
+	for i, la := range liveApps.list {
+		if la.app == a {
+			for _, untrack := range la.untrack {
+				untrack()
+			}
+			liveApps.list = append(liveApps.list[:i], liveApps.list[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+// newestApp is the app of the config loaded last, nil if none.
+func newestApp() *App {
+	liveApps.Lock()
+	defer liveApps.Unlock()
+	if len(liveApps.list) == 0 {
+		return nil
+	}
+	return liveApps.list[len(liveApps.list)-1].app
 }
 
 // relayView is one relay handler in GET /gunshu/relays.
@@ -244,23 +306,19 @@ func registrationViews(status []gunshu.Registration) []registrationView {
 	return out
 }
 
+// relayViews describes the relay handlers of the newest config.
 func relayViews() []relayView {
-	liveRelays.Lock()
-	relays := make([]*liveRelay, 0, len(liveRelays.set))
-	for lr := range liveRelays.set {
-		relays = append(relays, lr)
+	out := []relayView{}
+	a := newestApp()
+	if a == nil {
+		return out
 	}
-	liveRelays.Unlock()
-	out := make([]relayView, 0, len(relays))
-	for _, lr := range relays {
-		v := relayView{Registrations: []registrationView{}, ActiveSessions: lr.relay.Active()}
-		if lr.registrar != nil {
-			v.Advertise = lr.registrar.Advertise
-			v.Registrations = registrationViews(lr.registrar.Status())
-		} else if len(lr.relay.Self) > 0 {
-			v.Advertise = lr.relay.Self[0]
-		}
-		out = append(out, v)
+	for _, r := range a.Relays() {
+		out = append(out, relayView{
+			Advertise:      r.AdvertisedAddr(),
+			Registrations:  registrationViews(r.Registrations()),
+			ActiveSessions: r.Active(),
+		})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Advertise < out[j].Advertise })
 	return out

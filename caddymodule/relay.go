@@ -73,7 +73,12 @@ func (h *Relay) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	observer, err := newMetricsObserver(ctx)
+	if err != nil {
+		return err
+	}
 	h.relay = &gunshu.Relay{
+		Observer:     observer,
 		Policy:       gunshu.Policy{Allow: h.Allow, Deny: h.Deny},
 		Limits:       gunshu.Limits{MaxList: h.MaxList},
 		Timeouts:     gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},

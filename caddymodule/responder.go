@@ -48,7 +48,12 @@ func (*Responder) CaddyModule() caddy.ModuleInfo {
 // Provision builds the responder.
 func (h *Responder) Provision(ctx caddy.Context) error {
 	h.log = ctx.Logger(h)
+	observer, err := newMetricsObserver(ctx)
+	if err != nil {
+		return err
+	}
 	h.responder = &gunshu.Responder{
+		Observer:     observer,
 		Limits:       gunshu.Limits{MaxList: h.MaxList},
 		Timeouts:     gunshu.Timeouts{Command: time.Duration(h.HandshakeTimeout)},
 		Logger:       h.log,

@@ -36,7 +36,7 @@ type routeResult struct {
 
 func takeSnapshot(ctx context.Context, lm *liveManager) (statusSnapshot, error) {
 	snap := statusSnapshot{Manager: lm.name, Generated: time.Now(), History: lm.history.snapshot()}
-	m := lm.manager.Load()
+	m := lm.manager()
 	if m == nil {
 		return snap, errNotRunning
 	}
