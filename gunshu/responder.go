@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -59,7 +60,10 @@ func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) 
 	}
 	s.Handshake = time.Since(start)
 	st := &stream{Conn: conn, rest: rest}
-	st.done = func() { r.end(s, start, nil) }
+	st.done = func() {
+		s.Bytes = Counts{Up: st.up.Load(), Down: st.down.Load()}
+		r.end(s, start, nil)
+	}
 	return st, nil
 }
 
@@ -122,15 +126,27 @@ type stream struct {
 	rest      []byte
 	done      func()
 	closeOnce sync.Once
+	// up and down count the application bytes read and written, for the
+	// session's Counts.
+	up, down atomic.Int64
 }
 
 func (s *stream) Read(p []byte) (int, error) {
 	if len(s.rest) > 0 {
 		n := copy(p, s.rest)
 		s.rest = s.rest[n:]
+		s.up.Add(int64(n))
 		return n, nil
 	}
-	return s.Conn.Read(p)
+	n, err := s.Conn.Read(p)
+	s.up.Add(int64(n))
+	return n, err
+}
+
+func (s *stream) Write(p []byte) (int, error) {
+	n, err := s.Conn.Write(p)
+	s.down.Add(int64(n))
+	return n, err
 }
 
 // CloseWrite half-closes the route when the connection supports it.
@@ -143,10 +159,17 @@ func (s *stream) CloseWrite() error {
 
 // ReadFrom lets io.Copy into the stream use the connection's fast path.
 func (s *stream) ReadFrom(r io.Reader) (int64, error) {
+	var (
+		n   int64
+		err error
+	)
 	if rf, ok := s.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(writerOnly{s.Conn}, r)
 	}
-	return io.Copy(writerOnly{s.Conn}, r)
+	s.down.Add(n)
+	return n, err
 }
 
 func (s *stream) Close() error {
