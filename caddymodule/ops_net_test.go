@@ -117,12 +117,9 @@ func startOpsNet(t *testing.T, logAddresses bool) *opsNet {
 		"{admin}", n.admin, "{log}", n.log, "{manager}", n.manager, "{status}", n.status,
 		"{responder}", n.responder, "{entrance}", n.entrance, "{log_addresses}", logOpt,
 	).Replace(caddyfile)
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
 	if err != nil {
 		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
-	}
-	for _, w := range warnings {
-		t.Logf("Caddyfile warning: %s", w)
 	}
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatalf("loading config: %v", err)
