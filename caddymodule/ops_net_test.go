@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,18 +27,29 @@ import (
 // whose routes hold exactly one relay (max_relays 1, so counts are exact),
 // the status page, the admin API on its own port and JSON logs to a file.
 type opsNet struct {
-	t                        *testing.T
-	admin, manager, status   string
-	relays                   []string
-	responder, entrance, log string
+	t                      *testing.T
+	admin, manager, status string
+	relays                 []string
+	responder, entrance    string
+	logs                   []string // JSON log files: info, debug
 }
 
 const opsCaddyfile = `{
 	admin {admin}
-	log {
+	# Everything at info, as a relay runs by default; our handlers at
+	# debug. (caddy-l4's own "layer4" logger names every connection's
+	# remote address at debug: see docs/operating.md.)
+	log default {
 		output file {log}
 		format json
+		level INFO
+		exclude layer4.handlers
+	}
+	log gunshu {
+		output file {debuglog}
+		format json
 		level DEBUG
+		include layer4.handlers
 	}
 	gunshu {
 		manager main {
@@ -99,8 +111,9 @@ func startOpsNet(t *testing.T, logAddresses bool) *opsNet {
 		t:     t,
 		admin: opsPort(t), manager: opsPort(t), status: opsPort(t),
 		responder: opsPort(t), entrance: opsPort(t),
-		log: filepath.Join(t.TempDir(), "caddy.log"),
 	}
+	dir := t.TempDir()
+	n.logs = []string{filepath.Join(dir, "info.log"), filepath.Join(dir, "debug.log")}
 	var relays strings.Builder
 	for range 3 {
 		r := opsPort(t)
@@ -114,7 +127,7 @@ func startOpsNet(t *testing.T, logAddresses bool) *opsNet {
 	// The relay blocks go in first: a Replacer makes a single pass.
 	caddyfile := strings.ReplaceAll(opsCaddyfile, "{relays}", relays.String())
 	caddyfile = strings.NewReplacer(
-		"{admin}", n.admin, "{log}", n.log, "{manager}", n.manager, "{status}", n.status,
+		"{admin}", n.admin, "{log}", n.logs[0], "{debuglog}", n.logs[1], "{manager}", n.manager, "{status}", n.status,
 		"{responder}", n.responder, "{entrance}", n.entrance, "{log_addresses}", logOpt,
 	).Replace(caddyfile)
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
@@ -275,23 +288,28 @@ func hasLabels(m *dto.Metric, labels []string) bool {
 	return true
 }
 
-// readLog returns the JSON log entries written so far.
+// readLog returns the JSON log entries written so far to either file.
 func (n *opsNet) readLog() []map[string]any {
 	n.t.Helper()
-	raw, err := os.ReadFile(n.log)
-	if err != nil {
-		n.t.Fatal(err)
-	}
 	var entries []map[string]any
-	for _, line := range bytes.Split(raw, []byte("\n")) {
-		if len(bytes.TrimSpace(line)) == 0 {
+	for _, name := range n.logs {
+		raw, err := os.ReadFile(name)
+		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		var e map[string]any
-		if err := json.Unmarshal(line, &e); err != nil {
-			n.t.Fatalf("log line is not JSON: %q", line)
+		if err != nil {
+			n.t.Fatal(err)
 		}
-		entries = append(entries, e)
+		for _, line := range bytes.Split(raw, []byte("\n")) {
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			var e map[string]any
+			if err := json.Unmarshal(line, &e); err != nil {
+				n.t.Fatalf("log line is not JSON: %q", line)
+			}
+			entries = append(entries, e)
+		}
 	}
 	return entries
 }
