@@ -219,7 +219,7 @@ svg{background:#fff;border:1px solid #dfe3ea;border-radius:6px;max-width:100%;he
 {{end}}</tbody>
 </table>{{else}}<p class="empty">No service is registered.</p>{{end}}
 
-<h2>Route outcomes</h2>
+<h2>Route outcomes <small class="sub">(this Caddy process, since it started)</small></h2>
 {{if .RouteResults}}<table id="routes">
 <thead><tr><th>Role</th><th>Outcome</th><th>Routes</th></tr></thead>
 <tbody>
