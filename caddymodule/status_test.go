@@ -155,3 +155,20 @@ func waitHealthy(t *testing.T, n *opsNet) {
 	}
 	t.Fatal("patrol did not find every service healthy within 5s")
 }
+
+// TestExampleStatusPage checks the status site of Caddyfile.example.
+func TestExampleStatusPage(t *testing.T) {
+	n := newExampleNet(t)
+	n.load(nil)
+	n.waitList(n.relays()...)
+	snap := statusJSON(t, "http://"+n.addr("8081")+"/")
+	var listed []string
+	for _, s := range snap.Services {
+		listed = append(listed, s.Address)
+	}
+	want := n.relays()
+	slices.Sort(want)
+	if snap.Manager != "default" || !slices.Equal(listed, want) {
+		t.Errorf("the example's status page shows manager %q with %v, want default with %v", snap.Manager, listed, want)
+	}
+}
