@@ -17,21 +17,15 @@ import (
 // between two TCP sockets its forward path runs in the kernel (splice)
 // instead of through caddy-l4's buffered reader.
 func detach(cx *layer4.Connection) (net.Conn, []byte, error) {
-	var buffered []byte
-	for {
-		if n := len(cx.MatchingBytes()); n > 0 {
-			more := make([]byte, n)
-			if _, err := io.ReadFull(cx, more); err != nil {
-				return nil, nil, fmt.Errorf("draining matched bytes: %w", err)
-			}
-			buffered = append(buffered, more...)
-		}
-		inner, ok := cx.Conn.(*layer4.Connection)
-		if !ok {
-			return cx.Conn, buffered, nil
-		}
-		cx = inner
+	n := len(cx.MatchingBytes())
+	if n == 0 {
+		return cx.Conn, nil, nil
 	}
+	buffered := make([]byte, n)
+	if _, err := io.ReadFull(cx, buffered); err != nil {
+		return nil, nil, fmt.Errorf("draining matched bytes: %w", err)
+	}
+	return cx.Conn, buffered, nil
 }
 
 // resolveAddr expands placeholders such as {env.RELAY_ADDR} in a host:port
