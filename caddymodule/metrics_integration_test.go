@@ -28,10 +28,10 @@ func TestMetricsCountTrafficExactly(t *testing.T) {
 		}
 	}
 	// One malformed est and one naming a closed port, each to a relay.
-	if got, err := exchange(n.relays[0], "est\nx\n"); err != nil || got != "fail\n" {
+	if got, err := opsExchange(n.relays[0], "est\nx\n"); err != nil || got != "fail\n" {
 		t.Fatalf("bad est answered %q, %v; want fail", got, err)
 	}
-	if got, err := exchange(n.relays[1], "est\n1\n"+opsPort(t)+"\n"); err != nil || got != "fail\n" {
+	if got, err := opsExchange(n.relays[1], "est\n1\n"+opsPort(t)+"\n"); err != nil || got != "fail\n" {
 		t.Fatalf("est to a closed port answered %q, %v; want fail", got, err)
 	}
 

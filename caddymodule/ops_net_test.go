@@ -232,8 +232,8 @@ func (n *opsNet) session(payload []byte) ([]byte, string, error) {
 	return echo, local, err
 }
 
-// exchange sends raw protocol bytes to addr and returns the answer.
-func exchange(addr, send string) (string, error) {
+// opsExchange sends raw protocol bytes to addr and returns the answer.
+func opsExchange(addr, send string) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return "", err

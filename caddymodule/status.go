@@ -104,10 +104,10 @@ func (h *StatusHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		h.Manager = d.Val()
 	}
 	if d.NextArg() {
-		return d.ArgErr()
+		return d.Errf("gunshu_status takes at most one argument (the manager's name), got extra %q", d.Val())
 	}
 	if d.NextBlock(0) {
-		return d.Errf("gunshu_status takes no block")
+		return d.Errf("gunshu_status takes no block, got %q", d.Val())
 	}
 	return nil
 }

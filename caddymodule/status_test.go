@@ -172,3 +172,14 @@ func TestExampleStatusPage(t *testing.T) {
 		t.Errorf("the example's status page shows manager %q with %v, want default with %v", snap.Manager, listed, want)
 	}
 }
+
+func TestStatusCaddyfileErrors(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"gunshu_status a b", `Caddyfile:2 - gunshu_status takes at most one argument (the manager's name), got extra "b"`},
+		{"gunshu_status {\n\t\tmanager main\n\t}", `Caddyfile:3 - gunshu_status takes no block, got "manager"`},
+	} {
+		text := "http://127.0.0.1:8081 {\n\t" + c.body + "\n}\n"
+		_, err := adapt(t, text, "Caddyfile")
+		checkParseError(t, text, err, c.want)
+	}
+}
