@@ -45,6 +45,22 @@ func TestLogsNameNoClientsUnlessAsked(t *testing.T) {
 				clients = append(clients, local)
 			}
 			entries := n.waitSessionLogs(sessions)
+			// Each role logged its handshake at debug too.
+			for logger, msg := range map[string]string{
+				"layer4.handlers.gunshu_relay":     "route extended",
+				"layer4.handlers.gunshu_responder": "est received",
+				"layer4.handlers.gunshu_initiator": "route established",
+			} {
+				count := 0
+				for _, e := range entries {
+					if e["logger"] == logger && e["msg"] == msg && e["level"] == "debug" {
+						count++
+					}
+				}
+				if count < sessions {
+					t.Errorf("%s logged %q at debug %d times, want one per session (%d)", logger, msg, count, sessions)
+				}
+			}
 
 			own := map[string]bool{n.admin: true, n.manager: true, n.status: true, n.responder: true, n.entrance: true}
 			for _, r := range n.relays {

@@ -68,6 +68,7 @@ func (e *Entrance) serve(conn net.Conn, buffered []byte, s *Session, start time.
 		return err
 	}
 	s.Handshake = time.Since(start)
+	e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
 	// The client is this route's initiator side: "up" in Forward's terms.
 	s.Bytes, err = Forward(conn, route.Conn, buffered, route.Rest)
 	return err

@@ -104,9 +104,11 @@ func (r *Responder) readRoute(conn net.Conn, lr *lineReader, s *Session, start t
 		return nil, replyAndClose(conn, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
 	}
 	// The list is read in full, as the protocol asks, and then dropped.
-	if _, err := lr.readList(r.Limits.maxList()); err != nil {
+	list, err := lr.readList(r.Limits.maxList())
+	if err != nil {
 		return nil, replyAndClose(conn, failLine, fmt.Errorf("reading est: %w", err))
 	}
+	r.log.Debug("est received", zap.Int("list_entries", len(list)), zap.Duration("after", time.Since(start)))
 	if _, err := conn.Write(okLine); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("answering ok: %w", err)
