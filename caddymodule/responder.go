@@ -48,7 +48,12 @@ func (*Responder) CaddyModule() caddy.ModuleInfo {
 // Provision builds the responder.
 func (h *Responder) Provision(ctx caddy.Context) error {
 	h.log = ctx.Logger(h)
+	observer, err := newMetricsObserver(ctx)
+	if err != nil {
+		return err
+	}
 	h.responder = &gunshu.Responder{
+		Observer:     observer,
 		Limits:       gunshu.Limits{MaxList: h.MaxList},
 		Timeouts:     gunshu.Timeouts{Command: time.Duration(h.HandshakeTimeout)},
 		Logger:       h.log,
@@ -63,7 +68,7 @@ func (h *Responder) Provision(ctx caddy.Context) error {
 func (h *Responder) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	conn, buffered, err := detach(cx)
 	if err != nil {
-		h.log.Debug("responder session not started", zap.Error(err))
+		h.log.Debug("responder session not started", zap.String("error", gunshu.RedactedError(err)))
 		return nil
 	}
 	stream, err := h.responder.Handshake(conn, buffered)
