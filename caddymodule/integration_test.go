@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -144,7 +145,7 @@ func TestReloadKeepsRegistrations(t *testing.T) {
 	if err != nil {
 		t.Fatalf("listing after reload: %v", err)
 	}
-	if !slicesContain(got, outside) {
+	if !slices.Contains(got, outside) {
 		t.Fatalf("after reload the manager lists %v: the registration of %s made before it is lost", got, outside)
 	}
 }
@@ -174,15 +175,6 @@ func withoutServer(t *testing.T, caddyfile, addr string) string {
 	}
 	rest := strings.TrimPrefix(caddyfile[start+end+len("\n\t\t}\n"):], "\n")
 	return caddyfile[:start] + rest
-}
-
-func slicesContain(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestStopEndsLoops checks that stopping Caddy ends every patrol and
