@@ -79,7 +79,7 @@ func (h *Responder) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	defer stream.Close()
 	if err := next.Handle(cx.Wrap(stream)); err != nil {
 		// caddy-l4 would log the error with the last relay's address.
-		fields := []zap.Field{zap.String("error", gunshu.Redacted(err))}
+		fields := []zap.Field{zap.String("error", gunshu.RedactedError(err))}
 		if h.LogAddresses {
 			fields = append(fields, zap.String("remote", conn.RemoteAddr().String()))
 		}
