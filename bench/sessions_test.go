@@ -145,6 +145,11 @@ func (c *child) stats(tb testing.TB) stats {
 	if err := json.Unmarshal(c.out.Bytes(), &s); err != nil {
 		tb.Fatal(err)
 	}
+	// A child at its open-file limit cannot open /proc/self/fd: count
+	// its descriptors from here.
+	if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.cmd.Process.Pid)); err == nil {
+		s.FDs = len(fds)
+	}
 	return s
 }
 
