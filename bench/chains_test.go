@@ -60,6 +60,7 @@ const (
 	opUpload   = 'u' // read to EOF, answer the byte count (8 bytes)
 	opDownload = 'd' // read a count (8 bytes), send that many bytes
 	opPing     = 'p' // answer one byte and close
+	opHold     = 'h' // answer one byte, then wait for EOF: an idle session
 )
 
 const chunkSize = 1 << 20
@@ -100,6 +101,10 @@ func serveEndpoint(c net.Conn) {
 				return
 			}
 			n -= k
+		}
+	case opHold:
+		if _, err := c.Write(op[:]); err == nil {
+			_, _ = c.Read(op[:])
 		}
 	case opPing:
 		// The server closes first, so the dialing side of every hop

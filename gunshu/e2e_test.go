@@ -106,3 +106,46 @@ func TestHTTPThroughRoutes(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestHTTPLargeBodies sends and receives bodies of a few MiB through
+// routes of up to five relays and checks every byte both ways.
+func TestHTTPLargeBodies(t *testing.T) {
+	n := newTestNet(t, 5)
+	addr := n.httpResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		// Answer with the request reversed and repeated twice.
+		out := make([]byte, 0, 2*len(body))
+		for i := len(body) - 1; i >= 0; i-- {
+			out = append(out, body[i])
+		}
+		_, _ = w.Write(append(out, out...))
+	}))
+	client := gunshuClient(n.dialer(4))
+	for i := range 6 {
+		body := make([]byte, (i+1)<<19)
+		for j := range body {
+			body[j] = byte(j*7 + i)
+		}
+		resp, err := client.Post("http://"+addr+"/echo", "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("request %d: reading the response: %v", i, err)
+		}
+		if len(got) != 2*len(body) {
+			t.Fatalf("request %d: got %d bytes, want %d", i, len(got), 2*len(body))
+		}
+		for j := range body {
+			if got[j] != body[len(body)-1-j] || got[len(body)+j] != body[len(body)-1-j] {
+				t.Fatalf("request %d: byte %d differs", i, j)
+			}
+		}
+	}
+}
