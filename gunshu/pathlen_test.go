@@ -3,6 +3,7 @@ package gunshu
 import (
 	"context"
 	"math/rand/v2"
+	"net"
 	"sync/atomic"
 	"testing"
 )
@@ -106,4 +107,68 @@ func TestPathLengthLaw(t *testing.T) {
 				tc.relays, tc.maxRelays, lengths, law, x, chi2Critical999[tc.want])
 		}
 	}
+}
+
+// TestPathLengthRelayChoice isolates the relays' share of the law: a raw
+// initiator always puts the responder last, so only the relays' random
+// picks make routes shorter than the list. Each length must still be
+// equally likely.
+func TestPathLengthRelayChoice(t *testing.T) {
+	var count estCounter
+	seed := uint64(99)
+	relays := make([]string, 4)
+	for i := range relays {
+		seed++
+		relays[i] = serveRelay(t, &Relay{Policy: loopbackPolicy(), Observer: &count, Rand: rand.NewPCG(seed, 7)})
+	}
+	resp, _ := serveResponder(t, &Responder{}, func(c net.Conn) { c.Close() })
+	const routes = 300
+	lengths := map[int]int{}
+	for range routes {
+		before := count.started.Load()
+		up := dialRaw(t, relays[0])
+		writeRaw(t, up, estRequest(relays, resp))
+		expectRead(t, up, "ok\n")
+		lengths[int(count.started.Load()-before)]++
+		up.Close()
+	}
+	t.Logf("lengths %v", lengths)
+	if x := chiSquare(lengths, uniformLaw(4), routes); x > chi2Critical999[4] || len(lengths) != 4 {
+		t.Fatalf("lengths %v are not uniform on 1..4 (chi-square %.1f)", lengths, x)
+	}
+}
+
+// TestPathLengthInitiatorChoice isolates the initiator's share: relays
+// that always pick the first entry leave the length to where the Dialer
+// put the responder in the list.
+func TestPathLengthInitiatorChoice(t *testing.T) {
+	var count estCounter
+	n := newTestNetWith(t, 4, func(r *Relay) { r.Observer, r.Rand = &count, pickFirst })
+	resp := n.echoResponder(t)
+	d := n.dialer(5)
+	d.MaxRelays = -1
+	const routes = 300
+	lengths := map[int]int{}
+	for range routes {
+		before := count.started.Load()
+		route, err := d.Establish(context.Background(), resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lengths[int(count.started.Load()-before)]++
+		route.Conn.Close()
+	}
+	t.Logf("lengths %v", lengths)
+	if x := chiSquare(lengths, uniformLaw(4), routes); x > chi2Critical999[4] || len(lengths) != 4 {
+		t.Fatalf("lengths %v are not uniform on 1..4 (chi-square %.1f)", lengths, x)
+	}
+}
+
+// uniformLaw is the uniform law on 1..k.
+func uniformLaw(k int) []float64 {
+	p := make([]float64, k)
+	for i := range p {
+		p[i] = 1 / float64(k)
+	}
+	return p
 }
