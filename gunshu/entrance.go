@@ -18,6 +18,12 @@ type Entrance struct {
 	Dialer *Dialer
 	// Responder is the fixed target of every route.
 	Responder string
+	// IdleTimeout ends a session after this long without a byte in
+	// either direction; 0 never does.
+	IdleTimeout time.Duration
+	// Limiter bounds the client connections served at once; nil bounds
+	// none.
+	Limiter *Limiter
 	// Logger gets one line per finished session; nil logs nothing.
 	Logger *zap.Logger
 	// LogAddresses adds the client's address to session logs.
@@ -49,9 +55,15 @@ func (e *Entrance) ServeBuffered(conn net.Conn, buffered []byte) error {
 	if e.LogAddresses {
 		s.Remote = conn.RemoteAddr().String()
 	}
-	err := e.serve(conn, buffered, &s, start)
-	s.Duration = time.Since(start)
-	s.Outcome, s.Err = classify(err), err
+	var err error
+	if release, lerr := e.Limiter.acquireConn(conn); lerr != nil {
+		resetClose(conn)
+		err = lerr
+	} else {
+		err = e.serve(conn, buffered, &s, start)
+		release()
+	}
+	s.end(start, err)
 	e.obs.SessionEnded(s)
 	logSession(e.log, s)
 	return err
@@ -64,11 +76,13 @@ func (e *Entrance) serve(conn net.Conn, buffered []byte, s *Session, start time.
 	}
 	route, err := e.Dialer.Establish(context.Background(), e.Responder)
 	if err != nil {
-		resetClose(conn)
+		// A plain close: a reset racing the client's connect would look
+		// like a refused connection rather than a failed route.
+		conn.Close()
 		return err
 	}
 	s.Handshake = time.Since(start)
 	// The client is this route's initiator side: "up" in Forward's terms.
-	s.Bytes, err = Forward(conn, route.Conn, buffered, route.Rest)
+	s.Bytes, err = ForwardIdle(conn, route.Conn, buffered, route.Rest, e.IdleTimeout)
 	return err
 }

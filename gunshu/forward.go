@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Counts are the bytes one session forwarded in each direction: Up flows
@@ -28,6 +30,17 @@ type closeWriter interface {
 // Between two *net.TCPConn on Linux the copy runs in the kernel (splice)
 // and an idle direction holds no pipe and no buffer.
 func Forward(up, down net.Conn, upRest, downRest []byte) (Counts, error) {
+	return ForwardIdle(up, down, upRest, downRest, 0)
+}
+
+// ErrIdleTimeout ends a session that moved no byte for its idle timeout.
+var ErrIdleTimeout = errors.New("idle timeout")
+
+// ForwardIdle is Forward that also ends the session, like an error would,
+// once no byte has moved in either direction for idle; idle <= 0 never
+// does. The copy loops only store a timestamp per chunk; one timer per
+// session looks at it, so no deadline is set per read.
+func ForwardIdle(up, down net.Conn, upRest, downRest []byte, idle time.Duration) (Counts, error) {
 	var (
 		counts  Counts
 		downErr error
@@ -40,28 +53,74 @@ func Forward(up, down net.Conn, upRest, downRest []byte) (Counts, error) {
 			resetClose(down)
 		})
 	}
+	var watch *idleWatch
+	if idle > 0 {
+		watch = newIdleWatch(idle, fail)
+		defer watch.stop()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		counts.Down, downErr = copyDirection(up, down, downRest)
+		counts.Down, downErr = copyDirection(up, down, downRest, watch)
 		if downErr != nil {
 			fail()
 		}
 	}()
 	var upErr error
-	counts.Up, upErr = copyDirection(down, up, upRest)
+	counts.Up, upErr = copyDirection(down, up, upRest, watch)
 	if upErr != nil {
 		fail()
 	}
 	wg.Wait()
 	up.Close()
 	down.Close()
+	if watch.fired() {
+		return counts, ErrIdleTimeout
+	}
 	return counts, errors.Join(upErr, downErr)
 }
 
+// idleWatch ends a session after idle without activity. The copy loops
+// call touch (an atomic store) per chunk moved; the timer, when it fires,
+// sleeps again for whatever is left of idle since the last touch.
+type idleWatch struct {
+	idle   time.Duration
+	base   time.Time
+	last   atomic.Int64 // nanoseconds since base of the latest touch
+	timer  *time.Timer
+	expire func()
+	done   atomic.Bool
+}
+
+func newIdleWatch(idle time.Duration, expire func()) *idleWatch {
+	w := &idleWatch{idle: idle, base: time.Now(), expire: expire}
+	w.timer = time.AfterFunc(idle, w.check)
+	return w
+}
+
+func (w *idleWatch) touch() {
+	if w != nil {
+		w.last.Store(int64(time.Since(w.base)))
+	}
+}
+
+func (w *idleWatch) check() {
+	quiet := time.Since(w.base) - time.Duration(w.last.Load())
+	if quiet < w.idle {
+		w.timer.Reset(w.idle - quiet)
+		return
+	}
+	w.done.Store(true)
+	w.expire()
+}
+
+func (w *idleWatch) stop() { w.timer.Stop() }
+
+func (w *idleWatch) fired() bool { return w != nil && w.done.Load() }
+
 // copyDirection copies src to dst after writing rest, then half-closes dst.
-// An orderly EOF is no error.
-func copyDirection(dst, src net.Conn, rest []byte) (int64, error) {
+// An orderly EOF is no error. watch, when not nil, is touched per chunk.
+func copyDirection(dst, src net.Conn, rest []byte, watch *idleWatch) (int64, error) {
 	var n int64
 	if len(rest) > 0 {
 		w, err := dst.Write(rest)
@@ -70,7 +129,7 @@ func copyDirection(dst, src net.Conn, rest []byte) (int64, error) {
 			return n, err
 		}
 	}
-	c, err := copyStream(dst, src)
+	c, err := copyStream(dst, src, watch)
 	n += c
 	if err != nil {
 		return n, err
@@ -84,17 +143,32 @@ func copyDirection(dst, src net.Conn, rest []byte) (int64, error) {
 }
 
 // copyStream copies until EOF, in the kernel when both ends allow it.
-func copyStream(dst, src net.Conn) (int64, error) {
+func copyStream(dst, src net.Conn, watch *idleWatch) (int64, error) {
 	if d, ok := dst.(*net.TCPConn); ok {
 		if s, ok := src.(*net.TCPConn); ok {
-			if n, handled, err := spliceStream(d, s); handled {
+			if n, handled, err := spliceStream(d, s, watch); handled {
 				return n, err
 			}
 		}
 	}
 	bufp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bufp)
-	return io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bufp)
+	var w io.Writer = writerOnly{dst}
+	if watch != nil {
+		w = touchingWriter{dst, watch}
+	}
+	return io.CopyBuffer(w, readerOnly{src}, *bufp)
+}
+
+// touchingWriter touches an idleWatch per write.
+type touchingWriter struct {
+	w     io.Writer
+	watch *idleWatch
+}
+
+func (t touchingWriter) Write(p []byte) (int, error) {
+	t.watch.touch()
+	return t.w.Write(p)
 }
 
 const copyBufSize = 32 << 10

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,9 +15,8 @@ import (
 
 // Initiator defaults.
 const (
-	DefaultMaxRelays = 5
-	DefaultAttempts  = 3
-	DefaultListTTL   = 5 * time.Second
+	DefaultAttempts = 3
+	DefaultListTTL  = 5 * time.Second
 )
 
 // ErrNoRelays means the manager listed no usable relay.
@@ -64,10 +64,18 @@ type Route struct {
 type Dialer struct {
 	// Manager is the manager's address.
 	Manager string
-	// MaxRelays caps the relays offered to a route: a random subset of the
-	// list of at most this size is sent. 0 means DefaultMaxRelays; a
-	// negative value sends the whole list, as the 2003 specification does.
+	// MaxRelays is the hard bound on the relays offered to a route; how
+	// many are offered below it is drawn from the law RouteSizeLaw gives. 0
+	// means DefaultMaxRelays; a negative value offers the whole list, as
+	// the 2003 specification does. A low bound defeats the law: a relay
+	// that receives the largest possible list knows it is the first hop.
 	MaxRelays int
+	// RouteContinue is the chance that a relay passes the route on to
+	// another relay rather than to the responder, in [0, 1); 0 means
+	// DefaultRouteContinue. The mean route holds 1/(1-RouteContinue)
+	// relays, and a corrupt relay on it is the first hop with probability
+	// about 1-RouteContinue whatever list it receives.
+	RouteContinue float64
 	// Attempts is how many fresh random routes are tried on failure.
 	Attempts int
 	// Timeouts bound the list request (Command), dialing the first hop
@@ -77,10 +85,19 @@ type Dialer struct {
 	// the manager less about when this initiator opens routes. 0 means
 	// DefaultListTTL; negative fetches a list for every route.
 	ListTTL time.Duration
-	// Exclude are addresses never used as relays by this initiator (its
-	// own relay's, for instance).
+	// Exclude are addresses never used as relays by this initiator.
 	Exclude []string
-	Limits  Limits
+	// Cover is the advertised address of a relay registered by this same
+	// process. The initiator never offers it, and sends its routes from
+	// its host (when NetDialer has no LocalAddr and that host is a local
+	// IP), so a first hop cannot tell a route it opens from one that relay
+	// passes on. Without cover, the first hop sees an address that is not
+	// on the manager's list: an initiator's.
+	Cover string
+	// Guards keeps the first hops of this initiator; nil picks a fresh
+	// random first hop for every route.
+	Guards *Guards
+	Limits Limits
 	// Rand picks the routes; nil means a cryptographically secure source.
 	Rand rand.Source
 	// NetDialer connects to the first hop (set LocalAddr here).
@@ -93,6 +110,9 @@ type Dialer struct {
 	mu       sync.Mutex
 	list     []string
 	listTime time.Time
+	warned   string    // the route-size warning last logged
+	law      []float64 // routeSizeLaw(lawFor), kept for the next route
+	lawFor   int
 }
 
 func (d *Dialer) init() {
@@ -101,6 +121,13 @@ func (d *Dialer) init() {
 		d.log = loggerOr(d.Logger)
 		if d.NetDialer == nil {
 			d.NetDialer = &net.Dialer{}
+		}
+		if d.NetDialer.LocalAddr == nil {
+			if local := coverLocalAddr(d.Cover); local != nil {
+				nd := *d.NetDialer
+				nd.LocalAddr = local
+				d.NetDialer = &nd
+			}
 		}
 	})
 }
@@ -131,6 +158,9 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 	if attempts <= 0 {
 		attempts = DefaultAttempts
 	}
+	if d.Guards != nil {
+		_ = d.Guards.Load(ctx) // logged by Load; fresh guards are chosen
+	}
 	var lastErr error
 	for attempt := 1; attempt <= attempts; attempt++ {
 		relays, err := d.relays(ctx, attempt > 1)
@@ -142,6 +172,7 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 			return nil, err
 		}
 		conn, rest, err := establish(ctx, d.NetDialer, openPolicy, first, list, d.Timeouts, d.Limits)
+		d.reportFirstHop(ctx, first, err)
 		if err == nil {
 			if _, err = conn.Write(forwardLine); err == nil {
 				return &Route{Conn: conn, Rest: rest, Attempts: attempt, Setup: time.Since(start)}, nil
@@ -157,8 +188,8 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 	return nil, fmt.Errorf("no route after %d attempts: %w", attempts, lastErr)
 }
 
-// relays returns the manager's list, from the cache when it is fresh and
-// fresh is false.
+// relays returns the relays of the manager's list this initiator may use
+// (see usable), from the cache when it is fresh and refresh is false.
 func (d *Dialer) relays(ctx context.Context, refresh bool) ([]string, error) {
 	ttl := d.ListTTL
 	if ttl == 0 {
@@ -177,30 +208,79 @@ func (d *Dialer) relays(ctx context.Context, refresh bool) ([]string, error) {
 		}
 		return nil, err
 	}
+	list = d.usable(list)
 	d.mu.Lock()
 	d.list, d.listTime = list, time.Now()
 	d.mu.Unlock()
+	d.warnRouteSize(len(list))
 	return list, nil
 }
 
-// pickRoute chooses the relays offered to one route: the first hop and the
-// est list, in which the responder sits at a random position.
-func (d *Dialer) pickRoute(relays []string, responder string) (string, []string, error) {
-	candidates := make([]string, 0, len(relays))
+// warnRouteSize logs RouteSizeWarning when it changes, so a manager
+// listing too few relays is noticed without a line per route.
+func (d *Dialer) warnRouteSize(listed int) {
+	msg := d.RouteSizeWarning(listed)
+	d.mu.Lock()
+	changed := msg != d.warned
+	d.warned = msg
+	d.mu.Unlock()
+	if changed && msg != "" {
+		d.log.Warn("routes reveal their first hop", zap.String("why", msg))
+	}
+}
+
+// reportFirstHop tells the guards how dialing first went. Only a failed
+// dial counts: a failure further down can be any relay's doing.
+func (d *Dialer) reportFirstHop(ctx context.Context, first string, err error) {
+	if d.Guards == nil || ctx.Err() != nil {
+		return
+	}
+	var dial errDial
+	d.Guards.report(first, errors.As(err, &dial))
+	if err := d.Guards.save(ctx); err != nil {
+		d.log.Warn("guards not saved", zap.Error(err))
+	}
+}
+
+// usable returns the listed relays this initiator may offer: duplicates,
+// Exclude and Cover removed.
+func (d *Dialer) usable(relays []string) []string {
+	out := make([]string, 0, len(relays))
 	seen := make(map[string]struct{}, len(relays))
 	for _, a := range relays {
-		if _, dup := seen[a]; dup || a == responder || contains(d.Exclude, a) {
+		if _, dup := seen[a]; dup || a == d.Cover || contains(d.Exclude, a) {
 			continue
 		}
 		seen[a] = struct{}{}
-		candidates = append(candidates, a)
+		out = append(out, a)
+	}
+	return out
+}
+
+// pickRoute chooses the relays offered to one route from the usable
+// listed relays: the first hop (a guard when there are guards) and the est
+// list, in which the responder sits at a random position.
+func (d *Dialer) pickRoute(listed []string, responder string) (string, []string, error) {
+	candidates := make([]string, 0, len(listed))
+	for _, a := range listed {
+		if a != responder {
+			candidates = append(candidates, a)
+		}
 	}
 	if len(candidates) == 0 {
 		return "", nil, ErrNoRelays
 	}
 	k := d.routeSize(len(candidates))
-	// A partial Fisher-Yates shuffle draws k distinct relays uniformly.
-	for i := range k {
+	drawn := 0
+	if d.Guards != nil {
+		if g := d.Guards.choose(listed, candidates, d.rnd); g != "" {
+			i := slices.Index(candidates, g)
+			candidates[0], candidates[i] = candidates[i], candidates[0]
+			drawn = 1
+		}
+	}
+	// A partial Fisher-Yates shuffle draws the others uniformly.
+	for i := drawn; i < k; i++ {
 		j := i + d.rnd.IntN(len(candidates)-i)
 		candidates[i], candidates[j] = candidates[j], candidates[i]
 	}
@@ -209,17 +289,6 @@ func (d *Dialer) pickRoute(relays []string, responder string) (string, []string,
 	list := make([]string, 0, len(others)+1)
 	list = append(append(append(list, others[:pos]...), responder), others[pos:]...)
 	return first, list, nil
-}
-
-// routeSize is how many of n listed relays one route is offered.
-func (d *Dialer) routeSize(n int) int {
-	switch {
-	case d.MaxRelays < 0:
-		return n
-	case d.MaxRelays == 0:
-		return min(n, DefaultMaxRelays)
-	}
-	return min(n, d.MaxRelays)
 }
 
 func contains(list []string, s string) bool {

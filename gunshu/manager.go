@@ -2,9 +2,11 @@ package gunshu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -29,6 +31,16 @@ type Manager struct {
 	// DisableVerify skips the test of a registering address. By default
 	// an address is listed only after it answered test with ok.
 	DisableVerify bool
+	// RequireSourceMatch lists an address only when its host is (or
+	// resolves to) the IP address that sent reg; verification then tests
+	// that address. It stops one machine from registering others.
+	RequireSourceMatch bool
+	// RegisterRate limits reg exchanges per source address (SourceKey);
+	// the zero Rate allows all. An exchange over the rate gets fail
+	// before anything is resolved or tested.
+	RegisterRate Rate
+	// Limiter bounds the exchanges in flight; nil bounds none.
+	Limiter *Limiter
 	// TestTimeout bounds one test exchange.
 	TestTimeout time.Duration
 	// PatrolInterval is the time between patrol rounds.
@@ -49,10 +61,11 @@ type Manager struct {
 	// OnRegister, when set, is called after each registration attempt.
 	OnRegister func(addr string, err error)
 
-	once sync.Once
-	rnd  *random
-	log  *zap.Logger
-	obs  Observer
+	once     sync.Once
+	rnd      *random
+	log      *zap.Logger
+	obs      Observer
+	regLimit rateLimiter
 }
 
 func (m *Manager) init() {
@@ -81,10 +94,15 @@ func (m *Manager) ServeBuffered(conn net.Conn, buffered []byte) error {
 	start := time.Now()
 	m.obs.SessionStarted(RoleManager)
 	s := Session{Role: RoleManager}
-	err := m.serve(conn, buffered, &s, start)
-	s.Duration = time.Since(start)
+	var err error
+	if release, lerr := m.Limiter.acquireConn(conn); lerr != nil {
+		err = replyAndClose(conn, failLine, lerr)
+	} else {
+		err = m.serve(conn, buffered, &s, start)
+		release()
+	}
+	s.end(start, err)
 	s.Handshake = s.Duration
-	s.Outcome, s.Err = classify(err), err
 	m.obs.SessionEnded(s)
 	if err != nil {
 		m.log.Debug("exchange failed", zap.String("command", s.Command), zap.Error(err))
@@ -98,8 +116,7 @@ func (m *Manager) serve(conn net.Conn, buffered []byte, s *Session, start time.T
 	_ = conn.SetDeadline(start.Add(m.Timeouts.command()))
 	cmd, err := lr.readLine()
 	if err != nil {
-		conn.Close()
-		return fmt.Errorf("reading command: %w", err)
+		return failOrClose(conn, fmt.Errorf("reading command: %w", err))
 	}
 	switch cmd {
 	case CmdList:
@@ -111,7 +128,7 @@ func (m *Manager) serve(conn net.Conn, buffered []byte, s *Session, start time.T
 		if err != nil {
 			return replyAndClose(conn, failLine, fmt.Errorf("reading reg address: %w", err))
 		}
-		if err := m.Register(context.Background(), line); err != nil {
+		if err := m.RegisterFrom(context.Background(), line, RemoteIP(conn.RemoteAddr())); err != nil {
 			return replyAndClose(conn, failLine, err)
 		}
 		return replyAndClose(conn, okLine, nil)
@@ -141,10 +158,25 @@ func (m *Manager) serveList(conn net.Conn) error {
 	return nil
 }
 
-// Register validates addr, checks it against the policy, verifies it
-// answers test (unless disabled) and adds or refreshes it.
-func (m *Manager) Register(ctx context.Context, line string) (err error) {
+// Register is RegisterFrom for a trusted caller (an admin endpoint, a
+// test): no rate limit and no source match apply.
+func (m *Manager) Register(ctx context.Context, line string) error {
+	return m.RegisterFrom(ctx, line, netip.Addr{})
+}
+
+// Errors of registration.
+var ErrSourceMismatch = errors.New("registered host is not the registering address")
+
+// RegisterFrom handles a reg of line sent from source: it applies the rate
+// limit, validates the address, checks it against the policy (resolving a
+// name once), verifies that it answers test (unless disabled) at the
+// checked addresses only, and adds or refreshes it in the registry,
+// grouped by the address that answered.
+func (m *Manager) RegisterFrom(ctx context.Context, line string, source netip.Addr) (err error) {
 	m.init()
+	if !m.regLimit.allow(m.RegisterRate, source, time.Now()) {
+		return ErrRateLimited
+	}
 	addr, err := ParseAddr(line)
 	if err != nil {
 		return err
@@ -157,19 +189,38 @@ func (m *Manager) Register(ctx context.Context, line string) (err error) {
 			m.log.Info("registration refused", zap.String("service", addr), zap.Error(err))
 		}
 	}()
-	if _, err := m.Policy.Resolve(ctx, addr); err != nil {
+	targets, err := m.Policy.Resolve(ctx, addr)
+	if err != nil {
 		return err
 	}
+	if m.RequireSourceMatch && source.IsValid() {
+		if targets = onlyIP(targets, source); len(targets) == 0 {
+			return fmt.Errorf("%w: %s", ErrSourceMismatch, addr)
+		}
+	}
+	answered := targets[0]
 	if !m.DisableVerify {
-		if _, err := m.Test(ctx, addr); err != nil {
+		if answered, _, err = m.testTargets(ctx, targets); err != nil {
 			return fmt.Errorf("verifying %s: %w", addr, err)
 		}
 	}
-	if err := m.Registry.Register(ctx, addr, time.Now()); err != nil {
+	group := SourceKey(answered.Addr()).String()
+	if err := m.Registry.Register(ctx, addr, group, time.Now()); err != nil {
 		return fmt.Errorf("registering %s: %w", addr, err)
 	}
 	m.log.Debug("registered", zap.String("service", addr))
 	return nil
+}
+
+func onlyIP(targets []netip.AddrPort, ip netip.Addr) []netip.AddrPort {
+	ip = ip.Unmap()
+	var out []netip.AddrPort
+	for _, t := range targets {
+		if t.Addr() == ip {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Test sends test to addr and waits for ok, within TestTimeout and the
@@ -178,23 +229,37 @@ func (m *Manager) Test(ctx context.Context, addr string) (time.Duration, error) 
 	m.init()
 	ctx, cancel := context.WithTimeout(ctx, m.testTimeout())
 	defer cancel()
-	start := time.Now()
-	conn, err := m.Policy.Dial(ctx, addr, m.Dialer)
+	targets, err := m.Policy.Resolve(ctx, addr)
 	if err != nil {
 		return 0, err
+	}
+	_, latency, err := m.testTargets(ctx, targets)
+	return latency, err
+}
+
+// testTargets tests the first of targets (already checked by the policy)
+// that accepts a connection, within TestTimeout, and returns which one
+// answered and the round-trip latency.
+func (m *Manager) testTargets(ctx context.Context, targets []netip.AddrPort) (netip.AddrPort, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.testTimeout())
+	defer cancel()
+	start := time.Now()
+	conn, at, err := dialTargets(ctx, targets, m.Dialer)
+	if err != nil {
+		return at, 0, err
 	}
 	defer conn.Close()
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
 	if _, err := conn.Write(testLine); err != nil {
-		return 0, fmt.Errorf("sending test: %w", err)
+		return at, 0, fmt.Errorf("sending test: %w", err)
 	}
 	lr := newLineReader(conn, nil, m.Limits.maxLine())
 	defer lr.release()
 	if err := lr.expectLine(ReplyOK); err != nil {
-		return 0, fmt.Errorf("waiting for ok: %w", err)
+		return at, 0, fmt.Errorf("waiting for ok: %w", err)
 	}
-	return time.Since(start), nil
+	return at, time.Since(start), nil
 }
 
 // Patrol tests every service each PatrolInterval until ctx ends.

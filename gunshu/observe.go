@@ -36,6 +36,9 @@ const (
 	OutcomeBadInput      Outcome = "bad_input"
 	OutcomePolicyDenied  Outcome = "policy_denied"
 	OutcomeClosed        Outcome = "closed"
+	// OutcomeLimited is a session refused by a connection bound, a
+	// registration rate limit or a registry cap.
+	OutcomeLimited Outcome = "limited"
 )
 
 // Session describes one finished connection of a role.
@@ -49,10 +52,25 @@ type Session struct {
 	// Duration is the whole lifetime of the connection.
 	Duration time.Duration
 	Bytes    Counts
-	Err      error
+	// Err is why the session ended early; for an established route it
+	// may be a reset in forward mode, which leaves Outcome ok.
+	Err error
 	// Remote is the peer's address, set only when the operator asked for
 	// addresses in logs.
 	Remote string
+}
+
+// end fills in the end of a session: the outcome is that of the
+// handshake, so a route that was established counts as ok however its
+// stream ended later.
+func (s *Session) end(start time.Time, err error) {
+	s.Duration = time.Since(start)
+	s.Err = err
+	if s.Handshake > 0 {
+		s.Outcome = OutcomeOK
+	} else {
+		s.Outcome = classify(err)
+	}
 }
 
 // Observer receives session events, for metrics. Implementations must be
@@ -91,9 +109,12 @@ func classify(err error) Outcome {
 	switch {
 	case err == nil:
 		return OutcomeOK
-	case errors.Is(err, ErrPolicyDenied):
+	case errors.Is(err, ErrPolicyDenied), errors.Is(err, ErrSourceMismatch):
 		return OutcomePolicyDenied
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+	case errors.Is(err, ErrTooManySessions), errors.Is(err, ErrTooManyFromIP), errors.Is(err, ErrRateLimited),
+		errors.Is(err, ErrGroupFull), errors.Is(err, ErrRegistryFull):
+		return OutcomeLimited
+	case errors.Is(err, ErrIdleTimeout), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		return OutcomeTimeout
 	case errors.As(err, &dial):
@@ -125,7 +146,7 @@ func logSession(l *zap.Logger, s Session) {
 		zap.Int64("bytes_up", s.Bytes.Up),
 		zap.Int64("bytes_down", s.Bytes.Down),
 	}
-	if s.Err != nil && s.Outcome != OutcomeOK {
+	if s.Err != nil {
 		fields = append(fields, zap.String("error", redactedError(s.Err)))
 	}
 	if s.Remote != "" {

@@ -14,8 +14,3 @@ import (
 type PatrolClaimer interface {
 	ClaimPatrol(ctx context.Context, addrs []string, interval time.Duration) ([]string, error)
 }
-
-// HostOf returns the host part of a service address: what per-host caps
-// count. A shared registry enforcing the cap elsewhere uses it to count
-// exactly as MemoryRegistry does.
-func HostOf(addr string) string { return hostOf(addr) }

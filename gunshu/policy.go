@@ -107,6 +107,12 @@ func (p *Policy) AllowIP(ip netip.Addr) error {
 		return err
 	}
 	ip = ip.Unmap().WithZone("")
+	if v4, ok := embeddedIPv4(ip); ok {
+		// A NAT64 or 6to4 gateway would carry the dial to v4: judge v4 too.
+		if err := p.AllowIP(v4); err != nil {
+			return fmt.Errorf("%w (embedded in %s)", err, ip)
+		}
+	}
 	if containsIP(p.denyNets, ip) {
 		return fmt.Errorf("%w: %s is in a denied range", ErrPolicyDenied, ip)
 	}
@@ -117,6 +123,29 @@ func (p *Policy) AllowIP(ip netip.Addr) error {
 		return fmt.Errorf("%w: %s is in a default-denied range (loopback, private, link-local, multicast or reserved)", ErrPolicyDenied, ip)
 	}
 	return nil
+}
+
+// Prefixes of IPv6 addresses that carry an IPv4 address a gateway
+// forwards to: the NAT64 well-known prefix (RFC 6052) and 6to4 (RFC 3056).
+var (
+	nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour   = netip.MustParsePrefix("2002::/16")
+)
+
+// embeddedIPv4 returns the IPv4 address that ip (IPv6) carries by NAT64 or
+// 6to4 convention.
+func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
+	if !ip.Is6() {
+		return netip.Addr{}, false
+	}
+	b := ip.As16()
+	switch {
+	case nat64Prefix.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case sixToFour.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	}
+	return netip.Addr{}, false
 }
 
 func containsIP(nets []netip.Prefix, ip netip.Addr) bool {
@@ -215,11 +244,18 @@ func (p *Policy) Dial(ctx context.Context, addr string, d *net.Dialer) (net.Conn
 	if err != nil {
 		return nil, err
 	}
+	conn, _, err := dialTargets(ctx, targets, d)
+	return conn, err
+}
+
+// dialTargets connects to the first of targets that accepts, in order, and
+// returns which one it was.
+func dialTargets(ctx context.Context, targets []netip.AddrPort, d *net.Dialer) (net.Conn, netip.AddrPort, error) {
 	var firstErr error
 	for _, t := range targets {
 		conn, err := d.DialContext(ctx, "tcp", t.String())
 		if err == nil {
-			return conn, nil
+			return conn, t, nil
 		}
 		if firstErr == nil {
 			firstErr = err
@@ -228,5 +264,8 @@ func (p *Policy) Dial(ctx context.Context, addr string, d *net.Dialer) (net.Conn
 			break
 		}
 	}
-	return nil, firstErr
+	if firstErr == nil {
+		firstErr = errors.New("no address to dial")
+	}
+	return nil, netip.AddrPort{}, firstErr
 }

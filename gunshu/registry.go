@@ -3,7 +3,6 @@ package gunshu
 import (
 	"context"
 	"errors"
-	"net"
 	"sort"
 	"sync"
 	"time"
@@ -12,7 +11,7 @@ import (
 // Errors a Registry returns for registrations it refuses.
 var (
 	ErrRegistryFull = errors.New("registry full")
-	ErrHostFull     = errors.New("too many services on one host")
+	ErrGroupFull    = errors.New("too many services on one IP address")
 )
 
 // Service is what a registry knows of one registered Service.
@@ -27,15 +26,22 @@ type Service struct {
 	LastLatency time.Duration `json:"last_test_latency,omitempty"`
 	// Failures counts consecutive failed tests.
 	Failures int `json:"consecutive_failures"`
+	// Group is the network the service was verified at (see Registry).
+	Group string `json:"group,omitempty"`
 }
 
 // Registry stores the services of a manager. Implementations must be safe
 // for concurrent use; a shared one (Redis, say) lets several managers serve
-// one list. Caps (size, services per host) are the registry's to enforce,
-// atomically.
+// one list. Caps (size, services per IP address) are the registry's to
+// enforce, atomically within Register.
 type Registry interface {
 	// Register adds addr or refreshes it. It never creates a duplicate.
-	Register(ctx context.Context, addr string, now time.Time) error
+	// group is the key of the per-IP cap, chosen by the Manager: the
+	// network the service answered its verification from (an IPv4
+	// address as /32, an IPv6 /64), so many names for one machine count
+	// as one machine. A refresh whose group changed is counted in the
+	// new group, and refused (and the entry dropped) when that is full.
+	Register(ctx context.Context, addr, group string, now time.Time) error
 	// Addrs returns the registered addresses, in any order.
 	Addrs(ctx context.Context) ([]string, error)
 	// Services returns everything known of every service.
@@ -48,53 +54,64 @@ type Registry interface {
 	Remove(ctx context.Context, addr string) (bool, error)
 }
 
+// DefaultMaxPerIP is the cap on services per IP address that the Caddy
+// manager applies unless configured: two, as Tor allows per address.
+const DefaultMaxPerIP = 2
+
 // MemoryRegistry is a Registry in this process's memory.
 type MemoryRegistry struct {
 	// MaxServices caps the list; 0 means no cap.
 	MaxServices int
-	// MaxPerHost caps services sharing one host (IP or name); 0 means no cap.
-	MaxPerHost int
+	// MaxPerIP caps the services of one group (see Registry.Register);
+	// 0 means no cap.
+	MaxPerIP int
 
 	mu       sync.RWMutex
 	services map[string]*Service
-	perHost  map[string]int
+	perGroup map[string]int
 }
 
 // NewMemoryRegistry returns an empty registry with the given caps.
-func NewMemoryRegistry(maxServices, maxPerHost int) *MemoryRegistry {
-	return &MemoryRegistry{MaxServices: maxServices, MaxPerHost: maxPerHost}
-}
-
-func hostOf(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return host
+func NewMemoryRegistry(maxServices, maxPerIP int) *MemoryRegistry {
+	return &MemoryRegistry{MaxServices: maxServices, MaxPerIP: maxPerIP}
 }
 
 // Register implements Registry.
-func (m *MemoryRegistry) Register(_ context.Context, addr string, now time.Time) error {
+func (m *MemoryRegistry) Register(_ context.Context, addr, group string, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s, ok := m.services[addr]; ok {
+	s, known := m.services[addr]
+	if known && s.Group == group {
 		s.LastSeen = now
 		return nil
 	}
-	if m.MaxServices > 0 && len(m.services) >= m.MaxServices {
+	if known { // moved: count it in its new group, or not at all
+		m.dropLocked(s)
+	}
+	if !known && m.MaxServices > 0 && len(m.services) >= m.MaxServices {
 		return ErrRegistryFull
 	}
-	host := hostOf(addr)
-	if m.MaxPerHost > 0 && m.perHost[host] >= m.MaxPerHost {
-		return ErrHostFull
+	if m.MaxPerIP > 0 && m.perGroup[group] >= m.MaxPerIP {
+		return ErrGroupFull
 	}
 	if m.services == nil {
 		m.services = make(map[string]*Service)
-		m.perHost = make(map[string]int)
+		m.perGroup = make(map[string]int)
 	}
-	m.services[addr] = &Service{Addr: addr, FirstSeen: now, LastSeen: now}
-	m.perHost[host]++
+	if !known {
+		s = &Service{Addr: addr, FirstSeen: now}
+	}
+	s.LastSeen, s.Group = now, group
+	m.services[addr] = s
+	m.perGroup[group]++
 	return nil
+}
+
+func (m *MemoryRegistry) dropLocked(s *Service) {
+	delete(m.services, s.Addr)
+	if m.perGroup[s.Group]--; m.perGroup[s.Group] <= 0 {
+		delete(m.perGroup, s.Group)
+	}
 }
 
 // Addrs implements Registry.
@@ -141,13 +158,10 @@ func (m *MemoryRegistry) RecordTest(_ context.Context, addr string, ok bool, lat
 func (m *MemoryRegistry) Remove(_ context.Context, addr string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.services[addr]; !ok {
+	s, ok := m.services[addr]
+	if !ok {
 		return false, nil
 	}
-	delete(m.services, addr)
-	host := hostOf(addr)
-	if m.perHost[host]--; m.perHost[host] <= 0 {
-		delete(m.perHost, host)
-	}
+	m.dropLocked(s)
 	return true, nil
 }

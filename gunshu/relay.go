@@ -66,8 +66,14 @@ type Relay struct {
 	// Policy decides which next hops may be dialed.
 	Policy Policy
 	Limits Limits
-	// Timeouts bound the handshake; forwarding itself has no deadline.
+	// Timeouts bound the handshake; forwarding itself has no deadline
+	// unless IdleTimeout is set.
 	Timeouts Timeouts
+	// IdleTimeout ends a forwarding session (with a reset on every hop)
+	// after this long without a byte in either direction; 0 never does.
+	IdleTimeout time.Duration
+	// Limiter bounds the sessions held at once; nil bounds none.
+	Limiter *Limiter
 	// Self are the relay's own advertised addresses: a list naming one of
 	// them is refused, so a route cannot loop back through this relay.
 	Self []string
@@ -116,12 +122,16 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 	if r.LogAddresses {
 		s.Remote = conn.RemoteAddr().String()
 	}
-	id := r.sessions.add(conn)
-	err := r.serve(conn, buffered, &s, start)
-	r.sessions.remove(id)
-	s.Duration = time.Since(start)
-	s.Outcome = classify(err)
-	s.Err = err
+	var err error
+	if release, lerr := r.Limiter.acquireConn(conn); lerr != nil {
+		err = replyAndClose(conn, failLine, lerr)
+	} else {
+		id := r.sessions.add(conn)
+		err = r.serve(conn, buffered, &s, start)
+		r.sessions.remove(id)
+		release()
+	}
+	s.end(start, err)
 	r.obs.SessionEnded(s)
 	logSession(r.log, s)
 	return err
@@ -137,8 +147,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	_ = up.SetReadDeadline(start.Add(r.Timeouts.command()))
 	cmd, err := lr.readLine()
 	if err != nil {
-		up.Close()
-		return fmt.Errorf("reading command: %w", err)
+		return failOrClose(up, fmt.Errorf("reading command: %w", err))
 	}
 	switch cmd {
 	case CmdTest:
@@ -156,7 +165,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	if err != nil {
 		return replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))
 	}
-	down, downRest, err := r.extend(list)
+	down, downRest, err := r.extendAside(list)
 	if err != nil {
 		return replyAndClose(up, failLine, err)
 	}
@@ -180,7 +189,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 		return errNextHop{fmt.Errorf("sending forward: %w", err)}
 	}
 	s.Handshake = time.Since(start)
-	s.Bytes, err = Forward(up, down, nil, downRest)
+	s.Bytes, err = ForwardIdle(up, down, nil, downRest, r.IdleTimeout)
 	s.Bytes.Up += int64(len(first) - len(forwardLine))
 	return err
 }
@@ -221,11 +230,17 @@ func (r *Relay) checkList(list []string) error {
 // establish the rest of the route. It returns the connection and any bytes
 // read past the next hop's ok.
 func (r *Relay) extend(list []string) (net.Conn, []byte, error) {
-	i := r.rnd.IntN(len(list))
-	next := list[i]
+	next, rest := nextHop(r.rnd, list)
+	return establish(context.Background(), r.Dialer, &r.Policy, next, rest, r.Timeouts, r.Limits)
+}
+
+// nextHop picks a relay's successor uniformly from the list it received,
+// and returns it with the list the successor is sent.
+func nextHop(rnd *random, list []string) (string, []string) {
+	i := rnd.IntN(len(list))
 	rest := make([]string, 0, len(list)-1)
 	rest = append(append(rest, list[:i]...), list[i+1:]...)
-	return establish(context.Background(), r.Dialer, &r.Policy, next, rest, r.Timeouts, r.Limits)
+	return list[i], rest
 }
 
 // establish dials next through policy, sends est with list and waits for
@@ -265,6 +280,17 @@ func establish(ctx context.Context, d *net.Dialer, policy *Policy, next string, 
 	}
 	_ = down.SetDeadline(time.Time{})
 	return down, rest, nil
+}
+
+// failOrClose ends a connection whose first line could not be read: a
+// malformed line gets fail, as a reply is due; a peer that went away or
+// timed out gets nothing.
+func failOrClose(conn net.Conn, err error) error {
+	if classify(err) == OutcomeBadInput {
+		return replyAndClose(conn, failLine, err)
+	}
+	conn.Close()
+	return err
 }
 
 // replyAndClose sends a one-line reply, closes conn and returns err.

@@ -21,6 +21,9 @@ var ErrTestAnswered = errors.New("test answered")
 type Responder struct {
 	Limits   Limits
 	Timeouts Timeouts
+	// Limiter bounds the sessions held at once, from the start of the
+	// handshake to the stream's Close; nil bounds none.
+	Limiter *Limiter
 	// Logger gets one line per finished session; nil logs nothing.
 	Logger *zap.Logger
 	// LogAddresses adds the last relay's address to session logs.
@@ -52,24 +55,29 @@ func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) 
 	if r.LogAddresses {
 		s.Remote = conn.RemoteAddr().String()
 	}
+	release, err := r.Limiter.acquireConn(conn)
+	if err != nil {
+		err = replyAndClose(conn, failLine, err)
+		r.end(s, start, err)
+		return nil, err
+	}
 	rest, err := r.handshake(conn, buffered, &s, start)
 	if err != nil {
+		release()
 		r.end(s, start, err)
 		return nil, err
 	}
 	s.Handshake = time.Since(start)
 	st := &stream{Conn: conn, rest: rest}
-	st.done = func() { r.end(s, start, nil) }
+	st.done = func() { release(); r.end(s, start, nil) }
 	return st, nil
 }
 
 func (r *Responder) end(s Session, start time.Time, err error) {
-	s.Duration = time.Since(start)
-	s.Err = err
-	s.Outcome = classify(err)
 	if errors.Is(err, ErrTestAnswered) {
-		s.Outcome, s.Err = OutcomeOK, nil
+		err = nil
 	}
+	s.end(start, err)
 	r.obs.SessionEnded(s)
 	logSession(r.log, s)
 }
@@ -87,8 +95,7 @@ func (r *Responder) readRoute(conn net.Conn, lr *lineReader, s *Session, start t
 	_ = conn.SetReadDeadline(start.Add(r.Timeouts.command()))
 	cmd, err := lr.readLine()
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("reading command: %w", err)
+		return nil, failOrClose(conn, fmt.Errorf("reading command: %w", err))
 	}
 	switch cmd {
 	case CmdTest:
@@ -201,6 +208,7 @@ func (r *Responder) Listen(ln net.Listener, maxPending int) *Listener {
 
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
+	var pause acceptPause
 	for {
 		select {
 		case l.pending <- struct{}{}:
@@ -210,15 +218,14 @@ func (l *Listener) acceptLoop() {
 		conn, err := l.ln.Accept()
 		if err != nil {
 			<-l.pending
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
+			if !errors.Is(err, net.ErrClosed) && pause.after(err) {
 				continue
 			}
 			l.errOnce.Do(func() { l.err = err })
 			l.Close()
 			return
 		}
+		pause.reset()
 		l.wg.Add(1)
 		go l.handshake(conn)
 	}

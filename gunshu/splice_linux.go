@@ -14,7 +14,7 @@ import (
 //
 // handled is false when nothing was moved and the caller should fall back
 // to a user-space copy (the kernel refused splice for these sockets).
-func spliceStream(dst, src *net.TCPConn) (written int64, handled bool, err error) {
+func spliceStream(dst, src *net.TCPConn, watch *idleWatch) (written int64, handled bool, err error) {
 	srcRaw, err := src.SyscallConn()
 	if err != nil {
 		return 0, false, nil
@@ -63,6 +63,7 @@ func spliceStream(dst, src *net.TCPConn) (written int64, handled bool, err error
 		if inPipe == 0 {
 			return written, true, nil // EOF
 		}
+		watch.touch()
 		n, err := drainPipe(dstRaw, p, inPipe)
 		written += int64(n)
 		if err != nil {

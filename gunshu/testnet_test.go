@@ -31,6 +31,8 @@ type testNet struct {
 	relays  []*testRelay
 	wg      sync.WaitGroup
 	closers []func()
+	// configure, when set, adjusts every relay before it serves.
+	configure func(*Relay)
 }
 
 type testRelay struct {
@@ -41,7 +43,13 @@ type testRelay struct {
 
 func newTestNet(t testing.TB, relays int) *testNet {
 	t.Helper()
-	n := &testNet{t: t}
+	return newTestNetWith(t, relays, nil)
+}
+
+// newTestNetWith is newTestNet with configure applied to every relay.
+func newTestNetWith(t testing.TB, relays int, configure func(*Relay)) *testNet {
+	t.Helper()
+	n := &testNet{t: t, configure: configure}
 	n.manager = &Manager{Policy: loopbackPolicy(), TestTimeout: time.Second}
 	ln := listen(t)
 	n.mgrAddr = ln.Addr().String()
@@ -67,6 +75,9 @@ func (n *testNet) addRelay(t testing.TB) *testRelay {
 	ln := listen(t)
 	r := &testRelay{relay: &Relay{Policy: loopbackPolicy()}, ln: ln, addr: ln.Addr().String()}
 	r.relay.Self = []string{r.addr}
+	if n.configure != nil {
+		n.configure(r.relay)
+	}
 	n.serve(ln, func() { _ = r.relay.Serve(ln) })
 	n.closers = append(n.closers, func() { _ = r.relay.Close() })
 	if err := Register(context.Background(), n.mgrAddr, r.addr, 5*time.Second); err != nil {

@@ -244,8 +244,8 @@ func (lr *lineReader) expectLine(want string) error {
 }
 
 // ParseAddr validates host:port and returns it in canonical form: an IPv4
-// address, a lower-case DNS name, or a bracketed IPv6 address, then a port
-// in 1..65535 without leading zeros.
+// address (IPv4-mapped IPv6 included), a lower-case DNS name, or a
+// bracketed IPv6 address, then a port in 1..65535 without leading zeros.
 func ParseAddr(s string) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -263,7 +263,9 @@ func ParseAddr(s string) (string, error) {
 		if ip.Is6() != bracketed {
 			return "", fmt.Errorf("%w: IPv6 needs brackets, IPv4 none: %.80q", ErrBadAddress, s)
 		}
-		return netip.AddrPortFrom(ip, uint16(p)).String(), nil
+		// An IPv4-mapped address is its IPv4 address: one spelling per
+		// destination keeps duplicate and self checks on lists sound.
+		return netip.AddrPortFrom(ip.Unmap(), uint16(p)).String(), nil
 	}
 	if bracketed || !isDNSName(host) {
 		return "", fmt.Errorf("%w: bad host in %.80q", ErrBadAddress, s)
@@ -273,7 +275,10 @@ func ParseAddr(s string) (string, error) {
 
 // isDNSName reports whether s is a syntactically valid DNS host name:
 // labels of letters, digits and inner hyphens (underscores tolerated), at
-// most 63 bytes each, 253 in all, not all-numeric at the top level.
+// most 63 bytes each, 253 in all, and a top label that is not a number.
+// A number there ("2130706433", "0x7f000001", "127.1") is how inet_aton and
+// URL parsers spell an IPv4 address: a resolver that accepts such spellings
+// would dial 127.0.0.1 for a "name", so they are refused as malformed.
 func isDNSName(s string) bool {
 	s = strings.TrimSuffix(s, ".")
 	if s == "" || len(s) > 253 {
@@ -290,8 +295,16 @@ func isDNSName(s string) bool {
 			}
 		}
 	}
-	top := labels[len(labels)-1]
-	return strings.Trim(top, "0123456789") != ""
+	return !isNumber(labels[len(labels)-1])
+}
+
+// isNumber reports whether label reads as a number in an IPv4 spelling:
+// decimal (octal with a leading 0 included) or hexadecimal with 0x.
+func isNumber(label string) bool {
+	if len(label) >= 2 && label[0] == '0' && (label[1] == 'x' || label[1] == 'X') {
+		return strings.Trim(label[2:], "0123456789abcdefABCDEF") == ""
+	}
+	return strings.Trim(label, "0123456789") == ""
 }
 
 // appendList appends "<n>\n" and one address line each.

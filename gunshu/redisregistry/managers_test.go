@@ -211,7 +211,7 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 	}
 	perHostCount := map[string]int{}
 	for _, s := range svcs {
-		perHostCount[gunshu.HostOf(s.Addr)]++
+		perHostCount[hostPart(s.Addr)]++
 		if acked[s.Addr] == 0 {
 			t.Errorf("%s is registered but no reg for it got ok", s.Addr)
 		}

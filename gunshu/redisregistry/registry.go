@@ -275,10 +275,10 @@ func (r *Registry) SnapshotAge() (time.Duration, error) {
 }
 
 // Register implements gunshu.Registry.
-func (r *Registry) Register(ctx context.Context, addr string, now time.Time) error {
+func (r *Registry) Register(ctx context.Context, addr, group string, now time.Time) error {
 	ctx, cancel := r.op(ctx)
 	defer cancel()
-	res, err := registerScript.Run(ctx, r.client, r.keys, addr, gunshu.HostOf(addr), now.UnixMilli(),
+	res, err := registerScript.Run(ctx, r.client, r.keys, addr, group, now.UnixMilli(),
 		r.maxServices.Load(), r.maxPerHost.Load(), r.expireBefore(now)).Int()
 	if err != nil {
 		return fmt.Errorf("redis registry: %w", err)
@@ -287,7 +287,7 @@ func (r *Registry) Register(ctx context.Context, addr string, now time.Time) err
 	case -1:
 		return gunshu.ErrRegistryFull
 	case -2:
-		return gunshu.ErrHostFull
+		return gunshu.ErrGroupFull
 	case 1:
 		// This manager lists a new service at once; the others within a
 		// snapshot interval.

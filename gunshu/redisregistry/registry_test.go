@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -55,10 +56,10 @@ func TestRegisterRefreshRemove(t *testing.T) {
 	r := newRegistry(t, srv, Options{KeyPrefix: "t1:"})
 	ctx := context.Background()
 	t0 := time.UnixMilli(time.Now().UnixMilli())
-	if err := r.Register(ctx, "127.0.0.1:7001", t0); err != nil {
+	if err := r.Register(ctx, "127.0.0.1:7001", hostPart("127.0.0.1:7001"), t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Register(ctx, "127.0.0.1:7001", t0.Add(time.Second)); err != nil {
+	if err := r.Register(ctx, "127.0.0.1:7001", hostPart("127.0.0.1:7001"), t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:7001"}) {
@@ -97,20 +98,20 @@ func TestCapsAndSharedFailures(t *testing.T) {
 	b := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerHost: 2})
 	ctx, now := context.Background(), time.Now()
 	for _, addr := range []string{"127.0.0.1:1", "127.0.0.1:2"} {
-		if err := a.Register(ctx, addr, now); err != nil {
+		if err := a.Register(ctx, addr, hostPart(addr), now); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := b.Register(ctx, "127.0.0.1:3", now); !errors.Is(err, gunshu.ErrHostFull) {
-		t.Fatalf("third service on one host: %v, want ErrHostFull", err)
+	if err := b.Register(ctx, "127.0.0.1:3", hostPart("127.0.0.1:3"), now); !errors.Is(err, gunshu.ErrGroupFull) {
+		t.Fatalf("third service on one host: %v, want ErrGroupFull", err)
 	}
-	if err := b.Register(ctx, "[::1]:1", now); err != nil {
+	if err := b.Register(ctx, "[::1]:1", hostPart("[::1]:1"), now); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Register(ctx, "[::1]:2", now); !errors.Is(err, gunshu.ErrRegistryFull) {
+	if err := b.Register(ctx, "[::1]:2", hostPart("[::1]:2"), now); !errors.Is(err, gunshu.ErrRegistryFull) {
 		t.Fatalf("fourth service: %v, want ErrRegistryFull", err)
 	}
-	if err := b.Register(ctx, "127.0.0.1:1", now); err != nil {
+	if err := b.Register(ctx, "127.0.0.1:1", hostPart("127.0.0.1:1"), now); err != nil {
 		t.Fatalf("refreshing a registered service in a full registry: %v", err)
 	}
 
@@ -140,7 +141,7 @@ func TestCapsAndSharedFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.SetLimits(2, 0)
-	if err := a.Register(ctx, "[::1]:1", now); !errors.Is(err, gunshu.ErrRegistryFull) {
+	if err := a.Register(ctx, "[::1]:1", hostPart("[::1]:1"), now); !errors.Is(err, gunshu.ErrRegistryFull) {
 		t.Fatalf("after SetLimits(2, 0): %v, want ErrRegistryFull", err)
 	}
 }
@@ -150,11 +151,11 @@ func TestSnapshotSharedAndExpired(t *testing.T) {
 	a := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute, MaxPerHost: 1})
 	b := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute})
 	ctx := context.Background()
-	if err := a.Register(ctx, "127.0.0.2:1", time.Now()); err != nil {
+	if err := a.Register(ctx, "127.0.0.2:1", hostPart("127.0.0.2:1"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	// Registered long ago: the next refresh expires it.
-	if err := a.Register(ctx, "127.0.0.3:1", time.Now().Add(-2*time.Minute)); err != nil {
+	if err := a.Register(ctx, "127.0.0.3:1", hostPart("127.0.0.3:1"), time.Now().Add(-2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, time.Second, "b lists a's live registration only", func() bool {
@@ -164,7 +165,7 @@ func TestSnapshotSharedAndExpired(t *testing.T) {
 		return slices.Equal(sortedAddrs(t, a), []string{"127.0.0.2:1"})
 	})
 	// The expired service no longer counts against its host's cap.
-	if err := a.Register(ctx, "127.0.0.3:2", time.Now()); err != nil {
+	if err := a.Register(ctx, "127.0.0.3:2", hostPart("127.0.0.3:2"), time.Now()); err != nil {
 		t.Fatalf("registering on the host of an expired service: %v", err)
 	}
 	if age, err := b.SnapshotAge(); err != nil || age > time.Second {
@@ -180,7 +181,7 @@ func TestClaimPatrolShards(t *testing.T) {
 	var addrs []string
 	for i := range 100 {
 		addr := fmt.Sprintf("127.0.0.1:%d", 1000+i)
-		if err := a.Register(ctx, addr, time.Now()); err != nil {
+		if err := a.Register(ctx, addr, hostPart(addr), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		addrs = append(addrs, addr)
@@ -228,12 +229,12 @@ func TestRedisDownAndBack(t *testing.T) {
 	srv := redistest.Start(t)
 	r := newRegistry(t, srv, Options{KeyPrefix: "t5:", Timeout: 500 * time.Millisecond})
 	ctx := context.Background()
-	if err := r.Register(ctx, "127.0.0.1:1", time.Now()); err != nil {
+	if err := r.Register(ctx, "127.0.0.1:1", hostPart("127.0.0.1:1"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	srv.Stop()
 	start := time.Now()
-	if err := r.Register(ctx, "127.0.0.1:2", time.Now()); err == nil {
+	if err := r.Register(ctx, "127.0.0.1:2", hostPart("127.0.0.1:2"), time.Now()); err == nil {
 		t.Fatal("Register succeeded with Redis down")
 	}
 	if _, err := r.ClaimPatrol(ctx, []string{"127.0.0.1:1"}, time.Second); err == nil {
@@ -254,7 +255,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		_, err := r.SnapshotAge()
 		return err == nil && len(sortedAddrs(t, r)) == 0
 	})
-	if err := r.Register(ctx, "127.0.0.1:2", time.Now()); err != nil {
+	if err := r.Register(ctx, "127.0.0.1:2", hostPart("127.0.0.1:2"), time.Now()); err != nil {
 		t.Fatalf("Register after Redis came back: %v", err)
 	}
 	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:2"}) {
@@ -269,4 +270,11 @@ func TestNoSnapshotYet(t *testing.T) {
 	if _, err := r.Addrs(context.Background()); err == nil {
 		t.Fatal("Addrs answered without ever reaching Redis")
 	}
+}
+
+// hostPart is the per-IP group of a literal address, as the manager
+// computes it for a service that answered from that address.
+func hostPart(addr string) string {
+	host, _, _ := net.SplitHostPort(addr)
+	return host
 }

@@ -8,8 +8,8 @@ import "github.com/redis/go-redis/v9"
 const (
 	keySeen     = "seen"     // ZSET addr -> last registration, unix ms
 	keyFirst    = "first"    // HASH addr -> first registration, unix ms
-	keyHost     = "host"     // HASH addr -> host counted by the per-host cap
-	keyHosts    = "hosts"    // HASH host -> services registered on it
+	keyHost     = "host"     // HASH addr -> group counted by the per-IP cap
+	keyHosts    = "hosts"    // HASH group -> services registered in it
 	keyFailures = "failures" // HASH addr -> consecutive failed tests
 	keyTests    = "tests"    // HASH addr -> "unix_ms ok latency_ns" of the last test
 	keyPatrol   = "patrol"   // ZSET patrolling manager id -> end of its heartbeat, Redis time ms
@@ -75,25 +75,41 @@ local function heartbeat(id, ttl_ms)
 end
 `
 
-// registerScript adds or refreshes ARGV[1] (host ARGV[2]) at ARGV[3] ms
-// under the caps ARGV[4] (services) and ARGV[5] (per host), after expiring
-// services last seen before ARGV[6]. It returns 1 added, 0 refreshed,
-// -1 registry full, -2 host full.
+// registerScript adds or refreshes ARGV[1] in group ARGV[2] at ARGV[3] ms
+// under the caps ARGV[4] (services) and ARGV[5] (per group), after
+// expiring services last seen before ARGV[6]. A refresh whose group
+// changed is counted in the new group, or dropped when that is full, as
+// gunshu.MemoryRegistry does. It returns 1 added, 0 refreshed, -1 registry
+// full, -2 group full.
 var registerScript = redis.NewScript(prelude + `
-local addr, host, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local max_services, max_per_host = tonumber(ARGV[4]), tonumber(ARGV[5])
+local addr, group, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local max_services, max_per_group = tonumber(ARGV[4]), tonumber(ARGV[5])
 expire(tonumber(ARGV[6]), 64)
 local seen = redis.call('ZSCORE', SEEN, addr)
 if seen then
-	if tonumber(seen) < now then redis.call('ZADD', SEEN, now, addr) end
+	local old = redis.call('HGET', HOST, addr)
+	if old == group then
+		if tonumber(seen) < now then redis.call('ZADD', SEEN, now, addr) end
+		return 0
+	end
+	if old and redis.call('HINCRBY', HOSTS, old, -1) <= 0 then redis.call('HDEL', HOSTS, old) end
+	if max_per_group > 0 and tonumber(redis.call('HGET', HOSTS, group) or '0') >= max_per_group then
+		redis.call('HDEL', HOST, addr)
+		drop(addr)
+		return -2
+	end
+	redis.call('ZADD', SEEN, math.max(now, tonumber(seen)), addr)
+	redis.call('HSET', HOST, addr, group)
+	redis.call('HINCRBY', HOSTS, group, 1)
+	bump()
 	return 0
 end
 if max_services > 0 and redis.call('ZCARD', SEEN) >= max_services then return -1 end
-if max_per_host > 0 and tonumber(redis.call('HGET', HOSTS, host) or '0') >= max_per_host then return -2 end
+if max_per_group > 0 and tonumber(redis.call('HGET', HOSTS, group) or '0') >= max_per_group then return -2 end
 redis.call('ZADD', SEEN, now, addr)
 redis.call('HSET', FIRST, addr, now)
-redis.call('HSET', HOST, addr, host)
-redis.call('HINCRBY', HOSTS, host, 1)
+redis.call('HSET', HOST, addr, group)
+redis.call('HINCRBY', HOSTS, group, 1)
 bump()
 return 1
 `)

@@ -1,0 +1,217 @@
+package gunshu
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// relayOn serves a relay answering test on addr and returns its address.
+func relayOn(t testing.TB, addr string) string {
+	t.Helper()
+	return serveRelayOn(t, &Relay{}, listenOn(t, addr))
+}
+
+func serveRelayOn(t testing.TB, r *Relay, ln net.Listener) string {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Serve(ln) }()
+	t.Cleanup(func() { ln.Close(); _ = r.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// regFrom sends reg for addr to the manager from local IP from and
+// returns the reply.
+func regFrom(t testing.TB, mgr, from, addr string) string {
+	t.Helper()
+	d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", mgr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(regMessage(addr)); err != nil {
+		t.Fatal(err)
+	}
+	return readReply(t, c)
+}
+
+func TestManagerMaxPerIP(t *testing.T) {
+	a1, a2, a3 := relayOn(t, "127.0.0.1:0"), relayOn(t, "127.0.0.1:0"), relayOn(t, "127.0.0.1:0")
+	b1 := relayOn(t, "127.0.0.2:0")
+	_, port3, _ := net.SplitHostPort(a3)
+	dns := newFakeDNS(t, func(name string, _ bool, _ int) []netip.Addr {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	})
+	m := &Manager{
+		Registry:    NewMemoryRegistry(0, 2),
+		Policy:      Policy{Allow: []string{"127.0.0.0/8"}, Resolver: dns.resolver()},
+		TestTimeout: time.Second,
+	}
+	mgr := serveManager(t, m)
+	steps := []struct {
+		addr, want string
+	}{
+		{a1, "ok\n"},
+		{a2, "ok\n"},
+		{a3, "fail\n"},                    // a third service on 127.0.0.1
+		{"third.test:" + port3, "fail\n"}, // a name for the same machine counts the same
+		{a1, "ok\n"},                      // a refresh is no new service
+		{b1, "ok\n"},                      // another address has its own cap
+	}
+	for i, s := range steps {
+		if got := regFrom(t, mgr, "127.0.0.1", s.addr); got != s.want {
+			t.Fatalf("step %d: reg %s = %q, want %q", i, s.addr, got, s.want)
+		}
+	}
+	// When one leaves, there is room again.
+	if _, err := m.Registry.Remove(context.Background(), a2); err != nil {
+		t.Fatal(err)
+	}
+	if got := regFrom(t, mgr, "127.0.0.1", a3); got != "ok\n" {
+		t.Fatalf("reg after a removal = %q", got)
+	}
+}
+
+func TestMemoryRegistryGroupMove(t *testing.T) {
+	ctx, now := context.Background(), time.Now()
+	r := NewMemoryRegistry(3, 1)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(r.Register(ctx, "a:1", "g1", now))
+	if err := r.Register(ctx, "b:1", "g1", now); !errors.Is(err, ErrGroupFull) {
+		t.Fatalf("second in g1: %v", err)
+	}
+	// a's name now answers from g2: it moves, freeing g1.
+	must(r.Register(ctx, "a:1", "g2", now))
+	must(r.Register(ctx, "b:1", "g1", now))
+	// Moving into a full group drops the entry rather than overfill it.
+	if err := r.Register(ctx, "a:1", "g1", now); !errors.Is(err, ErrGroupFull) {
+		t.Fatalf("move into a full group: %v", err)
+	}
+	addrs, _ := r.Addrs(ctx)
+	if len(addrs) != 1 || addrs[0] != "b:1" {
+		t.Fatalf("addrs %v", addrs)
+	}
+	must(r.Register(ctx, "c:1", "g3", now))
+	must(r.Register(ctx, "d:1", "g4", now))
+	if err := r.Register(ctx, "e:1", "g5", now); !errors.Is(err, ErrRegistryFull) {
+		t.Fatalf("past MaxServices: %v", err)
+	}
+}
+
+func TestManagerRequireSourceMatch(t *testing.T) {
+	relay := relayOn(t, "127.0.0.2:0")
+	_, port, _ := net.SplitHostPort(relay)
+	// The name also resolves to 127.0.0.3, where nothing may be tested.
+	decoy := newTrap(t, "tcp", "127.0.0.3:"+port)
+	dns := newFakeDNS(t, func(name string, _ bool, _ int) []netip.Addr {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.2")}
+	})
+	m := &Manager{
+		Policy:             Policy{Allow: []string{"127.0.0.0/8"}, Resolver: dns.resolver()},
+		RequireSourceMatch: true,
+		TestTimeout:        time.Second,
+	}
+	mgr := serveManager(t, m)
+	if got := regFrom(t, mgr, "127.0.0.1", relay); got != "fail\n" {
+		t.Fatalf("reg of another machine's address = %q, want fail", got)
+	}
+	if got := regFrom(t, mgr, "127.0.0.2", relay); got != "ok\n" {
+		t.Fatalf("reg of its own address = %q, want ok", got)
+	}
+	if got := regFrom(t, mgr, "127.0.0.1", "relay.test:"+port); got != "fail\n" {
+		t.Fatalf("reg of a name not resolving to the source = %q, want fail", got)
+	}
+	if got := regFrom(t, mgr, "127.0.0.2", "relay.test:"+port); got != "ok\n" {
+		t.Fatalf("reg of a name resolving to the source = %q, want ok", got)
+	}
+	if n := decoy.conns.Load(); n != 0 {
+		t.Fatalf("verification tested the name's other address %d times", n)
+	}
+}
+
+func TestManagerRegisterRate(t *testing.T) {
+	relay := relayOn(t, "127.0.0.1:0")
+	var verified atomic.Int64
+	m := &Manager{
+		Policy:       loopbackPolicy(),
+		RegisterRate: Rate{Every: time.Hour, Burst: 3},
+		TestTimeout:  time.Second,
+		OnRegister:   func(string, error) { verified.Add(1) },
+	}
+	mgr := serveManager(t, m)
+	for i := range 3 {
+		if got := regFrom(t, mgr, "127.0.0.1", relay); got != "ok\n" {
+			t.Fatalf("reg %d within the burst = %q", i, got)
+		}
+	}
+	if got := regFrom(t, mgr, "127.0.0.1", relay); got != "fail\n" {
+		t.Fatalf("reg over the rate = %q, want fail", got)
+	}
+	if verified.Load() != 3 {
+		t.Fatalf("%d registrations processed, want 3: the limited one must stop before parsing", verified.Load())
+	}
+	// Another source has its own bucket; malformed attempts count too.
+	if got := regFrom(t, mgr, "127.0.0.2", "not an address"); got != "fail\n" {
+		t.Fatalf("malformed reg = %q", got)
+	}
+	if got := regFrom(t, mgr, "127.0.0.2", relay); got != "ok\n" {
+		t.Fatalf("reg from another source = %q, want ok", got)
+	}
+	// list is not rate limited.
+	if got := exchange(t, mgr, "list\n"); got != "1\n"+relay+"\n" {
+		t.Fatalf("list = %q", got)
+	}
+}
+
+func TestRateLimiter(t *testing.T) {
+	var rl rateLimiter
+	rate := Rate{Every: time.Second, Burst: 2}
+	now := time.Unix(1000, 0)
+	a := netip.MustParseAddr("192.0.2.1")
+	for i, want := range []bool{true, true, false} {
+		if got := rl.allow(rate, a, now); got != want {
+			t.Fatalf("attempt %d: %v", i, got)
+		}
+	}
+	if !rl.allow(rate, a, now.Add(time.Second)) {
+		t.Fatal("no token after one period")
+	}
+	if rl.allow(rate, a, now.Add(time.Second)) {
+		t.Fatal("two tokens after one period")
+	}
+	// One IPv6 /64 is one source.
+	v6a, v6b := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::ffff:2")
+	rl.allow(rate, v6a, now)
+	rl.allow(rate, v6b, now)
+	if rl.allow(rate, v6a, now) {
+		t.Fatal("an IPv6 /64 got more than its burst")
+	}
+	if !rl.allow(rate, netip.MustParseAddr("2001:db8:0:1::1"), now) {
+		t.Fatal("another /64 was limited")
+	}
+	// The table stays bounded under a flood of sources, forgetting
+	// refilled ones first.
+	base := netip.MustParseAddr("10.0.0.0").As4()
+	for i := range maxRateSources + 500 {
+		ip := base
+		ip[1], ip[2], ip[3] = byte(i>>16), byte(i>>8), byte(i)
+		rl.allow(rate, netip.AddrFrom4(ip), now.Add(time.Duration(i)*time.Millisecond))
+	}
+	if n := rl.len(); n > maxRateSources {
+		t.Fatalf("%d sources remembered, bound %d", n, maxRateSources)
+	}
+	if !rl.allow(Rate{}, a, now) {
+		t.Fatal("the zero Rate limited")
+	}
+}

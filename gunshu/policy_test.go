@@ -1,0 +1,188 @@
+package gunshu
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestPolicyDefaultDenied(t *testing.T) {
+	var p Policy
+	denied := []string{
+		"0.0.0.0", "0.1.2.3", "10.0.0.1", "10.255.255.255", "100.64.0.1", "100.127.255.254",
+		"127.0.0.1", "127.255.255.255", "169.254.169.254", "172.16.0.1", "172.31.255.255",
+		"192.168.1.1", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255",
+		"::", "::1", "fc00::1", "fd12:3456::1", "fe80::1", "ff02::1",
+		// IPv4-mapped IPv6 must not smuggle a denied IPv4 address through.
+		"::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::ffff:0.0.0.0",
+	}
+	for _, s := range denied {
+		if err := p.AllowIP(netip.MustParseAddr(s)); !errors.Is(err, ErrPolicyDenied) {
+			t.Errorf("AllowIP(%s) = %v, want ErrPolicyDenied", s, err)
+		}
+	}
+	allowed := []string{
+		"1.1.1.1", "9.255.255.255", "11.0.0.0", "100.63.255.255", "100.128.0.0", "172.15.255.255",
+		"172.32.0.0", "192.0.2.1", "192.167.255.255", "198.51.100.7", "223.255.255.255",
+		"2001:db8::1", "2606:4700::1111", "::ffff:8.8.8.8",
+	}
+	for _, s := range allowed {
+		if err := p.AllowIP(netip.MustParseAddr(s)); err != nil {
+			t.Errorf("AllowIP(%s) = %v, want allowed", s, err)
+		}
+	}
+}
+
+func TestPolicyAllowAndDeny(t *testing.T) {
+	p := Policy{
+		Allow: []string{"10.1.0.0/16", "127.0.0.1", "fd00::/8", "192.0.2.0/24"},
+		Deny:  []string{"10.1.2.0/24", "198.51.100.7", "192.0.2.0/25"},
+	}
+	cases := map[string]bool{
+		"10.1.1.1":         true,  // allowed range
+		"10.1.2.3":         false, // deny wins over allow
+		"10.2.0.1":         false, // default-denied, not allowed
+		"127.0.0.1":        true,  // a single allowed address
+		"127.0.0.2":        false,
+		"::ffff:127.0.0.1": true, // mapped form of an allowed address
+		"::ffff:10.1.2.3":  false,
+		"fd00::1":          true,
+		"fc00::1":          false,
+		"198.51.100.7":     false, // public but denied
+		"198.51.100.8":     true,
+		"192.0.2.1":        false, // deny /25 wins over allow /24
+		"192.0.2.200":      true,
+	}
+	for s, want := range cases {
+		err := p.AllowIP(netip.MustParseAddr(s))
+		if (err == nil) != want {
+			t.Errorf("AllowIP(%s) = %v, want allowed=%v", s, err, want)
+		}
+		if err != nil && !errors.Is(err, ErrPolicyDenied) {
+			t.Errorf("AllowIP(%s): %v does not wrap ErrPolicyDenied", s, err)
+		}
+	}
+}
+
+func TestPolicyPorts(t *testing.T) {
+	ctx := context.Background()
+	var p Policy
+	if _, err := p.Resolve(ctx, "192.0.2.1:25"); !errors.Is(err, ErrPolicyDenied) {
+		t.Errorf("default policy, port 25: %v", err)
+	}
+	if _, err := p.Resolve(ctx, "192.0.2.1:587"); err != nil {
+		t.Errorf("default policy, port 587: %v", err)
+	}
+	custom := Policy{DenyPorts: []uint16{22, 3306}}
+	for port, want := range map[string]bool{"25": true, "22": false, "3306": false, "443": true} {
+		_, err := custom.Resolve(ctx, "192.0.2.1:"+port)
+		if (err == nil) != want {
+			t.Errorf("DenyPorts [22 3306], port %s: %v", port, err)
+		}
+	}
+	open := Policy{DenyPorts: []uint16{}}
+	if _, err := open.Resolve(ctx, "192.0.2.1:25"); err != nil {
+		t.Errorf("empty DenyPorts, port 25: %v", err)
+	}
+	for _, bad := range []string{"192.0.2.1:0", "192.0.2.1", "192.0.2.1:65536", "192.0.2.1:x"} {
+		if _, err := p.Resolve(ctx, bad); !errors.Is(err, ErrBadAddress) {
+			t.Errorf("Resolve(%q) = %v, want ErrBadAddress", bad, err)
+		}
+	}
+}
+
+func TestPolicyResolveUnmaps(t *testing.T) {
+	p := Policy{Allow: []string{"127.0.0.0/8"}}
+	got, err := p.Resolve(context.Background(), "[::ffff:127.0.0.1]:7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != netip.MustParseAddrPort("127.0.0.1:7001") {
+		t.Fatalf("got %v, want [127.0.0.1:7001]", got)
+	}
+	var def Policy
+	if _, err := def.Resolve(context.Background(), "[::ffff:127.0.0.1]:7001"); !errors.Is(err, ErrPolicyDenied) {
+		t.Fatalf("mapped loopback under the default policy: %v", err)
+	}
+}
+
+// TestPolicyHostNames resolves through "localhost", which every resolver
+// maps to loopback without the network.
+func TestPolicyHostNames(t *testing.T) {
+	ctx := context.Background()
+	var def Policy
+	if _, err := def.Resolve(ctx, "localhost:7001"); !errors.Is(err, ErrPolicyDenied) {
+		t.Errorf("localhost under the default policy: %v", err)
+	}
+	byName := Policy{Allow: []string{"localhost"}}
+	got, err := byName.Resolve(ctx, "localhost:7001")
+	if err != nil {
+		t.Fatalf("allowed host name: %v", err)
+	}
+	for _, ap := range got {
+		if !ap.Addr().IsLoopback() {
+			t.Errorf("localhost resolved to %v", ap)
+		}
+	}
+	denied := Policy{Allow: []string{"localhost", "127.0.0.0/8", "::1/128"}, Deny: []string{"localhost"}}
+	if _, err := denied.Resolve(ctx, "LOCALHOST.:7001"); !errors.Is(err, ErrPolicyDenied) {
+		t.Errorf("denied host name (other case, trailing dot): %v", err)
+	}
+	// A name allowed by suffix rule, whose address is in an explicitly
+	// denied range, is refused: deny wins over allow here too.
+	suffix := Policy{Allow: []string{".localhost", "localhost"}, Deny: []string{"127.0.0.0/8", "::1/128"}}
+	if _, err := suffix.Resolve(ctx, "localhost:7001"); !errors.Is(err, ErrPolicyDenied) {
+		t.Errorf("allowed name resolving into a denied range: %v", err)
+	}
+}
+
+func TestPolicyCompileErrors(t *testing.T) {
+	for _, p := range []*Policy{
+		{Allow: []string{"10.0.0.0/33"}},
+		{Allow: []string{""}},
+		{Deny: []string{"not a host"}},
+		{Deny: []string{"10.0.0.0/8/8"}},
+	} {
+		if err := p.Compile(); err == nil {
+			t.Errorf("Compile(%+v) accepted a bad rule", p)
+		}
+		if err := p.AllowIP(netip.MustParseAddr("192.0.2.1")); err == nil {
+			t.Errorf("a policy that did not compile allowed an address")
+		}
+	}
+}
+
+// TestPolicyDial: Dial refuses before connecting, and connects to what
+// Resolve checked.
+func TestPolicyDial(t *testing.T) {
+	ln := listen(t)
+	defer ln.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+			accepted <- struct{}{}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), ioWait)
+	defer cancel()
+	var def Policy
+	if _, err := def.Dial(ctx, ln.Addr().String(), &net.Dialer{}); !errors.Is(err, ErrPolicyDenied) {
+		t.Fatalf("default policy dialed loopback: %v", err)
+	}
+	select {
+	case <-accepted:
+		t.Fatal("a denied dial reached the listener")
+	case <-time.After(20 * time.Millisecond):
+	}
+	p := loopbackPolicy()
+	c, err := p.Dial(ctx, ln.Addr().String(), &net.Dialer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	<-accepted
+}

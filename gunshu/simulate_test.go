@@ -1,0 +1,113 @@
+package gunshu
+
+import (
+	"math"
+	"testing"
+)
+
+// measured are the figures of a RouteTally, as in Exposure.
+type measured struct {
+	revealing, meanPosterior, meanRoute, overEight float64
+}
+
+// measure reads the figures off simulated routes alone: the posterior of
+// each list size is the share of its observations made by the first hop.
+func measure(t RouteTally) measured {
+	var m measured
+	total, first := 0, 0
+	for i, obs := range t.Observed {
+		total += obs
+		first += t.FirstHop[i]
+	}
+	for i, obs := range t.Observed {
+		if obs > 0 && 2*t.FirstHop[i] > obs {
+			m.revealing += float64(obs) / float64(total)
+		}
+	}
+	m.meanPosterior = float64(first) / float64(total)
+	m.meanRoute = float64(t.Relays) / float64(t.Routes)
+	m.overEight = float64(t.OverEight) / float64(t.Routes)
+	return m
+}
+
+// The Dialer's real route choice, followed hop by hop with the relays'
+// real choice of successor, must produce what ComputeExposure predicts
+// and meet the targets of issue 9.
+func TestSimulatedRoutesMeetTargets(t *testing.T) {
+	for _, tc := range []struct{ listed, routes int }{{20, 1_000_000}, {200, 200_000}} {
+		sim := Simulation{Listed: tc.listed, Corrupt: 1, Seed: 9}
+		tally, err := sim.Routes(tc.routes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := measure(tally)
+		want := ComputeExposure((&Dialer{}).RouteSizeLaw(tc.listed), tc.listed, 1)
+		t.Logf("N=%d, %d routes: revealing %.3f%% (exact %.3f%%), mean posterior %.4f (%.4f), mean route %.3f (%.3f), over 8 relays %.2f%% (%.2f%%)",
+			tc.listed, tc.routes, 100*got.revealing, 100*want.Revealing, got.meanPosterior, want.MeanPosterior,
+			got.meanRoute, want.MeanRoute, 100*got.overEight, 100*want.OverEight)
+		if got.revealing > TargetRevealing || got.meanPosterior > TargetMeanPosterior || got.meanRoute > TargetMeanRoute {
+			t.Errorf("N=%d: simulated routes miss a target", tc.listed)
+		}
+		observations := 0
+		for _, o := range tally.Observed {
+			observations += o
+		}
+		// Each list size is seen as often as the exact law says, within
+		// five standard deviations.
+		for m, share := range want.Observed {
+			expect := share * float64(observations)
+			if dev := math.Abs(float64(tally.Observed[m]) - expect); dev > 5*math.Sqrt(expect)+1 {
+				t.Errorf("N=%d: list of %d entries seen %d times, exact law expects %.0f", tc.listed, m+1, tally.Observed[m], expect)
+			}
+			expectFirst := want.Posterior[m] * float64(tally.Observed[m])
+			if dev := math.Abs(float64(tally.FirstHop[m]) - expectFirst); dev > 5*math.Sqrt(expectFirst)+1 {
+				t.Errorf("N=%d: list of %d entries received by the first hop %d times, expected %.0f", tc.listed, m+1, tally.FirstHop[m], expectFirst)
+			}
+		}
+		sd := math.Sqrt(want.MeanPosterior * (1 - want.MeanPosterior) / float64(observations))
+		if math.Abs(got.meanPosterior-want.MeanPosterior) > 5*sd {
+			t.Errorf("N=%d: simulated mean posterior %.4f, exact %.4f", tc.listed, got.meanPosterior, want.MeanPosterior)
+		}
+		if math.Abs(got.meanRoute-want.MeanRoute) > 0.02 {
+			t.Errorf("N=%d: simulated mean route %.3f, exact %.3f", tc.listed, got.meanRoute, want.MeanRoute)
+		}
+	}
+}
+
+// The same measurement catches the leak of the 2003 rule: it can fail.
+func TestSimulationDetectsWholeListLeak(t *testing.T) {
+	tally, err := Simulation{Listed: 20, Corrupt: 1, MaxRelays: -1, Seed: 3}.Routes(50_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := measure(tally)
+	t.Logf("2003 rule, N=20: revealing %.2f%%, mean route %.2f", 100*got.revealing, got.meanRoute)
+	if math.Abs(got.revealing-2.0/21) > 0.01 || math.Abs(got.meanRoute-10.5) > 0.1 {
+		t.Errorf("2003 rule: revealing %.4f, mean route %.2f; want 2/21, 10.5", got.revealing, got.meanRoute)
+	}
+}
+
+// Colluding relays counting predecessors over 100 sessions find an
+// initiator that picks fresh first hops; one with a guard is found only
+// when the guard is itself corrupt (2 in 20).
+func TestPredecessorAttack(t *testing.T) {
+	const listed, corrupt, sessions, trials = 20, 2, 100, 1000
+	fresh, err := Simulation{Listed: listed, Corrupt: corrupt, Seed: 5}.PredecessorAttack(sessions, trials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guarded, err := Simulation{Listed: listed, Corrupt: corrupt, Guards: 1, Seed: 5}.PredecessorAttack(sessions, trials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d sessions, %d trials: identified %.1f%% with fresh first hops, %.1f%% with a guard",
+		sessions, trials, 100*fresh.Rate(), 100*guarded.Rate())
+	if fresh.Rate() < 0.9 {
+		t.Errorf("fresh first hops: identified in %.1f%% only; the attack simulation is broken", 100*fresh.Rate())
+	}
+	guardCorrupt := float64(corrupt) / listed
+	sd := math.Sqrt(guardCorrupt * (1 - guardCorrupt) / trials)
+	if guarded.Rate() > guardCorrupt+4*sd {
+		t.Errorf("guard: identified in %.1f%%, more than the %.0f%% chance that the guard is corrupt", 100*guarded.Rate(), 100*guardCorrupt)
+	}
+}
