@@ -131,7 +131,7 @@ func (r *RedisRegistry) Provision(ctx caddy.Context) error {
 }
 
 // Registry returns the registry for the manager. It also implements
-// gunshu.PatrolClaimer, and SetLimits(maxServices, maxPerHost int) to
+// gunshu.PatrolClaimer, and SetLimits(maxServices, maxPerIP int) to
 // take the manager's caps, which it enforces atomically in Redis.
 func (r *RedisRegistry) Registry() gunshu.Registry { return r.registry }
 

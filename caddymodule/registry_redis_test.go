@@ -110,16 +110,16 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 	}
 	ctx := context.Background()
 	limited, ok := a.Registry().(interface {
-		SetLimits(maxServices, maxPerHost int)
+		SetLimits(maxServices, maxPerIP int)
 	})
 	if !ok {
 		t.Fatal("the registry takes no caps")
 	}
 	limited.SetLimits(1, 0)
-	if err := a.Registry().Register(ctx, "127.0.0.1:4000", time.Now()); err != nil {
+	if err := a.Registry().Register(ctx, "127.0.0.1:4000", "127.0.0.1", time.Now()); err != nil {
 		t.Fatalf("registering through a: %v", err)
 	}
-	if err := a.Registry().Register(ctx, "127.0.0.1:4001", time.Now()); err != gunshu.ErrRegistryFull {
+	if err := a.Registry().Register(ctx, "127.0.0.1:4001", "127.0.0.1", time.Now()); err != gunshu.ErrRegistryFull {
 		t.Fatalf("second registration under max_services 1: %v, want ErrRegistryFull", err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
@@ -144,7 +144,7 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := wrong.Registry().Register(ctx, "127.0.0.1:4002", time.Now()); err == nil {
+	if err := wrong.Registry().Register(ctx, "127.0.0.1:4002", "127.0.0.1", time.Now()); err == nil {
 		t.Fatal("registered with a wrong password")
 	}
 	if up := gaugeValue(t, ctxW, "caddy_gunshu_registry_redis_up", "wrong:"); up != 0 {

@@ -40,7 +40,7 @@ func BenchmarkList(b *testing.B) {
 	ctx := context.Background()
 	for i := range services {
 		for _, r := range []gunshu.Registry{mem, red} {
-			if err := r.Register(ctx, serviceAddr(i), time.Now()); err != nil {
+			if err := r.Register(ctx, serviceAddr(i), hostPart(serviceAddr(i)), time.Now()); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -115,7 +115,7 @@ func BenchmarkAddrs(b *testing.B) {
 	ctx := context.Background()
 	for i := range services {
 		for _, r := range []gunshu.Registry{mem, red} {
-			if err := r.Register(ctx, serviceAddr(i), time.Now()); err != nil {
+			if err := r.Register(ctx, serviceAddr(i), hostPart(serviceAddr(i)), time.Now()); err != nil {
 				b.Fatal(err)
 			}
 		}

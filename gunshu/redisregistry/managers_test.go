@@ -168,10 +168,10 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 	const (
 		hosts, perHost   = 15, 10 // 150 addresses
 		maxServices      = 100
-		maxPerHost       = 8
+		maxPerIP         = 8
 		registrationsPer = 2 // each address at two managers: 300 in all
 	)
-	ms := startManagers(t, srv, 3, Options{MaxServices: maxServices, MaxPerHost: maxPerHost},
+	ms := startManagers(t, srv, 3, Options{MaxServices: maxServices, MaxPerIP: maxPerIP},
 		func(m *gunshu.Manager) { m.DisableVerify = true })
 	var (
 		mu    sync.Mutex
@@ -217,8 +217,8 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 		}
 	}
 	for h, n := range perHostCount {
-		if n > maxPerHost {
-			t.Errorf("host %s has %d services, cap %d", h, n, maxPerHost)
+		if n > maxPerIP {
+			t.Errorf("host %s has %d services, cap %d", h, n, maxPerIP)
 		}
 	}
 	if len(acked) != maxServices {

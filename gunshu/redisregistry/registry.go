@@ -61,10 +61,10 @@ type Options struct {
 	// means DefaultExpireAfter, negative never expires. Keep it above the
 	// relays' register interval.
 	ExpireAfter time.Duration
-	// MaxServices and MaxPerHost are the caps (0: none); SetLimits changes
+	// MaxServices and MaxPerIP are the caps (0: none); SetLimits changes
 	// them later.
-	MaxServices, MaxPerHost int
-	Logger                  *zap.Logger
+	MaxServices, MaxPerIP int
+	Logger                *zap.Logger
 	// OnRefresh, when set, is called after every snapshot refresh with its
 	// error (nil if Redis answered) and the age of the snapshot now served:
 	// for metrics.
@@ -81,7 +81,7 @@ type Registry struct {
 	log       *zap.Logger
 	onRefresh func(error, time.Duration)
 
-	maxServices, maxPerHost atomic.Int64
+	maxServices, maxPerIP atomic.Int64
 
 	// id names this registry among the patrolling managers; patrolUntil
 	// (unix ns) is when the refresher stops renewing its heartbeat.
@@ -123,7 +123,7 @@ func New(o Options) *Registry {
 	for _, name := range keyNames {
 		r.keys = append(r.keys, "{"+prefix+"}"+name)
 	}
-	r.SetLimits(o.MaxServices, o.MaxPerHost)
+	r.SetLimits(o.MaxServices, o.MaxPerIP)
 
 	ro := o.Redis
 	ro.ContextTimeoutEnabled = true
@@ -156,9 +156,9 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // SetLimits sets the caps (0: none). Safe at any time; the caps apply to
 // the next registrations, and to all managers only if all use the same.
-func (r *Registry) SetLimits(maxServices, maxPerHost int) {
+func (r *Registry) SetLimits(maxServices, maxPerIP int) {
 	r.maxServices.Store(int64(max(maxServices, 0)))
-	r.maxPerHost.Store(int64(max(maxPerHost, 0)))
+	r.maxPerIP.Store(int64(max(maxPerIP, 0)))
 }
 
 // Close stops the refresher, hands this manager's patrol share over to
@@ -279,7 +279,7 @@ func (r *Registry) Register(ctx context.Context, addr, group string, now time.Ti
 	ctx, cancel := r.op(ctx)
 	defer cancel()
 	res, err := registerScript.Run(ctx, r.client, r.keys, addr, group, now.UnixMilli(),
-		r.maxServices.Load(), r.maxPerHost.Load(), r.expireBefore(now)).Int()
+		r.maxServices.Load(), r.maxPerIP.Load(), r.expireBefore(now)).Int()
 	if err != nil {
 		return fmt.Errorf("redis registry: %w", err)
 	}

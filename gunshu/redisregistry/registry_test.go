@@ -88,14 +88,14 @@ func TestRegisterRefreshRemove(t *testing.T) {
 		t.Fatalf("Addrs after Remove = %v", got)
 	}
 	if n, err := raw.HLen(ctx, "{t1:}hosts").Result(); err != nil || n != 0 {
-		t.Fatalf("per-host counts left after Remove: %d, %v", n, err)
+		t.Fatalf("per-IP group counts left after Remove: %d, %v", n, err)
 	}
 }
 
 func TestCapsAndSharedFailures(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerHost: 2})
-	b := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerHost: 2})
+	a := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerIP: 2})
+	b := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerIP: 2})
 	ctx, now := context.Background(), time.Now()
 	for _, addr := range []string{"127.0.0.1:1", "127.0.0.1:2"} {
 		if err := a.Register(ctx, addr, hostPart(addr), now); err != nil {
@@ -148,7 +148,7 @@ func TestCapsAndSharedFailures(t *testing.T) {
 
 func TestSnapshotSharedAndExpired(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute, MaxPerHost: 1})
+	a := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute, MaxPerIP: 1})
 	b := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute})
 	ctx := context.Background()
 	if err := a.Register(ctx, "127.0.0.2:1", hostPart("127.0.0.2:1"), time.Now()); err != nil {
