@@ -29,6 +29,7 @@ func TestRedisRegistryCaddyfile(t *testing.T) {
 		timeout 1s
 		snapshot_interval 250ms
 		expire_after off
+		max_per_ip 4
 	}`)
 	var got RedisRegistry
 	if err := got.UnmarshalCaddyfile(d); err != nil {
@@ -38,7 +39,7 @@ func TestRedisRegistryCaddyfile(t *testing.T) {
 		Addresses:  []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"},
 		MasterName: "gunshu-master", DB: 2, Username: "gunshu", Password: "{env.REDIS_PASSWORD}",
 		TLS: true, KeyPrefix: "net1:", Timeout: caddy.Duration(time.Second),
-		SnapshotInterval: caddy.Duration(250 * time.Millisecond), ExpireAfter: -1,
+		SnapshotInterval: caddy.Duration(250 * time.Millisecond), ExpireAfter: -1, MaxPerIP: 4,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
@@ -49,6 +50,7 @@ func TestRedisRegistryCaddyfile(t *testing.T) {
 		{"redis {\n timeout soon\n}", `timeout "soon": want a positive duration`},
 		{"redis {\n snapshot_interval 0s\n}", `snapshot_interval "0s": want a positive duration`},
 		{"redis {\n db -1\n}", `db "-1": want a number ≥ 0`},
+		{"redis {\n max_per_ip many\n}", `max_per_ip "many": want a number ≥ 0`},
 		{"redis {\n password\n}", "wrong argument count"},
 		{"redis {\n tls yes\n}", "wrong argument count"},
 		{"redis {\n addresses\n}", "wrong argument count"},
@@ -62,16 +64,26 @@ func TestRedisRegistryCaddyfile(t *testing.T) {
 }
 
 // loadRedisRegistry provisions the module from JSON as Caddy would, in a
-// context cancelled (which cleans the module up) when the test ends.
-func loadRedisRegistry(t *testing.T, config string) (*RedisRegistry, caddy.Context, error) {
+// context whose cancellation (at the latest when the test ends) cleans the
+// module up, as a config unload does.
+func loadRedisRegistry(t *testing.T, config string) (*RedisRegistry, caddy.Context, context.CancelFunc, error) {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	mod, err := ctx.LoadModuleByID("gunshu.registries.redis", json.RawMessage(config))
 	if err != nil {
-		return nil, ctx, err
+		return nil, ctx, cancel, err
 	}
-	return mod.(*RedisRegistry), ctx, nil
+	return mod.(*RedisRegistry), ctx, cancel, nil
+}
+
+func registryOf(t *testing.T, m *RedisRegistry, p RegistryParams) gunshu.Registry {
+	t.Helper()
+	reg, err := m.Registry(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }
 
 // gaugeValue reads the gauge name{key_prefix=prefix} from ctx's registry.
@@ -100,31 +112,27 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 	t.Setenv("GUNSHU_TEST_REDIS_PASSWORD", "s3cret")
 	config := `{"addresses": ["` + srv.Addr + `"], "password": "{env.GUNSHU_TEST_REDIS_PASSWORD}",
 		"key_prefix": "caddy:", "snapshot_interval": "100ms", "timeout": "500ms"}`
-	a, _, err := loadRedisRegistry(t, config)
+	modA, _, _, err := loadRedisRegistry(t, config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, ctxB, err := loadRedisRegistry(t, config)
+	modB, ctxB, _, err := loadRedisRegistry(t, config)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Managers a and b, as two Caddy instances would run them.
+	a := registryOf(t, modA, RegistryParams{Manager: "a", MaxServices: 1})
+	b := registryOf(t, modB, RegistryParams{Manager: "b", MaxServices: 1})
 	ctx := context.Background()
-	limited, ok := a.Registry().(interface {
-		SetLimits(maxServices, maxPerIP int)
-	})
-	if !ok {
-		t.Fatal("the registry takes no caps")
-	}
-	limited.SetLimits(1, 0)
-	if err := a.Registry().Register(ctx, "127.0.0.1:4000", "127.0.0.1", time.Now()); err != nil {
+	if err := a.Register(ctx, "127.0.0.1:4000", "127.0.0.1", time.Now()); err != nil {
 		t.Fatalf("registering through a: %v", err)
 	}
-	if err := a.Registry().Register(ctx, "127.0.0.1:4001", "127.0.0.1", time.Now()); err != gunshu.ErrRegistryFull {
+	if err := a.Register(ctx, "127.0.0.1:4001", "127.0.0.1", time.Now()); err != gunshu.ErrRegistryFull {
 		t.Fatalf("second registration under max_services 1: %v, want ErrRegistryFull", err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		addrs, err := b.Registry().Addrs(ctx)
+		addrs, err := b.Addrs(ctx)
 		if err == nil && slices.Equal(addrs, []string{"127.0.0.1:4000"}) {
 			break
 		}
@@ -139,12 +147,12 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 
 	// A wrong password: Redis refuses, reg would answer fail, the metric
 	// says so.
-	wrong, ctxW, err := loadRedisRegistry(t, `{"addresses": ["`+srv.Addr+`"], "password": "nope",
+	wrong, ctxW, _, err := loadRedisRegistry(t, `{"addresses": ["`+srv.Addr+`"], "password": "nope",
 		"key_prefix": "wrong:", "snapshot_interval": "100ms", "timeout": "500ms"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := wrong.Registry().Register(ctx, "127.0.0.1:4002", "127.0.0.1", time.Now()); err == nil {
+	if err := registryOf(t, wrong, RegistryParams{Manager: "w"}).Register(ctx, "127.0.0.1:4002", "127.0.0.1", time.Now()); err == nil {
 		t.Fatal("registered with a wrong password")
 	}
 	if up := gaugeValue(t, ctxW, "caddy_gunshu_registry_redis_up", "wrong:"); up != 0 {
@@ -157,9 +165,45 @@ func TestRedisRegistryBadConfig(t *testing.T) {
 		{`{"addresses": ["localhost"]}`, `redis address "localhost": want host:port`},
 		{`{"addresses": ["a:1", "b:1"], "db": 3}`, "a Cluster has only db 0"},
 		{`{"timeout": -1}`, "must not be negative"},
+		{`{"max_per_ip": -2}`, "max_per_ip must not be negative"},
 	} {
-		if _, _, err := loadRedisRegistry(t, bad.config); err == nil || !strings.Contains(err.Error(), bad.msg) {
+		if _, _, _, err := loadRedisRegistry(t, bad.config); err == nil || !strings.Contains(err.Error(), bad.msg) {
 			t.Errorf("%s: error %v, want it to say %q", bad.config, err, bad.msg)
 		}
+	}
+}
+
+func TestRedisRegistrySurvivesReload(t *testing.T) {
+	srv := redistest.Start(t)
+	config := `{"addresses": ["` + srv.Addr + `"], "key_prefix": "reload:", "max_per_ip": 1, "timeout": "500ms"}`
+	oldMod, _, unloadOld, err := loadRedisRegistry(t, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldReg := registryOf(t, oldMod, RegistryParams{Manager: "default"})
+	// The new config loads before the old one is unloaded, as on reload.
+	newMod, _, unloadNew, err := loadRedisRegistry(t, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newReg := registryOf(t, newMod, RegistryParams{Manager: "default"})
+	if oldReg != newReg {
+		t.Fatal("a reload with the same settings made a second registry")
+	}
+	unloadOld()
+	ctx := context.Background()
+	if err := newReg.Register(ctx, "127.0.0.1:5000", "127.0.0.1", time.Now()); err != nil {
+		t.Fatalf("registry after the old config was unloaded: %v", err)
+	}
+	// max_per_ip of the module applies.
+	if err := newReg.Register(ctx, "127.0.0.1:5001", "127.0.0.1", time.Now()); err != gunshu.ErrGroupFull {
+		t.Fatalf("second service of one IP under max_per_ip 1: %v, want ErrGroupFull", err)
+	}
+	if _, err := newMod.Registry(RegistryParams{Manager: "other"}); err == nil {
+		t.Fatal("one module instance served two managers")
+	}
+	unloadNew()
+	if err := newReg.Register(ctx, "127.0.0.1:5002", "127.0.0.2", time.Now()); err == nil {
+		t.Fatal("the registry still works after the last config using it was unloaded")
 	}
 }
