@@ -227,7 +227,7 @@ func (r *Registry) refresh() {
 	}
 	now := time.Now()
 	r.mu.Lock()
-	wasDown := r.down
+	wasDown, staleFor := r.down, now.Sub(r.loadedAt)
 	r.lastErr, r.down = err, err != nil
 	if err == nil {
 		r.loadedAt = now
@@ -245,7 +245,7 @@ func (r *Registry) refresh() {
 	case err != nil && !wasDown:
 		r.log.Warn("redis registry unreachable: no snapshot yet, list and reg fail", zap.Error(err))
 	case err == nil && wasDown:
-		r.log.Info("redis registry reachable again", zap.Duration("snapshot_was_stale_for", age))
+		r.log.Info("redis registry reachable again", zap.Duration("snapshot_was_stale_for", staleFor))
 	}
 	if r.onRefresh != nil {
 		r.onRefresh(err, age)
@@ -290,7 +290,9 @@ func (r *Registry) Register(ctx context.Context, addr, group string, now time.Ti
 		return gunshu.ErrGroupFull
 	case 1:
 		// This manager lists a new service at once; the others within a
-		// snapshot interval.
+		// snapshot interval. (A refresh already under way may overwrite
+		// this with a list read just before; the version moved, so the
+		// next refresh brings it back.)
 		r.mu.Lock()
 		if !slices.Contains(r.addrs, addr) {
 			r.addrs = append(r.addrs, addr)

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // newRegistry opens a Registry on srv, closed when the test ends.
@@ -227,7 +230,14 @@ func TestClaimPatrolShards(t *testing.T) {
 
 func TestRedisDownAndBack(t *testing.T) {
 	srv := redistest.Start(t)
-	r := newRegistry(t, srv, Options{KeyPrefix: "t5:", Timeout: 500 * time.Millisecond})
+	core, logs := observer.New(zap.InfoLevel)
+	var maxAge atomic.Int64 // the largest snapshot age reported while down
+	r := newRegistry(t, srv, Options{KeyPrefix: "t5:", Timeout: 500 * time.Millisecond, Logger: zap.New(core),
+		OnRefresh: func(err error, age time.Duration) {
+			if err != nil && int64(age) > maxAge.Load() {
+				maxAge.Store(int64(age))
+			}
+		}})
 	ctx := context.Background()
 	if err := r.Register(ctx, "127.0.0.1:1", hostPart("127.0.0.1:1"), time.Now()); err != nil {
 		t.Fatal(err)
@@ -250,6 +260,12 @@ func TestRedisDownAndBack(t *testing.T) {
 	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:1"}) {
 		t.Fatalf("stale Addrs = %v", got)
 	}
+	eventually(t, time.Second, "the metric hook sees the snapshot age", func() bool {
+		return maxAge.Load() >= int64(200*time.Millisecond)
+	})
+	if n := logs.FilterMessageSnippet("list answers from the last snapshot").Len(); n != 1 {
+		t.Fatalf("%d warnings of the outage, want 1 (at the change only)", n)
+	}
 	srv.Restart()
 	eventually(t, 2*time.Second, "an empty Redis empties the snapshot", func() bool {
 		_, err := r.SnapshotAge()
@@ -260,6 +276,10 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:2"}) {
 		t.Fatalf("Addrs = %v", got)
+	}
+	back := logs.FilterMessage("redis registry reachable again").All()
+	if len(back) != 1 || back[0].ContextMap()["snapshot_was_stale_for"].(time.Duration) < 200*time.Millisecond {
+		t.Fatalf("recovery logs: %+v", back)
 	}
 }
 
