@@ -61,10 +61,6 @@ type RedisRegistry struct {
 	// (default 3m; negative: never). Keep it above the relays' register
 	// interval.
 	ExpireAfter caddy.Duration `json:"expire_after,omitempty"`
-	// MaxPerIP caps the services of one IP address (an IPv6 /64), checked
-	// atomically in Redis across managers; 0 means no cap. All managers
-	// sharing the registry should use the same caps.
-	MaxPerIP int `json:"max_per_ip,omitempty"`
 
 	opts    redisregistry.Options
 	poolKey string
@@ -110,9 +106,6 @@ func (r *RedisRegistry) Provision(ctx caddy.Context) error {
 	if r.Timeout < 0 || r.SnapshotInterval < 0 {
 		return errors.New("redis timeout and snapshot_interval must not be negative")
 	}
-	if r.MaxPerIP < 0 {
-		return fmt.Errorf("max_per_ip must not be negative, got %d", r.MaxPerIP)
-	}
 	prefix := repl.ReplaceKnown(r.KeyPrefix, "")
 	if prefix == "" {
 		prefix = redisregistry.DefaultKeyPrefix
@@ -145,7 +138,9 @@ func (p pooledRedisRegistry) Destruct() error { return p.Close() }
 
 // Registry returns the manager's registry, shared with the previous
 // config if the manager and the connection settings are the same, with
-// the manager's max_services and this module's max_per_ip.
+// the manager's caps, which it enforces atomically in Redis. It also
+// implements gunshu.PatrolClaimer, so the managers sharing it share
+// patrol. All managers of one registry should use the same caps.
 func (r *RedisRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
 	if r.poolKey != "" {
 		return nil, errors.New("redis registry already serves a manager")
@@ -172,7 +167,7 @@ func (r *RedisRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
 	}
 	r.poolKey = key
 	reg := val.(pooledRedisRegistry).Registry
-	reg.SetLimits(p.MaxServices, r.MaxPerIP)
+	reg.SetLimits(p.MaxServices, p.MaxPerIP)
 	return reg, nil
 }
 
@@ -212,7 +207,6 @@ func (r *RedisRegistry) Cleanup() error {
 //		timeout           <duration>
 //		snapshot_interval <duration>
 //		expire_after      <duration>|off
-//		max_per_ip        <n>
 //	}
 func (r *RedisRegistry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the module name
@@ -246,16 +240,6 @@ func (r *RedisRegistry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&r.KeyPrefix) {
 				return d.ArgErr()
 			}
-		case "max_per_ip":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return d.Errf("max_per_ip %q: want a number ≥ 0", v)
-			}
-			r.MaxPerIP = n
 		case "db":
 			var v string
 			if !d.AllArgs(&v) {
@@ -349,6 +333,7 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 
 // Interface guards
 var (
+	_ RegistryModule        = (*RedisRegistry)(nil)
 	_ caddy.Module          = (*RedisRegistry)(nil)
 	_ caddy.Provisioner     = (*RedisRegistry)(nil)
 	_ caddy.CleanerUpper    = (*RedisRegistry)(nil)

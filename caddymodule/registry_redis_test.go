@@ -29,7 +29,6 @@ func TestRedisRegistryCaddyfile(t *testing.T) {
 		timeout 1s
 		snapshot_interval 250ms
 		expire_after off
-		max_per_ip 4
 	}`)
 	var got RedisRegistry
 	if err := got.UnmarshalCaddyfile(d); err != nil {
@@ -39,7 +38,7 @@ func TestRedisRegistryCaddyfile(t *testing.T) {
 		Addresses:  []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"},
 		MasterName: "gunshu-master", DB: 2, Username: "gunshu", Password: "{env.REDIS_PASSWORD}",
 		TLS: true, KeyPrefix: "net1:", Timeout: caddy.Duration(time.Second),
-		SnapshotInterval: caddy.Duration(250 * time.Millisecond), ExpireAfter: -1, MaxPerIP: 4,
+		SnapshotInterval: caddy.Duration(250 * time.Millisecond), ExpireAfter: -1,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
@@ -50,7 +49,6 @@ func TestRedisRegistryCaddyfile(t *testing.T) {
 		{"redis {\n timeout soon\n}", `timeout "soon": want a positive duration`},
 		{"redis {\n snapshot_interval 0s\n}", `snapshot_interval "0s": want a positive duration`},
 		{"redis {\n db -1\n}", `db "-1": want a number ≥ 0`},
-		{"redis {\n max_per_ip many\n}", `max_per_ip "many": want a number ≥ 0`},
 		{"redis {\n password\n}", "wrong argument count"},
 		{"redis {\n tls yes\n}", "wrong argument count"},
 		{"redis {\n addresses\n}", "wrong argument count"},
@@ -77,7 +75,7 @@ func loadRedisRegistry(t *testing.T, config string) (*RedisRegistry, caddy.Conte
 	return mod.(*RedisRegistry), ctx, cancel, nil
 }
 
-func registryOf(t *testing.T, m *RedisRegistry, p RegistryParams) gunshu.Registry {
+func redisRegistryOf(t *testing.T, m *RedisRegistry, p RegistryParams) gunshu.Registry {
 	t.Helper()
 	reg, err := m.Registry(p)
 	if err != nil {
@@ -121,8 +119,8 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Managers a and b, as two Caddy instances would run them.
-	a := registryOf(t, modA, RegistryParams{Manager: "a", MaxServices: 1})
-	b := registryOf(t, modB, RegistryParams{Manager: "b", MaxServices: 1})
+	a := redisRegistryOf(t, modA, RegistryParams{Manager: "a", MaxServices: 1})
+	b := redisRegistryOf(t, modB, RegistryParams{Manager: "b", MaxServices: 1})
 	ctx := context.Background()
 	if err := a.Register(ctx, "127.0.0.1:4000", "127.0.0.1", time.Now()); err != nil {
 		t.Fatalf("registering through a: %v", err)
@@ -152,7 +150,7 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := registryOf(t, wrong, RegistryParams{Manager: "w"}).Register(ctx, "127.0.0.1:4002", "127.0.0.1", time.Now()); err == nil {
+	if err := redisRegistryOf(t, wrong, RegistryParams{Manager: "w"}).Register(ctx, "127.0.0.1:4002", "127.0.0.1", time.Now()); err == nil {
 		t.Fatal("registered with a wrong password")
 	}
 	if up := gaugeValue(t, ctxW, "caddy_gunshu_registry_redis_up", "wrong:"); up != 0 {
@@ -165,7 +163,6 @@ func TestRedisRegistryBadConfig(t *testing.T) {
 		{`{"addresses": ["localhost"]}`, `redis address "localhost": want host:port`},
 		{`{"addresses": ["a:1", "b:1"], "db": 3}`, "a Cluster has only db 0"},
 		{`{"timeout": -1}`, "must not be negative"},
-		{`{"max_per_ip": -2}`, "max_per_ip must not be negative"},
 	} {
 		if _, _, _, err := loadRedisRegistry(t, bad.config); err == nil || !strings.Contains(err.Error(), bad.msg) {
 			t.Errorf("%s: error %v, want it to say %q", bad.config, err, bad.msg)
@@ -175,18 +172,18 @@ func TestRedisRegistryBadConfig(t *testing.T) {
 
 func TestRedisRegistrySurvivesReload(t *testing.T) {
 	srv := redistest.Start(t)
-	config := `{"addresses": ["` + srv.Addr + `"], "key_prefix": "reload:", "max_per_ip": 1, "timeout": "500ms"}`
+	config := `{"addresses": ["` + srv.Addr + `"], "key_prefix": "reload:", "timeout": "500ms"}`
 	oldMod, _, unloadOld, err := loadRedisRegistry(t, config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldReg := registryOf(t, oldMod, RegistryParams{Manager: "default"})
+	oldReg := redisRegistryOf(t, oldMod, RegistryParams{Manager: "default", MaxPerIP: 1})
 	// The new config loads before the old one is unloaded, as on reload.
 	newMod, _, unloadNew, err := loadRedisRegistry(t, config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	newReg := registryOf(t, newMod, RegistryParams{Manager: "default"})
+	newReg := redisRegistryOf(t, newMod, RegistryParams{Manager: "default", MaxPerIP: 1})
 	if oldReg != newReg {
 		t.Fatal("a reload with the same settings made a second registry")
 	}
@@ -195,7 +192,7 @@ func TestRedisRegistrySurvivesReload(t *testing.T) {
 	if err := newReg.Register(ctx, "127.0.0.1:5000", "127.0.0.1", time.Now()); err != nil {
 		t.Fatalf("registry after the old config was unloaded: %v", err)
 	}
-	// max_per_ip of the module applies.
+	// The manager's max_per_ip applies.
 	if err := newReg.Register(ctx, "127.0.0.1:5001", "127.0.0.1", time.Now()); err != gunshu.ErrGroupFull {
 		t.Fatalf("second service of one IP under max_per_ip 1: %v, want ErrGroupFull", err)
 	}

@@ -105,7 +105,8 @@ func (m *Manager) ServeBuffered(conn net.Conn, buffered []byte) error {
 	s.Handshake = s.Duration
 	m.obs.SessionEnded(s)
 	if err != nil {
-		m.log.Debug("exchange failed", zap.String("command", s.Command), zap.Error(err))
+		// The error may name the peer: an initiator asking for the list.
+		m.log.Debug("exchange failed", zap.String("command", s.Command), zap.String("error", RedactedError(err)))
 	}
 	return err
 }

@@ -1,0 +1,235 @@
+// Package caddymodule makes Gunshu a Caddy plugin: the gunshu app owns the
+// long-lived state (managers' registries and patrol loops, relays'
+// registration loops), and layer4 handlers and a matcher serve the
+// protocol's roles. The protocol itself lives in package gunshu; these
+// modules only adapt it to Caddy's configuration and lifecycle.
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// DefaultManager is the name of the manager used when none is named, and
+// the one manager an app without configuration has.
+const DefaultManager = "default"
+
+// DefaultMaxServices caps a manager's list when max_services is unset.
+const DefaultMaxServices = 10000
+
+// App is the gunshu app. It owns the Gunshu state that outlives a single
+// connection: the named managers (their registries survive a config
+// reload; their patrol loops run between Start and Stop) and the
+// registration loops of the relays configured in layer4 routes.
+type App struct {
+	// Managers by name. Without any, the app has one manager named
+	// "default" with the default settings.
+	Managers map[string]*ManagerConfig `json:"managers,omitempty"`
+
+	ctx      caddy.Context
+	log      *zap.Logger
+	mu       sync.Mutex
+	managers map[string]*gunshu.Manager
+	relays   []*Relay
+	cancel   context.CancelFunc
+	loops    sync.WaitGroup
+}
+
+// ManagerConfig configures one manager of the app.
+type ManagerConfig struct {
+	// PatrolInterval is the time between two tests of every listed
+	// service. Default: 30s.
+	PatrolInterval caddy.Duration `json:"patrol_interval,omitempty"`
+	// TestTimeout bounds one test exchange. Default: 5s.
+	TestTimeout caddy.Duration `json:"test_timeout,omitempty"`
+	// MaxFailures is how many consecutive failed tests remove a service.
+	// Default: 1.
+	MaxFailures int `json:"max_failures,omitempty"`
+	// Verify tests a registering address before listing it. Default: true.
+	Verify *bool `json:"verify,omitempty"`
+	// MaxServices caps the list. Default: 10000.
+	MaxServices int `json:"max_services,omitempty"`
+	// Allow lists CIDRs and host names that may register although a
+	// default-denied range (loopback, private, link-local, CGNAT,
+	// multicast, unspecified) holds them.
+	Allow []string `json:"allow,omitempty"`
+	// Deny lists CIDRs and host names that may never register.
+	Deny []string `json:"deny,omitempty"`
+	// Registry stores the list: a gunshu.registries module. Default:
+	// memory, which keeps the list in this process across reloads.
+	RegistryRaw json.RawMessage `json:"registry,omitempty" caddy:"namespace=gunshu.registries inline_key=module"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "gunshu",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision builds the managers; a manager's registry is taken from the
+// registry module, which shares it with the previous config on reload.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.log = ctx.Logger(a)
+	if len(a.Managers) == 0 {
+		a.Managers = map[string]*ManagerConfig{DefaultManager: {}}
+	}
+	a.managers = make(map[string]*gunshu.Manager, len(a.Managers))
+	for _, name := range a.managerNames() {
+		cfg := a.Managers[name]
+		if cfg == nil {
+			cfg = new(ManagerConfig)
+			a.Managers[name] = cfg
+		}
+		m, err := a.provisionManager(ctx, name, cfg)
+		if err != nil {
+			return fmt.Errorf("manager %q: %w", name, err)
+		}
+		a.managers[name] = m
+	}
+	return a.instrument(ctx)
+}
+
+func (a *App) provisionManager(ctx caddy.Context, name string, cfg *ManagerConfig) (*gunshu.Manager, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.RegistryRaw == nil {
+		cfg.RegistryRaw = json.RawMessage(`{"module":"memory"}`)
+	}
+	mod, err := ctx.LoadModule(cfg, "RegistryRaw")
+	if err != nil {
+		return nil, fmt.Errorf("loading registry module: %w", err)
+	}
+	maxServices := cfg.MaxServices
+	if maxServices == 0 {
+		maxServices = DefaultMaxServices
+	}
+	reg, err := mod.(RegistryModule).Registry(RegistryParams{Manager: name, MaxServices: maxServices})
+	if err != nil {
+		return nil, fmt.Errorf("opening registry: %w", err)
+	}
+	return &gunshu.Manager{
+		Registry:       reg,
+		Policy:         gunshu.Policy{Allow: cfg.Allow, Deny: cfg.Deny},
+		DisableVerify:  cfg.Verify != nil && !*cfg.Verify,
+		TestTimeout:    time.Duration(cfg.TestTimeout),
+		PatrolInterval: time.Duration(cfg.PatrolInterval),
+		MaxFailures:    cfg.MaxFailures,
+		Logger:         a.log.With(zap.String("manager", name)),
+	}, nil
+}
+
+func (cfg *ManagerConfig) validate() error {
+	switch {
+	case cfg.PatrolInterval < 0:
+		return fmt.Errorf("patrol_interval must not be negative, got %s", time.Duration(cfg.PatrolInterval))
+	case cfg.TestTimeout < 0:
+		return fmt.Errorf("test_timeout must not be negative, got %s", time.Duration(cfg.TestTimeout))
+	case cfg.MaxFailures < 0:
+		return fmt.Errorf("max_failures must not be negative, got %d", cfg.MaxFailures)
+	case cfg.MaxServices < 0:
+		return fmt.Errorf("max_services must not be negative, got %d", cfg.MaxServices)
+	}
+	return compilePolicy(cfg.Allow, cfg.Deny)
+}
+
+// compilePolicy reports the first bad allow or deny entry.
+func compilePolicy(allow, deny []string) error {
+	p := gunshu.Policy{Allow: allow, Deny: deny}
+	return p.Compile()
+}
+
+func (a *App) managerNames() []string {
+	names := make([]string, 0, len(a.Managers))
+	for n := range a.Managers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Manager returns the manager called name ("default" when empty).
+func (a *App) Manager(name string) (*gunshu.Manager, error) {
+	if name == "" {
+		name = DefaultManager
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if m, ok := a.managers[name]; ok {
+		return m, nil
+	}
+	return nil, fmt.Errorf("no manager named %q in the gunshu app (configured: %s)", name, strings.Join(a.managerNames(), ", "))
+}
+
+// ManagerNames lists the configured managers, sorted.
+func (a *App) ManagerNames() []string { return a.managerNames() }
+
+// Relays returns the relays of this config, in provisioning order.
+func (a *App) Relays() []*Relay {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.relays)
+}
+
+// addRelay makes r's registration loop part of the app's lifetime.
+func (a *App) addRelay(r *Relay) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.relays = append(a.relays, r)
+}
+
+// Start begins the patrol loop of every manager and the registration loop
+// of every relay that names managers.
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cancel = cancel
+	for _, name := range a.managerNames() {
+		m := a.managers[name]
+		a.loops.Go(func() { m.Patrol(ctx) })
+	}
+	for _, r := range a.relays {
+		if r.registrar != nil {
+			a.loops.Go(func() { r.keepRegistered(ctx) })
+		}
+	}
+	return nil
+}
+
+// Stop ends the loops and waits for them. Sessions in progress are not
+// touched: a reload must not cut the routes running through this server.
+func (a *App) Stop() error {
+	a.mu.Lock()
+	cancel := a.cancel
+	a.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	a.loops.Wait()
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

@@ -1,0 +1,124 @@
+package caddymodule
+
+import (
+	"encoding/json"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("gunshu", parseGlobalOption)
+}
+
+// parseGlobalOption sets up the gunshu app from the global option block.
+// Several gunshu blocks are merged; a manager may be defined once. Syntax:
+//
+//	gunshu {
+//		manager [<name>] {
+//			patrol_interval <duration>
+//			test_timeout <duration>
+//			max_failures <n>
+//			verify [on|off]
+//			max_services <n>
+//			allow <cidr|host>...
+//			deny <cidr|host>...
+//			registry <module> {
+//				...
+//			}
+//		}
+//	}
+//
+// The manager's name defaults to "default".
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if existing != nil {
+		prev, ok := existing.(httpcaddyfile.App)
+		if !ok {
+			return nil, d.Errf("existing gunshu option of unexpected type %T", existing)
+		}
+		if err := json.Unmarshal(prev.Value, app); err != nil {
+			return nil, d.Errf("merging gunshu options: %v", err)
+		}
+	}
+	if app.Managers == nil {
+		app.Managers = make(map[string]*ManagerConfig)
+	}
+	d.Next() // option name
+	if d.NextArg() {
+		return nil, d.Errf("gunshu takes no arguments, got %q: managers go in a block", d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "manager" {
+			return nil, d.Errf("unknown gunshu option %q (want manager)", d.Val())
+		}
+		name := DefaultManager
+		if d.NextArg() {
+			name = d.Val()
+		}
+		if d.NextArg() {
+			return nil, d.Errf("manager takes at most one argument (its name), got extra %q", d.Val())
+		}
+		if _, dup := app.Managers[name]; dup {
+			return nil, d.Errf("manager %q defined twice", name)
+		}
+		cfg, err := parseManager(d)
+		if err != nil {
+			return nil, err
+		}
+		app.Managers[name] = cfg
+	}
+	return httpcaddyfile.App{Name: "gunshu", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func parseManager(d *caddyfile.Dispenser) (*ManagerConfig, error) {
+	cfg := new(ManagerConfig)
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if err := once(d, seen, opt, "allow", "deny"); err != nil {
+			return nil, err
+		}
+		var err error
+		switch opt {
+		case "patrol_interval":
+			cfg.PatrolInterval, err = durationArg(d)
+		case "test_timeout":
+			cfg.TestTimeout, err = durationArg(d)
+		case "max_failures":
+			cfg.MaxFailures, err = intArg(d)
+		case "verify":
+			var v bool
+			v, err = boolArg(d)
+			cfg.Verify = &v
+		case "max_services":
+			cfg.MaxServices, err = intArg(d)
+		case "allow":
+			cfg.Allow, err = appendArgs(d, cfg.Allow)
+		case "deny":
+			cfg.Deny, err = appendArgs(d, cfg.Deny)
+		case "registry":
+			cfg.RegistryRaw, err = parseRegistry(d)
+		default:
+			return nil, d.Errf("unknown manager option %q", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+// parseRegistry reads "registry <module> [{...}]" into the module's JSON.
+func parseRegistry(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.Errf("registry needs the registry module's name (for example memory)")
+	}
+	name := d.Val()
+	mod, err := caddyfile.UnmarshalModule(d, "gunshu.registries."+name)
+	if err != nil {
+		return nil, err
+	}
+	return caddyconfig.JSONModuleObject(mod, "module", name, nil), nil
+}

@@ -1,0 +1,99 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// Helpers for the options of our Caddyfile blocks. Each reads the
+// arguments of the option the dispenser is on and reports a bad or
+// missing one with its file, line and token.
+
+// once fails when opt was seen before, unless it is one of repeatable.
+func once(d *caddyfile.Dispenser, seen map[string]bool, opt string, repeatable ...string) error {
+	for _, r := range repeatable {
+		if r == opt {
+			return nil
+		}
+	}
+	if seen[opt] {
+		return d.Errf("duplicate option %q", opt)
+	}
+	seen[opt] = true
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return "", d.Errf("%s needs one argument", opt)
+	}
+	val := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s takes one argument, got extra %q", opt, d.Val())
+	}
+	return val, nil
+}
+
+func appendArgs(d *caddyfile.Dispenser, list []string) ([]string, error) {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.Errf("%s needs at least one argument", opt)
+	}
+	return append(list, args...), nil
+}
+
+func noArgs(d *caddyfile.Dispenser) error {
+	opt := d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes no arguments, got %q", opt, d.Val())
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	opt := d.Val()
+	s, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return 0, d.Errf("%s: bad duration %q: %v", opt, s, err)
+	}
+	return caddy.Duration(dur), nil
+}
+
+func intArg(d *caddyfile.Dispenser) (int, error) {
+	opt := d.Val()
+	s, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, d.Errf("%s: want a non-negative integer, got %q", opt, s)
+	}
+	return n, nil
+}
+
+func boolArg(d *caddyfile.Dispenser) (bool, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return true, nil
+	}
+	val := d.Val()
+	if d.NextArg() {
+		return false, d.Errf("%s takes at most one argument, got extra %q", opt, d.Val())
+	}
+	switch val {
+	case "on", "true":
+		return true, nil
+	case "off", "false":
+		return false, nil
+	}
+	return false, d.Errf("%s: want on or off, got %q", opt, val)
+}

@@ -1,0 +1,126 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+)
+
+// exampleNet is Caddyfile.example running in this process, its fixed
+// ports swapped for free ones so the test cannot collide with anything
+// else on the machine.
+type exampleNet struct {
+	t         *testing.T
+	caddyfile string
+	ports     map[string]string // example port -> port in use
+}
+
+// examplePorts are the ports Caddyfile.example uses.
+var examplePorts = []string{"7000", "7001", "7002", "7003", "7100", "8000", "8080", "8081"}
+
+func newExampleNet(t *testing.T) *exampleNet {
+	t.Helper()
+	src, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &exampleNet{t: t, caddyfile: string(src), ports: map[string]string{}}
+	for _, p := range examplePorts {
+		n.ports[p] = freePort(t)
+	}
+	return n
+}
+
+// addr is the address the example's 127.0.0.1:<port> now has.
+func (n *exampleNet) addr(examplePort string) string {
+	return "127.0.0.1:" + n.ports[examplePort]
+}
+
+// config adapts the Caddyfile, edited by edit, with the ports swapped and
+// the admin endpoint off.
+func (n *exampleNet) config(edit func(string) string) []byte {
+	n.t.Helper()
+	text := n.caddyfile
+	if edit != nil {
+		text = edit(text)
+	}
+	for _, p := range examplePorts {
+		text = strings.ReplaceAll(text, "127.0.0.1:"+p, n.addr(p))
+	}
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	cfgJSON, warnings, err := adapter.Adapt([]byte(text), map[string]any{"filename": "Caddyfile.example"})
+	if err != nil {
+		n.t.Fatalf("adapting Caddyfile.example: %v", err)
+	}
+	if len(warnings) > 0 {
+		n.t.Fatalf("adapting Caddyfile.example: warnings %v", warnings)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
+		n.t.Fatal(err)
+	}
+	cfg["admin"] = map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return out
+}
+
+// load runs the (edited) example; the first load registers a cleanup that
+// stops Caddy.
+func (n *exampleNet) load(edit func(string) string) {
+	n.t.Helper()
+	if err := caddy.Load(n.config(edit), true); err != nil {
+		n.t.Fatalf("loading the example: %v", err)
+	}
+	n.t.Cleanup(func() { _ = caddy.Stop() })
+}
+
+// list asks the example's manager for its list, sorted.
+func (n *exampleNet) list() ([]string, error) {
+	l, err := gunshu.FetchList(context.Background(), n.addr("7000"), 2*time.Second, gunshu.Limits{})
+	slices.Sort(l)
+	return l, err
+}
+
+// waitList polls the manager until its list is want, within 10 s.
+func (n *exampleNet) waitList(want ...string) {
+	n.t.Helper()
+	slices.Sort(want)
+	var (
+		got []string
+		err error
+	)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
+		if got, err = n.list(); err == nil && slices.Equal(got, want) {
+			return
+		}
+	}
+	n.t.Fatalf("manager lists %v (err %v), want %v", got, err, want)
+}
+
+func (n *exampleNet) relays() []string {
+	return []string{n.addr("7001"), n.addr("7002"), n.addr("7003")}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+}

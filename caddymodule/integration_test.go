@@ -1,0 +1,183 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+)
+
+// get fetches path through the example's entrance on a fresh connection,
+// so every request takes its own route.
+func get(client *http.Client, entrance, path string) (string, error) {
+	resp, err := client.Get("http://" + entrance + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d: %.80q", resp.StatusCode, body)
+	}
+	return string(body), nil
+}
+
+func newClient() *http.Client {
+	return &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+	}
+}
+
+func TestExampleThroughEntrance(t *testing.T) {
+	n := newExampleNet(t)
+	n.load(nil)
+	n.waitList(n.relays()...)
+	entrance := n.addr("8000")
+
+	t.Run("curl", func(t *testing.T) {
+		curl, err := exec.LookPath("curl")
+		if err != nil {
+			t.Fatal("curl is needed: the issue names it as the client of the example")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, curl, "-sS", "--noproxy", "*", "-m", "10", "http://"+entrance+"/").CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl: %v: %s", err, out)
+		}
+		if !strings.Contains(string(out), "Hello from behind the crowd") {
+			t.Fatalf("curl got %.200q, want the example page", out)
+		}
+	})
+
+	t.Run("sequential", func(t *testing.T) {
+		client := newClient()
+		for i := range 200 {
+			path := fmt.Sprintf("/echo/seq-%d", i)
+			body, err := get(client, entrance, path)
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			if body != path {
+				t.Fatalf("request %d: got %.80q, want %q", i, body, path)
+			}
+		}
+	})
+
+	t.Run("concurrent", func(t *testing.T) {
+		client := newClient()
+		var wg sync.WaitGroup
+		errs := make(chan error, 50)
+		for i := range 50 {
+			wg.Go(func() {
+				path := fmt.Sprintf("/echo/conc-%d", i)
+				body, err := get(client, entrance, path)
+				if err == nil && body != path {
+					err = fmt.Errorf("got %.80q, want %q", body, path)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("request %d: %w", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+}
+
+// startOutsideRelay runs a plain gunshu relay on a free loopback port, as
+// a relay outside this Caddy would be.
+func startOutsideRelay(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := &gunshu.Relay{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = relay.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		relay.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+func TestReloadKeepsRegistrations(t *testing.T) {
+	n := newExampleNet(t)
+	n.load(nil)
+	n.waitList(n.relays()...)
+
+	outside := startOutsideRelay(t)
+	if err := gunshu.Register(context.Background(), n.addr("7000"), outside, 5*time.Second); err != nil {
+		t.Fatalf("registering %s: %v", outside, err)
+	}
+	want := append(n.relays(), outside)
+	n.waitList(want...)
+
+	// A changed setting makes the load a real reload: every module is
+	// provisioned anew and the old config is stopped.
+	n.load(func(s string) string { return strings.Replace(s, "patrol_interval 30s", "patrol_interval 40s", 1) })
+	got, err := n.list()
+	if err != nil {
+		t.Fatalf("listing after reload: %v", err)
+	}
+	if !slicesContain(got, outside) {
+		t.Fatalf("after reload the manager lists %v: the registration of %s made before it is lost", got, outside)
+	}
+}
+
+func TestPatrolDropsRemovedRelay(t *testing.T) {
+	n := newExampleNet(t)
+	fastPatrol := func(s string) string {
+		return strings.Replace(s, "patrol_interval 30s", "patrol_interval 100ms", 1)
+	}
+	n.load(fastPatrol)
+	n.waitList(n.relays()...)
+
+	n.load(func(s string) string { return withoutServer(t, fastPatrol(s), "127.0.0.1:7003") })
+	n.waitList(n.addr("7001"), n.addr("7002"))
+}
+
+// withoutServer removes the layer4 server block listening on addr.
+func withoutServer(t *testing.T, caddyfile, addr string) string {
+	t.Helper()
+	start := strings.Index(caddyfile, "\t\t"+addr+" {\n")
+	if start < 0 {
+		t.Fatalf("no server block for %s", addr)
+	}
+	end := strings.Index(caddyfile[start:], "\n\t\t}\n")
+	if end < 0 {
+		t.Fatalf("server block for %s does not end", addr)
+	}
+	rest := strings.TrimPrefix(caddyfile[start+end+len("\n\t\t}\n"):], "\n")
+	return caddyfile[:start] + rest
+}
+
+func slicesContain(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,242 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/mholt/caddy-l4/layer4"
+	"go.uber.org/zap"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+)
+
+func init() {
+	caddy.RegisterModule(new(Relay))
+}
+
+// Relay is a Gunshu Service: it answers test, extends routes on est and
+// forwards their bytes. With managers set it registers its advertised
+// address with each of them once its listener is up, and again every
+// register_interval.
+type Relay struct {
+	// Managers are the managers' addresses (host:port) to register with.
+	Managers []string `json:"managers,omitempty"`
+	// Advertise is the host:port registered with the managers: the
+	// address others reach this relay at. Required with managers.
+	Advertise string `json:"advertise,omitempty"`
+	// RegisterInterval is the time between registrations. Default: 60s.
+	RegisterInterval caddy.Duration `json:"register_interval,omitempty"`
+	// Allow lists CIDRs and host names of next hops this relay may dial
+	// although a default-denied range (loopback, private, link-local,
+	// CGNAT, multicast, unspecified) holds them.
+	Allow []string `json:"allow,omitempty"`
+	// Deny lists CIDRs and host names of next hops never dialed.
+	Deny []string `json:"deny,omitempty"`
+	// MaxList caps the entries of an est list. Default: 1024.
+	MaxList int `json:"max_list,omitempty"`
+	// DialTimeout bounds connecting to the next hop. Default: 5s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+	// RouteTimeout bounds the wait for the rest of the route. Default: 30s.
+	RouteTimeout caddy.Duration `json:"route_timeout,omitempty"`
+	// LogAddresses adds the predecessor's address to session logs. Off
+	// by default: a relay's logs must not help to find its users.
+	LogAddresses bool `json:"log_addresses,omitempty"`
+
+	relay     *gunshu.Relay
+	registrar *gunshu.Registrar
+	advertise string
+	log       *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Relay) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "layer4.handlers.gunshu_relay",
+		New: func() caddy.Module { return new(Relay) },
+	}
+}
+
+// Provision resolves the addresses, builds the relay and hands its
+// registration loop to the gunshu app.
+func (h *Relay) Provision(ctx caddy.Context) error {
+	h.log = ctx.Logger(h)
+	repl := caddy.NewReplacer()
+	managers, err := resolveAddrs(repl, "managers", h.Managers)
+	if err != nil {
+		return err
+	}
+	if h.Advertise != "" {
+		if h.advertise, err = resolveAddr(repl, "advertise", h.Advertise); err != nil {
+			return err
+		}
+	}
+	observer, err := newMetricsObserver(ctx)
+	if err != nil {
+		return err
+	}
+	h.relay = &gunshu.Relay{
+		Observer:     observer,
+		Policy:       gunshu.Policy{Allow: h.Allow, Deny: h.Deny},
+		Limits:       gunshu.Limits{MaxList: h.MaxList},
+		Timeouts:     gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},
+		Logger:       h.log,
+		LogAddresses: h.LogAddresses,
+	}
+	if h.advertise != "" {
+		h.relay.Self = []string{h.advertise}
+	}
+	if len(managers) > 0 && h.advertise != "" {
+		h.registrar = &gunshu.Registrar{
+			Managers:  managers,
+			Advertise: h.advertise,
+			Interval:  time.Duration(h.RegisterInterval),
+			Logger:    h.log,
+		}
+	}
+	app, err := ctx.App("gunshu")
+	if err != nil {
+		return fmt.Errorf("loading gunshu app: %w", err)
+	}
+	app.(*App).addRelay(h)
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *Relay) Validate() error {
+	switch {
+	case len(h.Managers) > 0 && h.Advertise == "":
+		return fmt.Errorf("advertise is required with managers: the relay cannot know the address others reach it at; set advertise to the host:port of this server")
+	case h.RegisterInterval < 0:
+		return fmt.Errorf("register_interval must not be negative, got %s", time.Duration(h.RegisterInterval))
+	case h.RegisterInterval > 0 && len(h.Managers) == 0:
+		return fmt.Errorf("register_interval is set but there are no managers to register with")
+	case h.MaxList < 0:
+		return fmt.Errorf("max_list must not be negative, got %d", h.MaxList)
+	case h.DialTimeout < 0:
+		return fmt.Errorf("dial_timeout must not be negative, got %s", time.Duration(h.DialTimeout))
+	case h.RouteTimeout < 0:
+		return fmt.Errorf("route_timeout must not be negative, got %s", time.Duration(h.RouteTimeout))
+	}
+	return compilePolicy(h.Allow, h.Deny)
+}
+
+// Handle serves one connection as a relay. The session runs on the
+// underlying socket (see detach) and logs itself without addresses, so
+// the handler returns nil: caddy-l4 would log the client's address with
+// an error.
+func (h *Relay) Handle(cx *layer4.Connection, _ layer4.Handler) error {
+	conn, buffered, err := detach(cx)
+	if err != nil {
+		h.log.Debug("relay session not started", zap.String("error", gunshu.RedactedError(err)))
+		return nil
+	}
+	_ = h.relay.ServeBuffered(conn, buffered)
+	return nil
+}
+
+// AdvertisedAddr is the address the relay registers ("" without one).
+func (h *Relay) AdvertisedAddr() string { return h.advertise }
+
+// Registrations are the latest outcomes of registering with each manager;
+// nil for a relay that does not register.
+func (h *Relay) Registrations() []gunshu.Registration {
+	if h.registrar == nil {
+		return nil
+	}
+	return h.registrar.Status()
+}
+
+// Active is the number of connections the relay is serving.
+func (h *Relay) Active() int { return h.relay.Active() }
+
+// listenerWait bounds how long a relay waits for its own listener before
+// its first registration: the layer4 app may start after the gunshu app.
+const listenerWait = 5 * time.Second
+
+// keepRegistered waits until the relay answers on its advertised address
+// (its listener is up), then registers until ctx ends. An advertised
+// address that is not reachable from here (behind NAT, say) only delays
+// the first registration by listenerWait.
+func (h *Relay) keepRegistered(ctx context.Context) {
+	deadline := time.Now().Add(listenerWait)
+	for time.Now().Before(deadline) {
+		if _, err := gunshu.Ping(ctx, h.advertise, 500*time.Millisecond); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	h.registrar.Run(ctx)
+}
+
+// UnmarshalCaddyfile sets up the relay from Caddyfile tokens. Syntax:
+//
+//	gunshu_relay {
+//		managers <host:port>...
+//		advertise <host:port>
+//		register_interval <duration>
+//		allow <cidr|host>...
+//		deny <cidr|host>...
+//		max_list <n>
+//		dial_timeout <duration>
+//		route_timeout <duration>
+//		log_addresses
+//	}
+//
+// Every option may be given once, except managers, allow and deny, which
+// add to their lists.
+func (h *Relay) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // handler name
+	if d.NextArg() {
+		return d.Errf("gunshu_relay takes no arguments, got %q: options go in a block", d.Val())
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if err := once(d, seen, opt, "managers", "allow", "deny"); err != nil {
+			return err
+		}
+		var err error
+		switch opt {
+		case "managers":
+			h.Managers, err = appendArgs(d, h.Managers)
+		case "advertise":
+			h.Advertise, err = oneArg(d)
+		case "register_interval":
+			h.RegisterInterval, err = durationArg(d)
+		case "allow":
+			h.Allow, err = appendArgs(d, h.Allow)
+		case "deny":
+			h.Deny, err = appendArgs(d, h.Deny)
+		case "max_list":
+			h.MaxList, err = intArg(d)
+		case "dial_timeout":
+			h.DialTimeout, err = durationArg(d)
+		case "route_timeout":
+			h.RouteTimeout, err = durationArg(d)
+		case "log_addresses":
+			err = noArgs(d)
+			h.LogAddresses = true
+		default:
+			return d.Errf("unknown gunshu_relay option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*Relay)(nil)
+	_ caddy.Validator       = (*Relay)(nil)
+	_ layer4.NextHandler    = (*Relay)(nil)
+	_ caddyfile.Unmarshaler = (*Relay)(nil)
+)

@@ -1,0 +1,391 @@
+package gunshu
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// entrance serves e on a loopback listener and returns its address.
+func (n *testNet) entrance(t testing.TB, e *Entrance) string {
+	t.Helper()
+	if e.Dialer == nil {
+		e.Dialer = n.dialer(7)
+	}
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	n.serve(ln, func() { _ = acceptLoop(ln, func(c net.Conn) { _ = e.ServeConn(c) }) })
+	return ln.Addr().String()
+}
+
+const testPage = `<!DOCTYPE html><html><head><title>Gunshu responder</title></head>` +
+	`<body style="font:32px sans-serif"><h1>Gunshu responder</h1><p id="msg">hello through the crowd</p></body></html>`
+
+// pageResponder serves testPage at / and "path <path>" elsewhere.
+func (n *testNet) pageResponder(t testing.TB) string {
+	return n.httpResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			io.WriteString(w, testPage)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "path %s host %s body %s", r.URL.Path, r.Host, body)
+	}))
+}
+
+func proxyClient(proxy string) *http.Client {
+	u, _ := url.Parse(proxy)
+	return &http.Client{
+		Timeout:   15 * time.Second,
+		Transport: &http.Transport{Proxy: http.ProxyURL(u), DisableKeepAlives: true},
+	}
+}
+
+func getBody(c *http.Client, url string) (int, string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func TestEntranceProxiesWithGoClients(t *testing.T) {
+	n := newTestNet(t, 4)
+	responder := n.pageResponder(t)
+	entrance := n.entrance(t, &Entrance{Username: "alice", Password: "s3cret"})
+	for _, scheme := range []string{"socks5", "http"} {
+		t.Run(scheme, func(t *testing.T) {
+			c := proxyClient(scheme + "://alice:s3cret@" + entrance)
+			var wg sync.WaitGroup
+			errs := make(chan error, 20)
+			for i := range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, body, err := getBody(c, fmt.Sprintf("http://%s/p%d", responder, i))
+					if want := fmt.Sprintf("path /p%d host %s body ", i, responder); err == nil && body != want {
+						err = fmt.Errorf("got %q, want %q", body, want)
+					}
+					if err != nil {
+						errs <- err
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			bad := proxyClient(scheme + "://alice:wrong@" + entrance)
+			status, _, err := getBody(bad, "http://"+responder+"/")
+			if scheme == "http" && status != http.StatusProxyAuthRequired {
+				t.Errorf("wrong password: status %d, err %v; want 407", status, err)
+			}
+			if scheme == "socks5" && (err == nil || !strings.Contains(err.Error(), "authentication failed")) {
+				t.Errorf("wrong password: err %v, want a SOCKS authentication failure", err)
+			}
+		})
+	}
+}
+
+func TestEntranceHTTPForwardsBody(t *testing.T) {
+	n := newTestNet(t, 3)
+	responder := n.pageResponder(t)
+	entrance := n.entrance(t, &Entrance{})
+	c := proxyClient("http://" + entrance)
+	body := strings.Repeat("upload ", 50000)
+	resp, err := c.Post("http://"+responder+"/up", "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if want := "path /up host " + responder + " body " + body; string(got) != want {
+		t.Fatalf("got %d bytes, want %d", len(got), len(want))
+	}
+}
+
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s is needed (Debian package %s): %v", name, name, err)
+	}
+	return p
+}
+
+func runCurl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, requireTool(t, "curl"), append([]string{"-sS", "--max-time", "20"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func TestEntranceWithCurl(t *testing.T) {
+	n := newTestNet(t, 4)
+	responder := n.pageResponder(t)
+	open := n.entrance(t, &Entrance{})
+	locked := n.entrance(t, &Entrance{Username: "bob", Password: "pw"})
+	url := "http://" + responder + "/curl"
+	want := "path /curl host " + responder + " body "
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"socks5 hostname", []string{"--socks5-hostname", open, url}},
+		{"socks5 local resolution", []string{"--socks5", open, url}},
+		{"socks5 with credentials", []string{"--socks5-hostname", locked, "--proxy-user", "bob:pw", url}},
+		{"http connect", []string{"--proxy", "http://" + open, "--proxytunnel", url}},
+		{"http absolute form", []string{"--proxy", "http://" + open, url}},
+		{"http with credentials", []string{"--proxy", "http://" + locked, "--proxy-user", "bob:pw", url}},
+		{"connect with credentials", []string{"--proxy", "http://" + locked, "--proxy-user", "bob:pw", "--proxytunnel", url}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := runCurl(t, tt.args...)
+			if err != nil || out != want {
+				t.Fatalf("curl %v: %v\n%s", tt.args, err, out)
+			}
+		})
+	}
+	if out, err := runCurl(t, "-o", "/dev/null", "-w", "%{http_code}", "--proxy", "http://"+locked, "--proxy-user", "bob:no", url); out != "407" {
+		t.Errorf("wrong password over HTTP: %q %v, want 407", out, err)
+	}
+	if out, err := runCurl(t, "--socks5-hostname", locked, "--proxy-user", "bob:no", url); err == nil {
+		t.Errorf("wrong password over SOCKS5 succeeded: %q", out)
+	}
+}
+
+func TestEntranceWithChromium(t *testing.T) {
+	chromium := requireTool(t, "chromium")
+	n := newTestNet(t, 3)
+	responder := n.pageResponder(t)
+	entrance := n.entrance(t, &Entrance{})
+	shot, err := filepath.Abs("../artifacts/entrance-socks5-chromium.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(shot), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(shot)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
+		"--proxy-server=socks5://"+entrance, "--proxy-bypass-list=<-loopback>",
+		"--disable-background-networking", "--disable-component-update",
+		"--disable-features=NetworkTimeServiceQuerying", "--no-first-run",
+		"--user-data-dir="+t.TempDir(), "--window-size=800,600",
+		"--screenshot="+shot, "--dump-dom", "http://"+responder+"/")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `<p id="msg">hello through the crowd</p>`) {
+		t.Fatalf("DOM lacks the responder's text:\n%s", out)
+	}
+	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
+		t.Fatalf("no screenshot at %s: %v", shot, err)
+	}
+}
+
+// recordingObserver keeps ended sessions.
+type recordingObserver struct {
+	mu       sync.Mutex
+	sessions []Session
+}
+
+func (o *recordingObserver) SessionStarted(Role) {}
+func (o *recordingObserver) SessionEnded(s Session) {
+	o.mu.Lock()
+	o.sessions = append(o.sessions, s)
+	o.mu.Unlock()
+}
+
+func (o *recordingObserver) wait(t *testing.T, count int) []Session {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		o.mu.Lock()
+		s := append([]Session(nil), o.sessions...)
+		o.mu.Unlock()
+		if len(s) >= count {
+			return s
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("fewer than %d sessions ended", count)
+	return nil
+}
+
+func TestEntranceHandshakeTimeout(t *testing.T) {
+	n := newTestNet(t, 2)
+	obs := &recordingObserver{}
+	entrance := n.entrance(t, &Entrance{HandshakeTimeout: 200 * time.Millisecond, Observer: obs})
+	for _, partial := range []string{"", "\x05\x01", "CONNECT a.example:443 HTTP/1.1\r\n"} {
+		conn, err := net.Dial("tcp", entrance)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(conn, partial)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		rest, err := io.ReadAll(conn)
+		conn.Close()
+		if err != nil || len(rest) != 0 && partial != "\x05\x01" {
+			t.Errorf("stalled client %q: read %q, %v; want a quiet close", partial, rest, err)
+		}
+	}
+	for _, s := range obs.wait(t, 3) {
+		if s.Outcome != OutcomeTimeout {
+			t.Errorf("stalled client ended %s (%v), want timeout", s.Outcome, s.Err)
+		}
+	}
+}
+
+func TestEntranceAnswersRouteFailure(t *testing.T) {
+	n := newTestNet(t, 2)
+	ln := listen(t)
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens here: the last relay cannot connect
+	entrance := n.entrance(t, &Entrance{Dialer: &Dialer{Manager: n.mgrAddr, Attempts: 1}})
+
+	out, err := runCurl(t, "--proxy", "http://"+entrance, "--proxytunnel", "http://"+dead+"/")
+	if !strings.Contains(out, "CONNECT tunnel failed, response 502") {
+		t.Errorf("CONNECT to a dead responder: %q %v, want 502", out, err)
+	}
+	conn, err := net.Dial("tcp", entrance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	host, port, _ := net.SplitHostPort(dead)
+	var p int
+	fmt.Sscan(port, &p)
+	ip := net.ParseIP(host).To4()
+	conn.Write(cat(socksHelloNoAuth, []byte{5, 1, 0, 1}, ip, []byte{byte(p >> 8), byte(p)}))
+	reply := make([]byte, 12)
+	if _, err := io.ReadFull(conn, reply); err != nil {
+		t.Fatal(err)
+	}
+	if reply[3] != socksHostUnreachable {
+		t.Fatalf("SOCKS5 reply %v, want host unreachable", reply)
+	}
+}
+
+func TestEntranceLogsNoClientAddress(t *testing.T) {
+	n := newTestNet(t, 2)
+	responder := n.pageResponder(t)
+	core, logs := observer.New(zap.DebugLevel)
+	entrance := n.entrance(t, &Entrance{Logger: zap.New(core), Username: "u", Password: "p"})
+	var clients []string
+	for _, creds := range []string{"u:p", "u:bad"} {
+		conn, err := net.Dial("tcp", entrance)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, conn.LocalAddr().String())
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "GET http://%s/x HTTP/1.1\r\nProxy-Authorization: %s\r\n\r\n", responder, basic(strings.Split(creds, ":")[0], strings.Split(creds, ":")[1]))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		conn.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.Len() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if logs.Len() < 2 {
+		t.Fatalf("%d log lines, want 2", logs.Len())
+	}
+	authFailures := 0
+	for _, e := range logs.All() {
+		line := fmt.Sprint(e.Message, e.ContextMap())
+		for _, c := range clients {
+			if strings.Contains(line, c) {
+				t.Errorf("log line names the client %s: %s", c, line)
+			}
+		}
+		if strings.Contains(line, ErrProxyAuth.Error()) {
+			authFailures++
+		}
+	}
+	if authFailures != 1 {
+		t.Errorf("%d log lines name the authentication failure, want 1: %v", authFailures, logs.All())
+	}
+}
+
+// TestEntranceProxyWithPrefetchedBytes serves proxy clients of which a
+// matcher already read the first bytes, as a layer4 handler would.
+func TestEntranceProxyWithPrefetchedBytes(t *testing.T) {
+	n := newTestNet(t, 3)
+	echo := n.echoResponder(t)
+	e := &Entrance{Dialer: n.dialer(3)}
+	ln := listen(t)
+	const prefetch = 5
+	n.serve(ln, func() {
+		_ = acceptLoop(ln, func(c net.Conn) {
+			first := make([]byte, prefetch)
+			if _, err := io.ReadFull(c, first); err != nil {
+				c.Close()
+				return
+			}
+			_ = e.ServeBuffered(c, first)
+		})
+	})
+	host, port, _ := net.SplitHostPort(echo)
+	var p int
+	fmt.Sscan(port, &p)
+	socks := cat(socksHelloNoAuth, []byte{5, 1, 0, 1}, net.ParseIP(host).To4(), []byte{byte(p >> 8), byte(p)})
+	connect := []byte("CONNECT " + echo + " HTTP/1.1\r\n\r\n")
+	for name, tc := range map[string]struct {
+		request []byte
+		answer  int // bytes of the entrance's answer before the echo
+	}{
+		"socks5":  {socks, 12},
+		"connect": {connect, len("HTTP/1.1 200 Connection established\r\n\r\n")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			// The payload goes in the same write as the request: it must
+			// come out after the route opens, not be lost or answered early.
+			c.Write(append(append([]byte(nil), tc.request...), "pipelined\n"...))
+			c.(*net.TCPConn).CloseWrite()
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) < tc.answer || string(got[tc.answer:]) != "pipelined\n" {
+				t.Fatalf("got %q", got)
+			}
+		})
+	}
+}
