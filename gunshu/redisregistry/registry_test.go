@@ -298,3 +298,49 @@ func hostPart(addr string) string {
 	host, _, _ := net.SplitHostPort(addr)
 	return host
 }
+
+// In a Cluster every script touches keys of one slot, thanks to the hash
+// tag; a key outside it would fail with CROSSSLOT.
+func TestCluster(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3)
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.Addr)
+	}
+	open := func() *Registry {
+		r := New(Options{Redis: redis.UniversalOptions{Addrs: addrs}, KeyPrefix: "cluster:",
+			SnapshotInterval: 100 * time.Millisecond, Timeout: 2 * time.Second, MaxPerIP: 1})
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}
+	a, b := open(), open()
+	ctx, now := context.Background(), time.Now()
+	if err := a.Register(ctx, "127.0.0.1:1", "127.0.0.1", now); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	if err := b.Register(ctx, "127.0.0.1:2", "127.0.0.1", now); !errors.Is(err, gunshu.ErrGroupFull) {
+		t.Fatalf("second service of one IP: %v, want ErrGroupFull", err)
+	}
+	if err := b.Register(ctx, "127.0.0.2:1", "127.0.0.2", now); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"127.0.0.1:1", "127.0.0.2:1"}
+	eventually(t, 2*time.Second, "both list both services", func() bool {
+		return slices.Equal(sortedAddrs(t, a), want) && slices.Equal(sortedAddrs(t, b), want)
+	})
+	if n, err := a.RecordTest(ctx, "127.0.0.2:1", false, 0, now); err != nil || n != 1 {
+		t.Fatalf("RecordTest: %d, %v", n, err)
+	}
+	if svcs, err := b.Services(ctx); err != nil || len(svcs) != 2 || svcs[1].Failures != 1 {
+		t.Fatalf("Services: %+v, %v", svcs, err)
+	}
+	_, errA := a.ClaimPatrol(ctx, want, time.Second) // a joins patrol
+	shareB, errB := b.ClaimPatrol(ctx, want, time.Second)
+	shareA, errA2 := a.ClaimPatrol(ctx, want, time.Second)
+	if errA != nil || errB != nil || errA2 != nil || len(shareA)+len(shareB) != 2 {
+		t.Fatalf("ClaimPatrol: %v %v (%v, %v, %v)", shareA, shareB, errA, errB, errA2)
+	}
+	if removed, err := b.Remove(ctx, "127.0.0.1:1"); err != nil || !removed {
+		t.Fatalf("Remove: %v, %v", removed, err)
+	}
+}
