@@ -344,3 +344,20 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("Remove: %v, %v", removed, err)
 	}
 }
+
+// With a Sentinel the client finds the master by name.
+func TestSentinel(t *testing.T) {
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "gunshu-master")
+	a := New(Options{Redis: redis.UniversalOptions{Addrs: []string{sentinel.Addr}, MasterName: "gunshu-master"},
+		KeyPrefix: "sentinel:", Timeout: 2 * time.Second})
+	t.Cleanup(func() { _ = a.Close() })
+	if err := a.Register(context.Background(), "127.0.0.1:1", "127.0.0.1", time.Now()); err != nil {
+		t.Fatalf("Register through the Sentinel: %v", err)
+	}
+	raw := redis.NewClient(&redis.Options{Addr: master.Addr})
+	defer raw.Close()
+	if n, err := raw.ZCard(context.Background(), "{sentinel:}seen").Result(); err != nil || n != 1 {
+		t.Fatalf("the master holds %d services (%v), want 1", n, err)
+	}
+}

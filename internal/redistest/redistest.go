@@ -4,8 +4,11 @@ package redistest
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +28,7 @@ type Server struct {
 	dir  string
 	port int
 	args []string
+	conf string // config file, for a Sentinel
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -112,6 +116,9 @@ func (s *Server) Restart() {
 	s.t.Helper()
 	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", ""}, s.args...)
+	if s.conf != "" {
+		args = append([]string{s.conf}, args...) // a config file comes first
+	}
 	s.cmd = exec.Command(s.path, args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
@@ -164,4 +171,26 @@ func (s *Server) Stop() {
 		<-s.done
 	}
 	s.cmd = nil
+}
+
+// StartSentinel starts a Sentinel monitoring master under the name
+// masterName, and waits until it knows the master.
+func StartSentinel(t testing.TB, master *Server, masterName string) *Server {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found in PATH: %v", err)
+	}
+	port := freePort(t)
+	s := &Server{t: t, path: path, dir: t.TempDir(), port: port,
+		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), args: []string{"--sentinel"}}
+	s.conf = filepath.Join(s.dir, "sentinel.conf")
+	conf := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n",
+		masterName, master.port, masterName)
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
 }
