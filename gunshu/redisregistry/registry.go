@@ -6,12 +6,12 @@
 // (relays, initiators) do not link a Redis client.
 //
 // Caps are checked and applied by Lua scripts, atomically across managers;
-// consecutive test failures are counted in Redis; patrol is shared out by
-// per-service claims (gunshu.PatrolClaimer). list is answered from a local
-// snapshot refreshed every SnapshotInterval with one round trip, which
-// carries the addresses only when they changed. Patrol is sharded among
-// the live managers. While Redis is unreachable
-// the snapshot keeps answering and writes fail; the client reconnects by
+// consecutive test failures are counted in Redis. Patrol is sharded among
+// the live managers (gunshu.PatrolClaimer), so each service is tested
+// about once per interval in all. list is answered from a local snapshot
+// refreshed every SnapshotInterval with one round trip, which carries the
+// addresses only when they changed. While Redis is unreachable the
+// snapshot keeps answering and writes fail; the client reconnects by
 // itself.
 package redisregistry
 
@@ -130,8 +130,9 @@ func New(o Options) *Registry {
 	ro.DialTimeout = orDefault(ro.DialTimeout, r.timeout)
 	ro.ReadTimeout = orDefault(ro.ReadTimeout, r.timeout)
 	ro.WriteTimeout = orDefault(ro.WriteTimeout, r.timeout)
-	// One retry covers a pooled connection broken by a Redis restart; more
-	// could count a failed test twice.
+	// One retry covers a pooled connection broken by a Redis restart. A
+	// script retried after its reply was lost applies twice, which only a
+	// failure count notices: no more retries than that.
 	ro.MaxRetries = 1
 	r.client = redis.NewUniversalClient(&ro)
 
