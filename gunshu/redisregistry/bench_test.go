@@ -3,6 +3,7 @@ package redisregistry
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -132,4 +133,84 @@ func BenchmarkAddrs(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkListSideBySide alternates list requests to a manager on a
+// MemoryRegistry and one on the Redis registry (1,000 services each), so
+// that both see the same load on a shared machine, and reports each side's
+// mean time per list and their ratio.
+func BenchmarkListSideBySide(b *testing.B) {
+	const services = 1000
+	srv := redistest.Start(b)
+	mem := gunshu.NewMemoryRegistry(0, 0)
+	red := newRegistry(b, srv, Options{KeyPrefix: "bench-side:", SnapshotInterval: DefaultSnapshotInterval})
+	ctx := context.Background()
+	for i := range services {
+		for _, r := range []gunshu.Registry{mem, red} {
+			if err := r.Register(ctx, serviceAddr(i), hostPart(serviceAddr(i)), time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	managers := [2]string{benchManager(b, mem), benchManager(b, red)}
+	var spent [2]atomic.Int64 // ns spent listing: memory, redis
+	var turn atomic.Int64
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			// Each goroutine alternates, starting on either side.
+			first := int(turn.Add(1) % 2)
+			for k := range 2 {
+				side := (first + k) % 2
+				start := time.Now()
+				list, err := gunshu.FetchList(ctx, managers[side], 5*time.Second, gunshu.Limits{})
+				spent[side].Add(int64(time.Since(start)))
+				if err != nil || len(list) != services {
+					b.Errorf("list: %d services, %v", len(list), err)
+					return
+				}
+			}
+		}
+	})
+	// Rates as if each side had the goroutines to itself: lists over the
+	// time spent on them, per goroutine.
+	memNs, redisNs := float64(spent[0].Load()), float64(spent[1].Load())
+	par := float64(4 * runtime.GOMAXPROCS(0))
+	b.ReportMetric(float64(b.N)/(memNs/1e9/par), "lists/s-memory")
+	b.ReportMetric(float64(b.N)/(redisNs/1e9/par), "lists/s-redis")
+	b.ReportMetric(memNs/redisNs, "redis/memory-rate")
+}
+
+// BenchmarkRegisterSideBySide alternates registrations of new services
+// (verification off) with a manager on a MemoryRegistry and one on Redis,
+// and reports each side's rate and their ratio.
+func BenchmarkRegisterSideBySide(b *testing.B) {
+	srv := redistest.Start(b)
+	red := newRegistry(b, srv, Options{KeyPrefix: "bench-reg-side:"})
+	managers := [2]string{benchManager(b, gunshu.NewMemoryRegistry(0, 0)), benchManager(b, red)}
+	var spent [2]atomic.Int64 // ns spent registering: memory, redis
+	var next atomic.Int64
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1))
+			for k := range 2 {
+				side := (i + k) % 2
+				start := time.Now()
+				err := gunshu.Register(context.Background(), managers[side], serviceAddr(i), 5*time.Second)
+				spent[side].Add(int64(time.Since(start)))
+				if err != nil {
+					b.Errorf("reg: %v", err)
+					return
+				}
+			}
+		}
+	})
+	memNs, redisNs := float64(spent[0].Load()), float64(spent[1].Load())
+	par := float64(4 * runtime.GOMAXPROCS(0))
+	b.ReportMetric(float64(b.N)/(memNs/1e9/par), "regs/s-memory")
+	b.ReportMetric(float64(b.N)/(redisNs/1e9/par), "regs/s-redis")
+	b.ReportMetric(memNs/redisNs, "redis/memory-rate")
 }
