@@ -359,8 +359,9 @@ func (r *Registry) ClaimPatrol(ctx context.Context, addrs []string, interval tim
 }
 
 // heartbeatTTL is how long a manager counts as patrolling after its last
-// heartbeat: three refreshes, so one late refresh does not reshuffle.
-func (r *Registry) heartbeatTTL() time.Duration { return 3 * r.interval }
+// heartbeat: three refreshes, and at least a second, so that a late
+// refresh on a busy machine does not reshuffle the shares.
+func (r *Registry) heartbeatTTL() time.Duration { return max(3*r.interval, time.Second) }
 
 // patrolling reports whether the refresher should renew the heartbeat.
 func (r *Registry) patrolling() bool { return time.Now().UnixNano() < r.patrolUntil.Load() }
