@@ -104,9 +104,9 @@ func (e *Entrance) serve(conn net.Conn, buffered []byte, s *Session, start time.
 	if e.Responder != "" {
 		route, err := e.Dialer.Establish(context.Background(), e.Responder)
 		if err != nil {
-			// A plain close: a reset racing the client's connect would
-			// look like a refused connection rather than a failed route.
-			conn.Close()
+			// A reset, not an orderly close: the client must not take
+			// the missing route for an empty answer.
+			resetClose(conn)
 			return err
 		}
 		s.Handshake = time.Since(start)
