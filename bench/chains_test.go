@@ -59,7 +59,8 @@ func (n *network) stop() {
 const (
 	opUpload   = 'u' // read to EOF, answer the byte count (8 bytes)
 	opDownload = 'd' // read a count (8 bytes), send that many bytes
-	opPing     = 'p' // answer one byte, then wait for EOF
+	opPing     = 'p' // answer one byte and close
+	opHold     = 'h' // answer one byte, then wait for EOF: an idle session
 )
 
 const chunkSize = 1 << 20
@@ -101,11 +102,14 @@ func serveEndpoint(c net.Conn) {
 			}
 			n -= k
 		}
-	case opPing:
-		if _, err := c.Write(op[:]); err != nil {
-			return
+	case opHold:
+		if _, err := c.Write(op[:]); err == nil {
+			_, _ = c.Read(op[:])
 		}
-		_, _ = c.Read(op[:])
+	case opPing:
+		// The server closes first, so the dialing side of every hop
+		// sees the FIN first and no client port waits in TIME_WAIT.
+		_, _ = c.Write(op[:])
 	}
 }
 
@@ -239,7 +243,15 @@ func minimalChain(n *network, name string, hops int, copyFn copyFunc) chain {
 // gunshuChain builds relays r1 … rk in front of a responder; the client
 // speaks the protocol itself (est to r1, ok, forward) so the chain's
 // length is exact. hops 0 is the responder reached directly.
-func gunshuChain(n *network, hops int) chain {
+func gunshuChain(n *network, hops int) chain { return gunshuChainMode(n, hops, false) }
+
+// gunshuPipelinedChain is gunshuChain with a client that sends est,
+// forward and its first bytes at once and reads ok afterwards. Relays
+// and responders read lines in order, so forward waits in their buffers
+// and follows the ok without another round trip.
+func gunshuPipelinedChain(n *network, hops int) chain { return gunshuChainMode(n, hops, true) }
+
+func gunshuChainMode(n *network, hops int, pipelined bool) chain {
 	responder := n.gunshuEndpoint()
 	relays := make([]string, hops)
 	for i := range relays {
@@ -252,6 +264,20 @@ func gunshuChain(n *network, hops int) chain {
 		list = append(relays[1:hops:hops], responder)
 	}
 	est := "est\n" + fmt.Sprint(len(list)) + "\n" + strings.Join(list, "\n") + "\n"
+	if pipelined {
+		return chain{name: fmt.Sprintf("gunshu%dp", hops), hops: hops, dial: func(payload []byte) (net.Conn, error) {
+			c, err := dialPlain(first, append([]byte(est+"forward\n"), payload...))
+			if err != nil {
+				return nil, err
+			}
+			var ok [3]byte
+			if _, err := io.ReadFull(c, ok[:]); err != nil || string(ok[:]) != "ok\n" {
+				c.Close()
+				return nil, fmt.Errorf("route: %q, %v", ok, err)
+			}
+			return c, nil
+		}}
+	}
 	return chain{name: fmt.Sprintf("gunshu%d", hops), hops: hops, dial: func(payload []byte) (net.Conn, error) {
 		c, err := dialPlain(first, []byte(est))
 		if err != nil {

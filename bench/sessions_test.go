@@ -145,6 +145,11 @@ func (c *child) stats(tb testing.TB) stats {
 	if err := json.Unmarshal(c.out.Bytes(), &s); err != nil {
 		tb.Fatal(err)
 	}
+	// A child at its open-file limit cannot open /proc/self/fd: count
+	// its descriptors from here.
+	if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.cmd.Process.Pid)); err == nil {
+		s.FDs = len(fds)
+	}
 	return s
 }
 
@@ -192,11 +197,11 @@ func BenchmarkIdleSessions(b *testing.B) {
 					responder := n.gunshuEndpoint()
 					relay = startChild(b, role, "")
 					est := "est\n1\n" + responder + "\n"
-					dial = func() (net.Conn, error) { return gunshuDial(relay.addr, est, []byte{opPing}) }
+					dial = func() (net.Conn, error) { return gunshuDial(relay.addr, est, []byte{opHold}) }
 				} else {
 					server := n.plainEndpoint()
 					relay = startChild(b, role, server)
-					dial = func() (net.Conn, error) { return dialPlain(relay.addr, []byte{opPing}) }
+					dial = func() (net.Conn, error) { return dialPlain(relay.addr, []byte{opHold}) }
 				}
 				// Warm up: one session, so lazily made state (pools, the
 				// poller) is in the baseline.
@@ -262,13 +267,13 @@ func BenchmarkCapacity(b *testing.B) {
 		relay := startChild(b, "gunshu", "")
 		est := "est\n1\n" + responder.addr + "\n"
 		before := relay.stats(b)
-		conns, err := openSessions(target, func() (net.Conn, error) { return gunshuDial(relay.addr, est, []byte{opPing}) })
+		conns, err := openSessions(target, func() (net.Conn, error) { return gunshuDial(relay.addr, est, []byte{opHold}) })
 		after := relay.stats(b)
 		held := len(conns)
 		// The relay must still serve once sessions end.
 		closeAll(conns[:min(held, 100)])
 		time.Sleep(200 * time.Millisecond)
-		more, err2 := openSessions(10, func() (net.Conn, error) { return gunshuDial(relay.addr, est, []byte{opPing}) })
+		more, err2 := openSessions(10, func() (net.Conn, error) { return gunshuDial(relay.addr, est, []byte{opHold}) })
 		closeAll(more)
 		closeAll(conns[min(held, 100):])
 		b.ReportMetric(float64(held), "sessions")

@@ -104,7 +104,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.managers[name] = m
 	}
-	return nil
+	return a.instrument(ctx)
 }
 
 func (a *App) provisionManager(ctx caddy.Context, name string, cfg *ManagerConfig) (*gunshu.Manager, error) {

@@ -63,7 +63,12 @@ func (h *Initiator) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	observer, err := newMetricsObserver(ctx)
+	if err != nil {
+		return err
+	}
 	h.entrance = &gunshu.Entrance{
+		Observer: observer,
 		Dialer: &gunshu.Dialer{
 			Manager:   manager,
 			MaxRelays: h.MaxRelays,
@@ -102,7 +107,7 @@ func (h *Initiator) Validate() error {
 func (h *Initiator) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	conn, buffered, err := detach(cx)
 	if err != nil {
-		h.log.Debug("entrance session not started", zap.Error(err))
+		h.log.Debug("entrance session not started", zap.String("error", gunshu.RedactedError(err)))
 		return nil
 	}
 	_ = h.entrance.ServeBuffered(conn, buffered)

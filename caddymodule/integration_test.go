@@ -7,10 +7,14 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 )
@@ -141,7 +145,7 @@ func TestReloadKeepsRegistrations(t *testing.T) {
 	if err != nil {
 		t.Fatalf("listing after reload: %v", err)
 	}
-	if !slicesContain(got, outside) {
+	if !slices.Contains(got, outside) {
 		t.Fatalf("after reload the manager lists %v: the registration of %s made before it is lost", got, outside)
 	}
 }
@@ -173,11 +177,34 @@ func withoutServer(t *testing.T, caddyfile, addr string) string {
 	return caddyfile[:start] + rest
 }
 
-func slicesContain(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+// TestStopEndsLoops checks that stopping Caddy ends every patrol and
+// registration loop the gunshu app started.
+func TestStopEndsLoops(t *testing.T) {
+	n := newExampleNet(t)
+	n.load(nil)
+	n.waitList(n.relays()...)
+	loops := []string{"gunshu.(*Manager).Patrol", "gunshu.(*Registrar).keep", "caddymodule.(*Relay).keepRegistered"}
+	if running := goroutinesIn(loops); len(running) != len(loops) {
+		t.Fatalf("before Stop, running loops are %v, want all of %v", running, loops)
+	}
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Stop waits for the loops, so none may be left at all.
+	if running := goroutinesIn(loops); len(running) > 0 {
+		t.Fatalf("after Stop, loops still run: %v", running)
+	}
+}
+
+// goroutinesIn returns which of the functions some goroutine is in.
+func goroutinesIn(funcs []string) []string {
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	var found []string
+	for _, f := range funcs {
+		if strings.Contains(stacks, f) {
+			found = append(found, f)
 		}
 	}
-	return false
+	return found
 }

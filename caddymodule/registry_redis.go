@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +31,8 @@ func init() {
 // one list. Caps are enforced atomically in Redis, patrol is shared out
 // among the live managers, and list is answered from a local snapshot
 // refreshed twice a second, which keeps answering while Redis is down.
+// The registry, its snapshot and connections survive a config reload that
+// keeps the manager's name and the connection settings.
 type RedisRegistry struct {
 	// Addresses of Redis (host:port): one standalone server, the nodes of
 	// a Cluster, or the Sentinels when MasterName is set. Default
@@ -58,8 +62,9 @@ type RedisRegistry struct {
 	// interval.
 	ExpireAfter caddy.Duration `json:"expire_after,omitempty"`
 
-	registry *redisregistry.Registry
-	logger   *zap.Logger
+	opts    redisregistry.Options
+	poolKey string
+	logger  *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -70,9 +75,8 @@ func (*RedisRegistry) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision validates the config and connects. An unreachable Redis is no
-// error: the registry keeps retrying, and list fails until a first
-// snapshot arrives.
+// Provision validates the config. The connection is made, or shared
+// with the previous config, when the manager asks for its Registry.
 func (r *RedisRegistry) Provision(ctx caddy.Context) error {
 	r.logger = ctx.Logger(r)
 	repl := caddy.NewReplacer()
@@ -102,48 +106,92 @@ func (r *RedisRegistry) Provision(ctx caddy.Context) error {
 	if r.Timeout < 0 || r.SnapshotInterval < 0 {
 		return errors.New("redis timeout and snapshot_interval must not be negative")
 	}
-	if r.TLS {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{caddy.Log().Named("gunshu.registries.redis.client")}) })
 	prefix := repl.ReplaceKnown(r.KeyPrefix, "")
 	if prefix == "" {
 		prefix = redisregistry.DefaultKeyPrefix
 	}
-	up, age := initRedisRegistryMetrics(ctx, prefix)
-	r.registry = redisregistry.New(redisregistry.Options{
+	r.opts = redisregistry.Options{
 		Redis:            opts,
 		KeyPrefix:        prefix,
 		Timeout:          time.Duration(r.Timeout),
 		SnapshotInterval: time.Duration(r.SnapshotInterval),
 		ExpireAfter:      time.Duration(r.ExpireAfter),
 		Logger:           r.logger,
-		OnRefresh: func(err error, snapshotAge time.Duration) {
+	}
+	if r.TLS {
+		r.opts.Redis.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{caddy.Log().Named("gunshu.registries.redis.client")}) })
+	initRedisRegistryMetrics(ctx)
+	return nil
+}
+
+// redisRegistries holds the Redis registries by manager and connection
+// settings, across reloads: a reload keeps the snapshot (which answers
+// list while Redis is down), the connections and the patrol share.
+var redisRegistries = caddy.NewUsagePool()
+
+// pooledRedisRegistry lets a redisregistry.Registry live in a UsagePool.
+type pooledRedisRegistry struct{ *redisregistry.Registry }
+
+func (p pooledRedisRegistry) Destruct() error { return p.Close() }
+
+// Registry returns the manager's registry, shared with the previous
+// config if the manager and the connection settings are the same, with
+// the manager's caps, which it enforces atomically in Redis. It also
+// implements gunshu.PatrolClaimer, so the managers sharing it share
+// patrol. All managers of one registry should use the same caps.
+func (r *RedisRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
+	if r.poolKey != "" {
+		return nil, errors.New("redis registry already serves a manager")
+	}
+	key, err := r.settingsKey(p.Manager)
+	if err != nil {
+		return nil, err
+	}
+	val, _, err := redisRegistries.LoadOrNew(key, func() (caddy.Destructor, error) {
+		o := r.opts
+		up, age := redisRegistryGauges(o.KeyPrefix)
+		o.OnRefresh = func(err error, snapshotAge time.Duration) {
 			if err != nil {
 				up.Set(0)
 			} else {
 				up.Set(1)
 			}
 			age.Set(snapshotAge.Seconds())
-		},
+		}
+		return pooledRedisRegistry{redisregistry.New(o)}, nil
 	})
-	return nil
+	if err != nil {
+		return nil, err
+	}
+	r.poolKey = key
+	reg := val.(pooledRedisRegistry).Registry
+	reg.SetLimits(p.MaxServices, p.MaxPerIP)
+	return reg, nil
 }
 
-// Registry returns the registry for the manager, with the manager's caps,
-// which it enforces atomically in Redis. It also implements
-// gunshu.PatrolClaimer, so the managers sharing it share patrol.
-func (r *RedisRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
-	r.registry.SetLimits(p.MaxServices, p.MaxPerIP)
-	return r.registry, nil
+// settingsKey names the registry of manager with these settings; the
+// password enters it hashed.
+func (r *RedisRegistry) settingsKey(manager string) (string, error) {
+	o := r.opts
+	settings, err := json.Marshal([]any{manager, o.Redis.Addrs, o.Redis.MasterName, o.Redis.DB,
+		o.Redis.Username, sha256.Sum256([]byte(o.Redis.Password)), o.Redis.TLSConfig != nil,
+		o.KeyPrefix, o.Timeout, o.SnapshotInterval, o.ExpireAfter})
+	if err != nil {
+		return "", fmt.Errorf("redis registry settings: %w", err)
+	}
+	return string(settings), nil
 }
 
-// Cleanup hands this manager's patrol share over and disconnects.
+// Cleanup releases this config's reference; the last one out hands the
+// manager's patrol share over and disconnects.
 func (r *RedisRegistry) Cleanup() error {
-	if r.registry == nil {
+	if r.poolKey == "" {
 		return nil
 	}
-	return r.registry.Close()
+	_, err := redisRegistries.Delete(r.poolKey)
+	return err
 }
 
 // UnmarshalCaddyfile sets up the registry from Caddyfile tokens. Syntax:
@@ -246,7 +294,7 @@ var redisRegistryMetrics = struct {
 	snapshotAge *prometheus.GaugeVec
 }{}
 
-func initRedisRegistryMetrics(ctx caddy.Context, prefix string) (up, age prometheus.Gauge) {
+func initRedisRegistryMetrics(ctx caddy.Context) {
 	m := &redisRegistryMetrics
 	m.once.Do(func() {
 		m.up = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -266,6 +314,10 @@ func initRedisRegistryMetrics(ctx caddy.Context, prefix string) (up, age prometh
 			}
 		}
 	}
+}
+
+func redisRegistryGauges(prefix string) (up, age prometheus.Gauge) {
+	m := &redisRegistryMetrics
 	return m.up.WithLabelValues(prefix), m.snapshotAge.WithLabelValues(prefix)
 }
 
@@ -286,4 +338,5 @@ var (
 	_ caddy.Provisioner     = (*RedisRegistry)(nil)
 	_ caddy.CleanerUpper    = (*RedisRegistry)(nil)
 	_ caddyfile.Unmarshaler = (*RedisRegistry)(nil)
+	_ caddy.Destructor      = pooledRedisRegistry{}
 )

@@ -62,16 +62,26 @@ func TestRedisRegistryCaddyfile(t *testing.T) {
 }
 
 // loadRedisRegistry provisions the module from JSON as Caddy would, in a
-// context cancelled (which cleans the module up) when the test ends.
-func loadRedisRegistry(t *testing.T, config string) (*RedisRegistry, caddy.Context, error) {
+// context whose cancellation (at the latest when the test ends) cleans the
+// module up, as a config unload does.
+func loadRedisRegistry(t *testing.T, config string) (*RedisRegistry, caddy.Context, context.CancelFunc, error) {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	mod, err := ctx.LoadModuleByID("gunshu.registries.redis", json.RawMessage(config))
 	if err != nil {
-		return nil, ctx, err
+		return nil, ctx, cancel, err
 	}
-	return mod.(*RedisRegistry), ctx, nil
+	return mod.(*RedisRegistry), ctx, cancel, nil
+}
+
+func redisRegistryOf(t *testing.T, m *RedisRegistry, p RegistryParams) gunshu.Registry {
+	t.Helper()
+	reg, err := m.Registry(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }
 
 // gaugeValue reads the gauge name{key_prefix=prefix} from ctx's registry.
@@ -100,28 +110,27 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 	t.Setenv("GUNSHU_TEST_REDIS_PASSWORD", "s3cret")
 	config := `{"addresses": ["` + srv.Addr + `"], "password": "{env.GUNSHU_TEST_REDIS_PASSWORD}",
 		"key_prefix": "caddy:", "snapshot_interval": "100ms", "timeout": "500ms"}`
-	a, _, err := loadRedisRegistry(t, config)
+	modA, _, _, err := loadRedisRegistry(t, config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, ctxB, err := loadRedisRegistry(t, config)
+	modB, ctxB, _, err := loadRedisRegistry(t, config)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Managers a and b, as two Caddy instances would run them.
+	a := redisRegistryOf(t, modA, RegistryParams{Manager: "a", MaxServices: 1})
+	b := redisRegistryOf(t, modB, RegistryParams{Manager: "b", MaxServices: 1})
 	ctx := context.Background()
-	regA, err := a.Registry(RegistryParams{Manager: "default", MaxServices: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := regA.Register(ctx, "127.0.0.1:4000", "127.0.0.1", time.Now()); err != nil {
+	if err := a.Register(ctx, "127.0.0.1:4000", "127.0.0.1", time.Now()); err != nil {
 		t.Fatalf("registering through a: %v", err)
 	}
-	if err := regA.Register(ctx, "127.0.0.1:4001", "127.0.0.1", time.Now()); err != gunshu.ErrRegistryFull {
+	if err := a.Register(ctx, "127.0.0.1:4001", "127.0.0.1", time.Now()); err != gunshu.ErrRegistryFull {
 		t.Fatalf("second registration under max_services 1: %v, want ErrRegistryFull", err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		addrs, err := mustRegistry(t, b).Addrs(ctx)
+		addrs, err := b.Addrs(ctx)
 		if err == nil && slices.Equal(addrs, []string{"127.0.0.1:4000"}) {
 			break
 		}
@@ -136,12 +145,12 @@ func TestRedisRegistrySharedAcrossInstances(t *testing.T) {
 
 	// A wrong password: Redis refuses, reg would answer fail, the metric
 	// says so.
-	wrong, ctxW, err := loadRedisRegistry(t, `{"addresses": ["`+srv.Addr+`"], "password": "nope",
+	wrong, ctxW, _, err := loadRedisRegistry(t, `{"addresses": ["`+srv.Addr+`"], "password": "nope",
 		"key_prefix": "wrong:", "snapshot_interval": "100ms", "timeout": "500ms"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mustRegistry(t, wrong).Register(ctx, "127.0.0.1:4002", "127.0.0.1", time.Now()); err == nil {
+	if err := redisRegistryOf(t, wrong, RegistryParams{Manager: "w"}).Register(ctx, "127.0.0.1:4002", "127.0.0.1", time.Now()); err == nil {
 		t.Fatal("registered with a wrong password")
 	}
 	if up := gaugeValue(t, ctxW, "caddy_gunshu_registry_redis_up", "wrong:"); up != 0 {
@@ -155,17 +164,43 @@ func TestRedisRegistryBadConfig(t *testing.T) {
 		{`{"addresses": ["a:1", "b:1"], "db": 3}`, "a Cluster has only db 0"},
 		{`{"timeout": -1}`, "must not be negative"},
 	} {
-		if _, _, err := loadRedisRegistry(t, bad.config); err == nil || !strings.Contains(err.Error(), bad.msg) {
+		if _, _, _, err := loadRedisRegistry(t, bad.config); err == nil || !strings.Contains(err.Error(), bad.msg) {
 			t.Errorf("%s: error %v, want it to say %q", bad.config, err, bad.msg)
 		}
 	}
 }
 
-func mustRegistry(t *testing.T, r *RedisRegistry) gunshu.Registry {
-	t.Helper()
-	reg, err := r.Registry(RegistryParams{Manager: "default"})
+func TestRedisRegistrySurvivesReload(t *testing.T) {
+	srv := redistest.Start(t)
+	config := `{"addresses": ["` + srv.Addr + `"], "key_prefix": "reload:", "timeout": "500ms"}`
+	oldMod, _, unloadOld, err := loadRedisRegistry(t, config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reg
+	oldReg := redisRegistryOf(t, oldMod, RegistryParams{Manager: "default", MaxPerIP: 1})
+	// The new config loads before the old one is unloaded, as on reload.
+	newMod, _, unloadNew, err := loadRedisRegistry(t, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newReg := redisRegistryOf(t, newMod, RegistryParams{Manager: "default", MaxPerIP: 1})
+	if oldReg != newReg {
+		t.Fatal("a reload with the same settings made a second registry")
+	}
+	unloadOld()
+	ctx := context.Background()
+	if err := newReg.Register(ctx, "127.0.0.1:5000", "127.0.0.1", time.Now()); err != nil {
+		t.Fatalf("registry after the old config was unloaded: %v", err)
+	}
+	// The manager's max_per_ip applies.
+	if err := newReg.Register(ctx, "127.0.0.1:5001", "127.0.0.1", time.Now()); err != gunshu.ErrGroupFull {
+		t.Fatalf("second service of one IP under max_per_ip 1: %v, want ErrGroupFull", err)
+	}
+	if _, err := newMod.Registry(RegistryParams{Manager: "other"}); err == nil {
+		t.Fatal("one module instance served two managers")
+	}
+	unloadNew()
+	if err := newReg.Register(ctx, "127.0.0.1:5002", "127.0.0.2", time.Now()); err == nil {
+		t.Fatal("the registry still works after the last config using it was unloaded")
+	}
 }

@@ -73,7 +73,12 @@ func (h *Relay) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	observer, err := newMetricsObserver(ctx)
+	if err != nil {
+		return err
+	}
 	h.relay = &gunshu.Relay{
+		Observer:     observer,
 		Policy:       gunshu.Policy{Allow: h.Allow, Deny: h.Deny},
 		Limits:       gunshu.Limits{MaxList: h.MaxList},
 		Timeouts:     gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},
@@ -125,7 +130,7 @@ func (h *Relay) Validate() error {
 func (h *Relay) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	conn, buffered, err := detach(cx)
 	if err != nil {
-		h.log.Debug("relay session not started", zap.Error(err))
+		h.log.Debug("relay session not started", zap.String("error", gunshu.RedactedError(err)))
 		return nil
 	}
 	_ = h.relay.ServeBuffered(conn, buffered)

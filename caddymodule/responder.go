@@ -48,7 +48,12 @@ func (*Responder) CaddyModule() caddy.ModuleInfo {
 // Provision builds the responder.
 func (h *Responder) Provision(ctx caddy.Context) error {
 	h.log = ctx.Logger(h)
+	observer, err := newMetricsObserver(ctx)
+	if err != nil {
+		return err
+	}
 	h.responder = &gunshu.Responder{
+		Observer:     observer,
 		Limits:       gunshu.Limits{MaxList: h.MaxList},
 		Timeouts:     gunshu.Timeouts{Command: time.Duration(h.HandshakeTimeout)},
 		Logger:       h.log,
@@ -59,11 +64,12 @@ func (h *Responder) Provision(ctx caddy.Context) error {
 
 // Handle performs the handshake and passes the stream on. The stream is
 // closed when the next handler returns, which ends the session's log
-// line; failures are logged by the responder, without addresses.
+// line. Failures, the next handler's included, are logged here without
+// addresses and not returned: caddy-l4 would log the peer's address.
 func (h *Responder) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	conn, buffered, err := detach(cx)
 	if err != nil {
-		h.log.Debug("responder session not started", zap.Error(err))
+		h.log.Debug("responder session not started", zap.String("error", gunshu.RedactedError(err)))
 		return nil
 	}
 	stream, err := h.responder.Handshake(conn, buffered)
@@ -71,7 +77,15 @@ func (h *Responder) Handle(cx *layer4.Connection, next layer4.Handler) error {
 		return nil
 	}
 	defer stream.Close()
-	return next.Handle(cx.Wrap(stream))
+	if err := next.Handle(cx.Wrap(stream)); err != nil {
+		// caddy-l4 would log the error with the last relay's address.
+		fields := []zap.Field{zap.String("error", gunshu.RedactedError(err))}
+		if h.LogAddresses {
+			fields = append(fields, zap.String("remote", conn.RemoteAddr().String()))
+		}
+		h.log.Error("handling the stream", fields...)
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:

@@ -329,13 +329,21 @@ func TestBadInputAcrossRoles(t *testing.T) {
 				msg = "hello through the crowd"
 			}
 			conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil && c.want == "" && isReset(err) {
+				// An entrance resets a client it has no route for; the
+				// reset can beat the end of connect.
+				if err := env.goodSession(c.role); err != nil {
+					t.Fatalf("good session afterwards: %v", err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
 			start := time.Now()
 			_ = conn.SetDeadline(start.Add(5 * time.Second))
-			if _, err := conn.Write([]byte(msg)); err != nil {
+			if _, err := conn.Write([]byte(msg)); err != nil && !(c.want == "" && isReset(err)) {
 				t.Fatal(err)
 			}
 			if c.halfClose {

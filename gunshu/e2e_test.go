@@ -106,3 +106,35 @@ func TestHTTPThroughRoutes(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestHTTPLargeBodies sends and receives bodies of up to half a MiB (a MiB back) through
+// routes of up to five relays and checks every byte both ways.
+func TestHTTPLargeBodies(t *testing.T) {
+	n := newTestNet(t, 5)
+	addr := n.httpResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		// Answer with the request twice: more comes down than went up.
+		_, _ = w.Write(body)
+		_, _ = w.Write(body)
+	}))
+	client := gunshuClient(n.dialer(4))
+	for i := range 6 {
+		body := bytes.Repeat([]byte{byte(i), 0x5a, 0xff, '\n', 0, 'g'}, (i+1)<<14)
+		resp, err := client.Post("http://"+addr+"/echo", "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("request %d: reading the response: %v", i, err)
+		}
+		if want := append(append([]byte(nil), body...), body...); !bytes.Equal(got, want) {
+			t.Fatalf("request %d: got %d bytes, want %d, or they differ", i, len(got), len(want))
+		}
+	}
+}

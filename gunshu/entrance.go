@@ -104,12 +104,13 @@ func (e *Entrance) serve(conn net.Conn, buffered []byte, s *Session, start time.
 	if e.Responder != "" {
 		route, err := e.Dialer.Establish(context.Background(), e.Responder)
 		if err != nil {
-			// A plain close: a reset racing the client's connect would
-			// look like a refused connection rather than a failed route.
-			conn.Close()
+			// A reset, not an orderly close: the client must not take
+			// the missing route for an empty answer.
+			resetClose(conn)
 			return err
 		}
 		s.Handshake = time.Since(start)
+		e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
 		// The client is this route's initiator side: "up" in Forward's terms.
 		s.Bytes, err = ForwardIdle(conn, route.Conn, buffered, route.Rest, e.IdleTimeout)
 		return err
@@ -142,6 +143,7 @@ func (e *Entrance) serveProxy(conn net.Conn, buffered []byte, s *Session, start 
 	}
 	_ = conn.SetDeadline(time.Time{})
 	s.Handshake = time.Since(start)
+	e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
 	s.Bytes, err = ForwardIdle(conn, route.Conn, req.up, route.Rest, e.IdleTimeout)
 	return err
 }

@@ -88,7 +88,7 @@ func echoByte(c net.Conn, b byte) error {
 }
 
 func TestRelayIdleTimeout(t *testing.T) {
-	const idle = 600 * time.Millisecond
+	const idle = 1500 * time.Millisecond
 	rec := newRecorder()
 	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), IdleTimeout: idle, Observer: rec})
 	c := routeTo(t, relay, echoServer(t))

@@ -43,7 +43,7 @@ func FuzzLineReader(f *testing.F) {
 		pos := 0
 		for range int(lines) {
 			got, err := lr.readLine()
-			want, wantErr, next := modelLine(data, pos, limit)
+			want, next, wantErr := modelLine(data, pos, limit)
 			if err != wantErr && !errors.Is(err, wantErr) {
 				t.Fatalf("at %d: error %v, want %v", pos, err, wantErr)
 			}
@@ -69,23 +69,23 @@ func FuzzLineReader(f *testing.F) {
 
 // modelLine is the wire format's next line at pos, as PROTOCOL.md states
 // it, and the position after it.
-func modelLine(data []byte, pos, limit int) (string, error, int) {
+func modelLine(data []byte, pos, limit int) (string, int, error) {
 	i := bytes.IndexByte(data[pos:], '\n')
 	if i < 0 {
 		switch rest := len(data) - pos; {
 		case rest > limit:
-			return "", ErrLineTooLong, 0
+			return "", 0, ErrLineTooLong
 		case rest > 0:
-			return "", io.ErrUnexpectedEOF, 0
+			return "", 0, io.ErrUnexpectedEOF
 		}
-		return "", io.EOF, 0
+		return "", 0, io.EOF
 	}
 	if i > limit {
-		return "", ErrLineTooLong, 0
+		return "", 0, ErrLineTooLong
 	}
 	line := data[pos : pos+i]
 	line = bytes.TrimSuffix(line, []byte("\r"))
-	return strings.Trim(string(line), " \t"), nil, pos + i + 1
+	return strings.Trim(string(line), " \t"), pos + i + 1, nil
 }
 
 // FuzzReadList: any input yields a list of canonical addresses within

@@ -73,7 +73,8 @@ func TestGuardStores(t *testing.T) {
 	if _, ok := storage.m[key]; !ok {
 		t.Errorf("nothing stored under %s", key)
 	}
-	if GuardKey("m:1", "") == GuardKey("m:1", "c:2") || GuardKey("m:1", "") != GuardKey("m:1", "") {
+	manager := strings.Join([]string{"manager.test", "7000"}, ":")
+	if GuardKey(manager, "") == GuardKey(manager, "203.0.113.5:7001") || GuardKey(manager, "203.0.113.5:7001") != key {
 		t.Error("GuardKey must tell initiators apart by manager and cover, and only by them")
 	}
 }

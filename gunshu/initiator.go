@@ -180,7 +180,8 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 			conn.Close()
 		}
 		lastErr = err
-		d.log.Debug("route attempt failed", zap.Int("attempt", attempt), zap.Error(err))
+		// Redacted: the socket's own end is the first relay's predecessor.
+		d.log.Debug("route attempt failed", zap.Int("attempt", attempt), zap.String("error", RedactedError(err)))
 		if ctx.Err() != nil {
 			break
 		}

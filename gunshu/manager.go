@@ -105,7 +105,8 @@ func (m *Manager) ServeBuffered(conn net.Conn, buffered []byte) error {
 	s.Handshake = s.Duration
 	m.obs.SessionEnded(s)
 	if err != nil {
-		m.log.Debug("exchange failed", zap.String("command", s.Command), zap.Error(err))
+		// The error may name the peer: an initiator asking for the list.
+		m.log.Debug("exchange failed", zap.String("command", s.Command), zap.String("error", RedactedError(err)))
 	}
 	return err
 }
@@ -249,17 +250,25 @@ func (m *Manager) testTargets(ctx context.Context, targets []netip.AddrPort) (ne
 		return at, 0, err
 	}
 	defer conn.Close()
+	if err := testExchange(ctx, conn, m.Limits.maxLine()); err != nil {
+		return at, 0, err
+	}
+	return at, time.Since(start), nil
+}
+
+// testExchange sends test on conn and waits for ok, until ctx's deadline.
+func testExchange(ctx context.Context, conn net.Conn, maxLine int) error {
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
 	if _, err := conn.Write(testLine); err != nil {
-		return at, 0, fmt.Errorf("sending test: %w", err)
+		return fmt.Errorf("sending test: %w", err)
 	}
-	lr := newLineReader(conn, nil, m.Limits.maxLine())
+	lr := newLineReader(conn, nil, maxLine)
 	defer lr.release()
 	if err := lr.expectLine(ReplyOK); err != nil {
-		return at, 0, fmt.Errorf("waiting for ok: %w", err)
+		return fmt.Errorf("waiting for ok: %w", err)
 	}
-	return at, time.Since(start), nil
+	return nil
 }
 
 // Patrol tests every service each PatrolInterval until ctx ends.

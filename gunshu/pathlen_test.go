@@ -3,6 +3,7 @@ package gunshu
 import (
 	"context"
 	"math/rand/v2"
+	"net"
 	"sync/atomic"
 	"testing"
 )
@@ -50,11 +51,25 @@ func routeLengths(t *testing.T, relays, maxRelays, routes int) map[int]int {
 	return lengths
 }
 
-// chiSquare of observed counts for lengths 1..k against a uniform law.
-func chiSquare(lengths map[int]int, k, total int) float64 {
-	expected := float64(total) / float64(k)
+// lengthLaw is the law of route lengths a Dialer's route-size law implies:
+// with k relays offered, every length 1..k is equally likely, because each
+// relay picks its successor uniformly (PROTOCOL.md, "Route establishment").
+func lengthLaw(d *Dialer, relays int) []float64 {
+	law := d.RouteSizeLaw(relays)
+	p := make([]float64, len(law))
+	for k, pk := range law {
+		for l := 0; l <= k; l++ {
+			p[l] += pk / float64(k+1)
+		}
+	}
+	return p
+}
+
+// chiSquare of observed counts for lengths 1..len(p) against the law p.
+func chiSquare(lengths map[int]int, p []float64, total int) float64 {
 	x := 0.0
-	for l := 1; l <= k; l++ {
+	for l := 1; l <= len(p); l++ {
+		expected := p[l-1] * float64(total)
 		d := float64(lengths[l]) - expected
 		x += d * d / expected
 	}
@@ -65,32 +80,95 @@ func chiSquare(lengths map[int]int, k, total int) float64 {
 // degrees of freedom, for k = 2..6.
 var chi2Critical999 = map[int]float64{2: 10.83, 3: 13.82, 4: 16.27, 5: 18.47, 6: 20.52}
 
-// TestPathLengthUniform: with k relays offered, routes hold 1..k relays,
-// each length equally likely (PROTOCOL.md, "Route establishment"). The
-// whole-list rule offers every relay, so lengths are uniform on 1..k; with
-// the route-size law (routesize.go) only the bound is checked here, the
-// law's shape is checked in routesize_test.go.
-func TestPathLengthUniform(t *testing.T) {
+// TestPathLengthLaw: routes built through real relays hold as many relays
+// as the route-size law implies: uniform on 1..n when the whole list is
+// offered, geometric below the bound otherwise.
+func TestPathLengthLaw(t *testing.T) {
 	for _, tc := range []struct{ relays, maxRelays, want int }{
-		{relays: 4, maxRelays: -1, want: 4},
+		{relays: 4, maxRelays: -1, want: 4}, // the 2003 rule: uniform on 1..4
 		{relays: 5, maxRelays: -1, want: 5},
-		{relays: 6, maxRelays: 3, want: 3}, // MaxRelays caps the route
-		{relays: 2, maxRelays: 0, want: 2}, // fewer relays than the default cap
+		{relays: 6, maxRelays: 3, want: 3}, // MaxRelays bounds the route
+		{relays: 6, maxRelays: 0, want: 6}, // fewer relays than the default bound
 	} {
 		const routes = 300
 		lengths := routeLengths(t, tc.relays, tc.maxRelays, routes)
-		t.Logf("%d relays, MaxRelays %d: lengths %v", tc.relays, tc.maxRelays, lengths)
+		law := lengthLaw(&Dialer{MaxRelays: tc.maxRelays}, tc.relays)
+		t.Logf("%d relays, MaxRelays %d: lengths %v, law %.3f", tc.relays, tc.maxRelays, lengths, law)
+		if len(law) != tc.want {
+			t.Fatalf("%d relays, MaxRelays %d: routes of up to %d relays, want %d", tc.relays, tc.maxRelays, len(law), tc.want)
+		}
 		for l := range lengths {
 			if l < 1 || l > tc.want {
 				t.Errorf("%d relays, MaxRelays %d: a route of %d relays", tc.relays, tc.maxRelays, l)
 			}
 		}
-		if tc.maxRelays >= 0 {
-			continue
-		}
-		if x := chiSquare(lengths, tc.want, routes); x > chi2Critical999[tc.want] {
-			t.Errorf("%d relays, MaxRelays %d: lengths %v are not uniform on 1..%d (chi-square %.1f > %.2f)",
-				tc.relays, tc.maxRelays, lengths, tc.want, x, chi2Critical999[tc.want])
+		if x := chiSquare(lengths, law, routes); x > chi2Critical999[tc.want] {
+			t.Errorf("%d relays, MaxRelays %d: lengths %v do not follow the law %.3f (chi-square %.1f > %.2f)",
+				tc.relays, tc.maxRelays, lengths, law, x, chi2Critical999[tc.want])
 		}
 	}
+}
+
+// TestPathLengthRelayChoice isolates the relays' share of the law: a raw
+// initiator always puts the responder last, so only the relays' random
+// picks make routes shorter than the list. Each length must still be
+// equally likely.
+func TestPathLengthRelayChoice(t *testing.T) {
+	var count estCounter
+	seed := uint64(99)
+	relays := make([]string, 4)
+	for i := range relays {
+		seed++
+		relays[i] = serveRelay(t, &Relay{Policy: loopbackPolicy(), Observer: &count, Rand: rand.NewPCG(seed, 7)})
+	}
+	resp, _ := serveResponder(t, &Responder{}, func(c net.Conn) { c.Close() })
+	const routes = 300
+	lengths := map[int]int{}
+	for range routes {
+		before := count.started.Load()
+		up := dialRaw(t, relays[0])
+		writeRaw(t, up, estRequest(relays, resp))
+		expectRead(t, up, "ok\n")
+		lengths[int(count.started.Load()-before)]++
+		up.Close()
+	}
+	t.Logf("lengths %v", lengths)
+	if x := chiSquare(lengths, uniformLaw(4), routes); x > chi2Critical999[4] || len(lengths) != 4 {
+		t.Fatalf("lengths %v are not uniform on 1..4 (chi-square %.1f)", lengths, x)
+	}
+}
+
+// TestPathLengthInitiatorChoice isolates the initiator's share: relays
+// that always pick the first entry leave the length to where the Dialer
+// put the responder in the list.
+func TestPathLengthInitiatorChoice(t *testing.T) {
+	var count estCounter
+	n := newTestNetWith(t, 4, func(r *Relay) { r.Observer, r.Rand = &count, pickFirst })
+	resp := n.echoResponder(t)
+	d := n.dialer(5)
+	d.MaxRelays = -1
+	const routes = 300
+	lengths := map[int]int{}
+	for range routes {
+		before := count.started.Load()
+		route, err := d.Establish(context.Background(), resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lengths[int(count.started.Load()-before)]++
+		route.Conn.Close()
+	}
+	t.Logf("lengths %v", lengths)
+	if x := chiSquare(lengths, uniformLaw(4), routes); x > chi2Critical999[4] || len(lengths) != 4 {
+		t.Fatalf("lengths %v are not uniform on 1..4 (chi-square %.1f)", lengths, x)
+	}
+}
+
+// uniformLaw is the uniform law on 1..k.
+func uniformLaw(k int) []float64 {
+	p := make([]float64, k)
+	for i := range p {
+		p[i] = 1 / float64(k)
+	}
+	return p
 }

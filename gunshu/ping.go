@@ -2,7 +2,6 @@ package gunshu
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"time"
 )
@@ -20,23 +19,8 @@ func Ping(ctx context.Context, addr string, timeout time.Duration) (time.Duratio
 		return 0, err
 	}
 	defer conn.Close()
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	if _, err := conn.Write(testLine); err != nil {
-		return 0, fmt.Errorf("sending test: %w", err)
-	}
-	lr := newLineReader(conn, nil, DefaultMaxLine)
-	defer lr.release()
-	if err := lr.expectLine(ReplyOK); err != nil {
-		return 0, fmt.Errorf("waiting for ok: %w", err)
+	if err := testExchange(ctx, conn, DefaultMaxLine); err != nil {
+		return 0, err
 	}
 	return time.Since(start), nil
-}
-
-// SetLimits changes the caps of a registry in use; services already
-// registered are kept even when they exceed a lowered cap.
-func (m *MemoryRegistry) SetLimits(maxServices, maxPerIP int) {
-	m.mu.Lock()
-	m.MaxServices, m.MaxPerIP = maxServices, maxPerIP
-	m.mu.Unlock()
 }

@@ -76,6 +76,14 @@ func NewMemoryRegistry(maxServices, maxPerIP int) *MemoryRegistry {
 	return &MemoryRegistry{MaxServices: maxServices, MaxPerIP: maxPerIP}
 }
 
+// SetLimits changes the caps of a registry in use; services already
+// registered are kept even when they exceed a lowered cap.
+func (m *MemoryRegistry) SetLimits(maxServices, maxPerIP int) {
+	m.mu.Lock()
+	m.MaxServices, m.MaxPerIP = maxServices, maxPerIP
+	m.mu.Unlock()
+}
+
 // Register implements Registry.
 func (m *MemoryRegistry) Register(_ context.Context, addr, group string, now time.Time) error {
 	m.mu.Lock()

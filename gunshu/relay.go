@@ -189,6 +189,9 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 		return errNextHop{fmt.Errorf("sending forward: %w", err)}
 	}
 	s.Handshake = time.Since(start)
+	// The handshake in detail, for an operator debugging: how many
+	// entries the list had, never which.
+	r.log.Debug("route extended", zap.Int("list_entries", len(list)), zap.Duration("handshake", s.Handshake))
 	s.Bytes, err = ForwardIdle(up, down, nil, downRest, r.IdleTimeout)
 	s.Bytes.Up += int64(len(first) - len(forwardLine))
 	return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -69,7 +70,11 @@ func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) 
 	}
 	s.Handshake = time.Since(start)
 	st := &stream{Conn: conn, rest: rest}
-	st.done = func() { release(); r.end(s, start, nil) }
+	st.done = func() {
+		release()
+		s.Bytes = Counts{Up: st.up.Load(), Down: st.down.Load()}
+		r.end(s, start, nil)
+	}
 	return st, nil
 }
 
@@ -107,9 +112,11 @@ func (r *Responder) readRoute(conn net.Conn, lr *lineReader, s *Session, start t
 		return nil, replyAndClose(conn, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
 	}
 	// The list is read in full, as the protocol asks, and then dropped.
-	if _, err := lr.readList(r.Limits.maxList()); err != nil {
+	list, err := lr.readList(r.Limits.maxList())
+	if err != nil {
 		return nil, replyAndClose(conn, failLine, fmt.Errorf("reading est: %w", err))
 	}
+	r.log.Debug("est received", zap.Int("list_entries", len(list)), zap.Duration("after", time.Since(start)))
 	if _, err := conn.Write(okLine); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("answering ok: %w", err)
@@ -129,15 +136,27 @@ type stream struct {
 	rest      []byte
 	done      func()
 	closeOnce sync.Once
+	// up and down count the application bytes read and written, for the
+	// session's Counts.
+	up, down atomic.Int64
 }
 
 func (s *stream) Read(p []byte) (int, error) {
 	if len(s.rest) > 0 {
 		n := copy(p, s.rest)
 		s.rest = s.rest[n:]
+		s.up.Add(int64(n))
 		return n, nil
 	}
-	return s.Conn.Read(p)
+	n, err := s.Conn.Read(p)
+	s.up.Add(int64(n))
+	return n, err
+}
+
+func (s *stream) Write(p []byte) (int, error) {
+	n, err := s.Conn.Write(p)
+	s.down.Add(int64(n))
+	return n, err
 }
 
 // CloseWrite half-closes the route when the connection supports it.
@@ -150,10 +169,17 @@ func (s *stream) CloseWrite() error {
 
 // ReadFrom lets io.Copy into the stream use the connection's fast path.
 func (s *stream) ReadFrom(r io.Reader) (int64, error) {
+	var (
+		n   int64
+		err error
+	)
 	if rf, ok := s.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(writerOnly{s.Conn}, r)
 	}
-	return io.Copy(writerOnly{s.Conn}, r)
+	s.down.Add(n)
+	return n, err
 }
 
 func (s *stream) Close() error {

@@ -2,7 +2,9 @@ package gunshu
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -63,25 +65,34 @@ type observation struct {
 }
 
 // walk builds one route with d and follows it hop by hop, as the relays
-// would. It returns the relays on the route and the first corrupt relay's
-// observation (received 0 when none is on the route).
-func walk(d *Dialer, listed []string, corrupt map[string]bool) (int, observation, error) {
+// would, showing see what each relay on it observes. It returns how many
+// relays the route holds.
+func walk(d *Dialer, listed []string, see func(relay string, o observation)) (int, error) {
 	first, list, err := d.pickRoute(listed, simResponder)
 	if err != nil {
-		return 0, observation{}, err
+		return 0, err
 	}
-	var obs observation
 	pred, cur, received := simInitiator, first, list
 	for hops := 1; ; hops++ {
-		if corrupt[cur] && obs.received == 0 {
-			obs = observation{received: len(received), predecessor: pred}
-		}
+		see(cur, observation{received: len(received), predecessor: pred})
 		next, rest := nextHop(d.rnd, received)
 		if next == simResponder {
-			return hops, obs, nil
+			return hops, nil
 		}
 		pred, cur, received = cur, next, rest
 	}
+}
+
+// firstCorrupt walks one route and returns the observation of its first
+// corrupt relay (received 0 when none is on it).
+func firstCorrupt(d *Dialer, listed []string, corrupt map[string]bool) (int, observation, error) {
+	var obs observation
+	hops, err := walk(d, listed, func(relay string, o observation) {
+		if corrupt[relay] && obs.received == 0 {
+			obs = o
+		}
+	})
+	return hops, obs, err
 }
 
 // RouteTally counts what the corrupt relays saw over simulated routes.
@@ -89,6 +100,7 @@ type RouteTally struct {
 	Routes int
 	// Observed[m-1] counts routes whose first corrupt relay received m
 	// entries; FirstHop[m-1] those of them where it was the first hop.
+	// (EveryRelay counts every relay's observation.)
 	Observed, FirstHop []int
 	// Relays is the sum of route lengths, OverEight the routes longer
 	// than 8 relays.
@@ -106,22 +118,49 @@ func (s Simulation) Routes(n int) (RouteTally, error) {
 	}
 	t := RouteTally{Routes: n, Observed: make([]int, s.Listed), FirstHop: make([]int, s.Listed)}
 	for range n {
-		hops, obs, err := walk(d, relays, corrupt)
+		hops, obs, err := firstCorrupt(d, relays, corrupt)
 		if err != nil {
 			return t, err
 		}
-		t.Relays += hops
-		if hops > 8 {
-			t.OverEight++
-		}
-		if obs.received > 0 {
-			t.Observed[obs.received-1]++
-			if obs.predecessor == simInitiator {
-				t.FirstHop[obs.received-1]++
-			}
-		}
+		t.add(hops, obs)
 	}
 	return t, nil
+}
+
+// EveryRelay simulates n routes as Routes does with one corrupt relay,
+// but counts the observations of every relay on each route. Relays are
+// alike, so each in turn plays the one corrupt relay: the figures are
+// those of one corrupt relay, from about Listed times more observations.
+func (s Simulation) EveryRelay(n int) (RouteTally, error) {
+	d := s.dialer(s.Seed)
+	relays := d.usable(s.network())
+	t := RouteTally{Routes: n, Observed: make([]int, s.Listed), FirstHop: make([]int, s.Listed)}
+	for range n {
+		hops, err := walk(d, relays, func(_ string, o observation) { t.count(o) })
+		if err != nil {
+			return t, err
+		}
+		t.add(hops, observation{})
+	}
+	return t, nil
+}
+
+// add counts a route of hops relays and its observation, if any.
+func (t *RouteTally) add(hops int, obs observation) {
+	t.Relays += hops
+	if hops > 8 {
+		t.OverEight++
+	}
+	if obs.received > 0 {
+		t.count(obs)
+	}
+}
+
+func (t *RouteTally) count(obs observation) {
+	t.Observed[obs.received-1]++
+	if obs.predecessor == simInitiator {
+		t.FirstHop[obs.received-1]++
+	}
 }
 
 // AttackResult is the outcome of simulated predecessor attacks.
@@ -150,7 +189,7 @@ func (s Simulation) PredecessorAttack(sessions, trials int) (AttackResult, error
 		}
 		seen := make(map[string]int)
 		for range sessions {
-			_, obs, err := walk(d, listed, corrupt)
+			_, obs, err := firstCorrupt(d, listed, corrupt)
 			if err != nil {
 				return res, err
 			}
@@ -165,11 +204,12 @@ func (s Simulation) PredecessorAttack(sessions, trials int) (AttackResult, error
 	return res, nil
 }
 
-// mostSeen returns the key counted most often, ties broken at random.
+// mostSeen returns the key counted most often, ties broken at random
+// (keys in order, so that a seed gives one answer).
 func mostSeen(seen map[string]int, rnd *rand.Rand) string {
 	best, ties, name := -1, 0, ""
-	for a, c := range seen {
-		switch {
+	for _, a := range slices.Sorted(maps.Keys(seen)) {
+		switch c := seen[a]; {
 		case c > best:
 			best, ties, name = c, 1, a
 		case c == best:

@@ -52,8 +52,12 @@ func main() {
 	exact := gunshu.ComputeExposure(law, *n, *corrupt)
 	row(fmt.Sprintf("ours: ρ=%.2f, bound %d", continueOf(ours), len(law)), exact)
 	if *routes > 0 {
-		tally, err := gunshu.Simulation{Listed: *n, Corrupt: *corrupt, MaxRelays: *maxRelays,
-			RouteContinue: *cont, Seed: *seed}.Routes(*routes)
+		sim := gunshu.Simulation{Listed: *n, Corrupt: *corrupt, MaxRelays: *maxRelays, RouteContinue: *cont, Seed: *seed}
+		simulate := sim.Routes
+		if *corrupt == 1 {
+			simulate = sim.EveryRelay // every relay in turn plays the corrupt one
+		}
+		tally, err := simulate(*routes)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "privacy:", err)
 			os.Exit(1)

@@ -6,12 +6,12 @@
 // (relays, initiators) do not link a Redis client.
 //
 // Caps are checked and applied by Lua scripts, atomically across managers;
-// consecutive test failures are counted in Redis; patrol is shared out by
-// per-service claims (gunshu.PatrolClaimer). list is answered from a local
-// snapshot refreshed every SnapshotInterval with one round trip, which
-// carries the addresses only when they changed. Patrol is sharded among
-// the live managers. While Redis is unreachable
-// the snapshot keeps answering and writes fail; the client reconnects by
+// consecutive test failures are counted in Redis. Patrol is sharded among
+// the live managers (gunshu.PatrolClaimer), so each service is tested
+// about once per interval in all. list is answered from a local snapshot
+// refreshed every SnapshotInterval with one round trip, which carries the
+// addresses only when they changed. While Redis is unreachable the
+// snapshot keeps answering and writes fail; the client reconnects by
 // itself.
 package redisregistry
 
@@ -61,10 +61,10 @@ type Options struct {
 	// means DefaultExpireAfter, negative never expires. Keep it above the
 	// relays' register interval.
 	ExpireAfter time.Duration
-	// MaxServices and MaxPerHost are the caps (0: none); SetLimits changes
+	// MaxServices and MaxPerIP are the caps (0: none); SetLimits changes
 	// them later.
-	MaxServices, MaxPerHost int
-	Logger                  *zap.Logger
+	MaxServices, MaxPerIP int
+	Logger                *zap.Logger
 	// OnRefresh, when set, is called after every snapshot refresh with its
 	// error (nil if Redis answered) and the age of the snapshot now served:
 	// for metrics.
@@ -81,7 +81,7 @@ type Registry struct {
 	log       *zap.Logger
 	onRefresh func(error, time.Duration)
 
-	maxServices, maxPerHost atomic.Int64
+	maxServices, maxPerIP atomic.Int64
 
 	// id names this registry among the patrolling managers; patrolUntil
 	// (unix ns) is when the refresher stops renewing its heartbeat.
@@ -123,15 +123,16 @@ func New(o Options) *Registry {
 	for _, name := range keyNames {
 		r.keys = append(r.keys, "{"+prefix+"}"+name)
 	}
-	r.SetLimits(o.MaxServices, o.MaxPerHost)
+	r.SetLimits(o.MaxServices, o.MaxPerIP)
 
 	ro := o.Redis
 	ro.ContextTimeoutEnabled = true
 	ro.DialTimeout = orDefault(ro.DialTimeout, r.timeout)
 	ro.ReadTimeout = orDefault(ro.ReadTimeout, r.timeout)
 	ro.WriteTimeout = orDefault(ro.WriteTimeout, r.timeout)
-	// One retry covers a pooled connection broken by a Redis restart; more
-	// could count a failed test twice.
+	// One retry covers a pooled connection broken by a Redis restart. A
+	// script retried after its reply was lost applies twice, which only a
+	// failure count notices: no more retries than that.
 	ro.MaxRetries = 1
 	r.client = redis.NewUniversalClient(&ro)
 
@@ -156,9 +157,9 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // SetLimits sets the caps (0: none). Safe at any time; the caps apply to
 // the next registrations, and to all managers only if all use the same.
-func (r *Registry) SetLimits(maxServices, maxPerHost int) {
+func (r *Registry) SetLimits(maxServices, maxPerIP int) {
 	r.maxServices.Store(int64(max(maxServices, 0)))
-	r.maxPerHost.Store(int64(max(maxPerHost, 0)))
+	r.maxPerIP.Store(int64(max(maxPerIP, 0)))
 }
 
 // Close stops the refresher, hands this manager's patrol share over to
@@ -227,7 +228,7 @@ func (r *Registry) refresh() {
 	}
 	now := time.Now()
 	r.mu.Lock()
-	wasDown := r.down
+	wasDown, staleFor := r.down, now.Sub(r.loadedAt)
 	r.lastErr, r.down = err, err != nil
 	if err == nil {
 		r.loadedAt = now
@@ -245,7 +246,7 @@ func (r *Registry) refresh() {
 	case err != nil && !wasDown:
 		r.log.Warn("redis registry unreachable: no snapshot yet, list and reg fail", zap.Error(err))
 	case err == nil && wasDown:
-		r.log.Info("redis registry reachable again", zap.Duration("snapshot_was_stale_for", age))
+		r.log.Info("redis registry reachable again", zap.Duration("snapshot_was_stale_for", staleFor))
 	}
 	if r.onRefresh != nil {
 		r.onRefresh(err, age)
@@ -279,7 +280,7 @@ func (r *Registry) Register(ctx context.Context, addr, group string, now time.Ti
 	ctx, cancel := r.op(ctx)
 	defer cancel()
 	res, err := registerScript.Run(ctx, r.client, r.keys, addr, group, now.UnixMilli(),
-		r.maxServices.Load(), r.maxPerHost.Load(), r.expireBefore(now)).Int()
+		r.maxServices.Load(), r.maxPerIP.Load(), r.expireBefore(now)).Int()
 	if err != nil {
 		return fmt.Errorf("redis registry: %w", err)
 	}
@@ -290,7 +291,9 @@ func (r *Registry) Register(ctx context.Context, addr, group string, now time.Ti
 		return gunshu.ErrGroupFull
 	case 1:
 		// This manager lists a new service at once; the others within a
-		// snapshot interval.
+		// snapshot interval. (A refresh already under way may overwrite
+		// this with a list read just before; the version moved, so the
+		// next refresh brings it back.)
 		r.mu.Lock()
 		if !slices.Contains(r.addrs, addr) {
 			r.addrs = append(r.addrs, addr)
@@ -356,8 +359,9 @@ func (r *Registry) ClaimPatrol(ctx context.Context, addrs []string, interval tim
 }
 
 // heartbeatTTL is how long a manager counts as patrolling after its last
-// heartbeat: three refreshes, so one late refresh does not reshuffle.
-func (r *Registry) heartbeatTTL() time.Duration { return 3 * r.interval }
+// heartbeat: three refreshes, and at least a second, so that a late
+// refresh on a busy machine does not reshuffle the shares.
+func (r *Registry) heartbeatTTL() time.Duration { return max(3*r.interval, time.Second) }
 
 // patrolling reports whether the refresher should renew the heartbeat.
 func (r *Registry) patrolling() bool { return time.Now().UnixNano() < r.patrolUntil.Load() }

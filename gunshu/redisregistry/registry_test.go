@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // newRegistry opens a Registry on srv, closed when the test ends.
@@ -88,14 +91,14 @@ func TestRegisterRefreshRemove(t *testing.T) {
 		t.Fatalf("Addrs after Remove = %v", got)
 	}
 	if n, err := raw.HLen(ctx, "{t1:}hosts").Result(); err != nil || n != 0 {
-		t.Fatalf("per-host counts left after Remove: %d, %v", n, err)
+		t.Fatalf("per-IP group counts left after Remove: %d, %v", n, err)
 	}
 }
 
 func TestCapsAndSharedFailures(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerHost: 2})
-	b := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerHost: 2})
+	a := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerIP: 2})
+	b := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerIP: 2})
 	ctx, now := context.Background(), time.Now()
 	for _, addr := range []string{"127.0.0.1:1", "127.0.0.1:2"} {
 		if err := a.Register(ctx, addr, hostPart(addr), now); err != nil {
@@ -148,7 +151,7 @@ func TestCapsAndSharedFailures(t *testing.T) {
 
 func TestSnapshotSharedAndExpired(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute, MaxPerHost: 1})
+	a := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute, MaxPerIP: 1})
 	b := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute})
 	ctx := context.Background()
 	if err := a.Register(ctx, "127.0.0.2:1", hostPart("127.0.0.2:1"), time.Now()); err != nil {
@@ -227,7 +230,14 @@ func TestClaimPatrolShards(t *testing.T) {
 
 func TestRedisDownAndBack(t *testing.T) {
 	srv := redistest.Start(t)
-	r := newRegistry(t, srv, Options{KeyPrefix: "t5:", Timeout: 500 * time.Millisecond})
+	core, logs := observer.New(zap.InfoLevel)
+	var maxAge atomic.Int64 // the largest snapshot age reported while down
+	r := newRegistry(t, srv, Options{KeyPrefix: "t5:", Timeout: 500 * time.Millisecond, Logger: zap.New(core),
+		OnRefresh: func(err error, age time.Duration) {
+			if err != nil && int64(age) > maxAge.Load() {
+				maxAge.Store(int64(age))
+			}
+		}})
 	ctx := context.Background()
 	if err := r.Register(ctx, "127.0.0.1:1", hostPart("127.0.0.1:1"), time.Now()); err != nil {
 		t.Fatal(err)
@@ -250,6 +260,12 @@ func TestRedisDownAndBack(t *testing.T) {
 	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:1"}) {
 		t.Fatalf("stale Addrs = %v", got)
 	}
+	eventually(t, time.Second, "the metric hook sees the snapshot age", func() bool {
+		return maxAge.Load() >= int64(200*time.Millisecond)
+	})
+	if n := logs.FilterMessageSnippet("list answers from the last snapshot").Len(); n != 1 {
+		t.Fatalf("%d warnings of the outage, want 1 (at the change only)", n)
+	}
 	srv.Restart()
 	eventually(t, 2*time.Second, "an empty Redis empties the snapshot", func() bool {
 		_, err := r.SnapshotAge()
@@ -260,6 +276,10 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:2"}) {
 		t.Fatalf("Addrs = %v", got)
+	}
+	back := logs.FilterMessage("redis registry reachable again").All()
+	if len(back) != 1 || back[0].ContextMap()["snapshot_was_stale_for"].(time.Duration) < 200*time.Millisecond {
+		t.Fatalf("recovery logs: %+v", back)
 	}
 }
 
@@ -277,4 +297,67 @@ func TestNoSnapshotYet(t *testing.T) {
 func hostPart(addr string) string {
 	host, _, _ := net.SplitHostPort(addr)
 	return host
+}
+
+// In a Cluster every script touches keys of one slot, thanks to the hash
+// tag; a key outside it would fail with CROSSSLOT.
+func TestCluster(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3)
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.Addr)
+	}
+	open := func() *Registry {
+		r := New(Options{Redis: redis.UniversalOptions{Addrs: addrs}, KeyPrefix: "cluster:",
+			SnapshotInterval: 100 * time.Millisecond, Timeout: 2 * time.Second, MaxPerIP: 1})
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}
+	a, b := open(), open()
+	ctx, now := context.Background(), time.Now()
+	if err := a.Register(ctx, "127.0.0.1:1", "127.0.0.1", now); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	if err := b.Register(ctx, "127.0.0.1:2", "127.0.0.1", now); !errors.Is(err, gunshu.ErrGroupFull) {
+		t.Fatalf("second service of one IP: %v, want ErrGroupFull", err)
+	}
+	if err := b.Register(ctx, "127.0.0.2:1", "127.0.0.2", now); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"127.0.0.1:1", "127.0.0.2:1"}
+	eventually(t, 2*time.Second, "both list both services", func() bool {
+		return slices.Equal(sortedAddrs(t, a), want) && slices.Equal(sortedAddrs(t, b), want)
+	})
+	if n, err := a.RecordTest(ctx, "127.0.0.2:1", false, 0, now); err != nil || n != 1 {
+		t.Fatalf("RecordTest: %d, %v", n, err)
+	}
+	if svcs, err := b.Services(ctx); err != nil || len(svcs) != 2 || svcs[1].Failures != 1 {
+		t.Fatalf("Services: %+v, %v", svcs, err)
+	}
+	_, errA := a.ClaimPatrol(ctx, want, time.Second) // a joins patrol
+	shareB, errB := b.ClaimPatrol(ctx, want, time.Second)
+	shareA, errA2 := a.ClaimPatrol(ctx, want, time.Second)
+	if errA != nil || errB != nil || errA2 != nil || len(shareA)+len(shareB) != 2 {
+		t.Fatalf("ClaimPatrol: %v %v (%v, %v, %v)", shareA, shareB, errA, errB, errA2)
+	}
+	if removed, err := b.Remove(ctx, "127.0.0.1:1"); err != nil || !removed {
+		t.Fatalf("Remove: %v, %v", removed, err)
+	}
+}
+
+// With a Sentinel the client finds the master by name.
+func TestSentinel(t *testing.T) {
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "gunshu-master")
+	a := New(Options{Redis: redis.UniversalOptions{Addrs: []string{sentinel.Addr}, MasterName: "gunshu-master"},
+		KeyPrefix: "sentinel:", Timeout: 2 * time.Second})
+	t.Cleanup(func() { _ = a.Close() })
+	if err := a.Register(context.Background(), "127.0.0.1:1", "127.0.0.1", time.Now()); err != nil {
+		t.Fatalf("Register through the Sentinel: %v", err)
+	}
+	raw := redis.NewClient(&redis.Options{Addr: master.Addr})
+	defer raw.Close()
+	if n, err := raw.ZCard(context.Background(), "{sentinel:}seen").Result(); err != nil || n != 1 {
+		t.Fatalf("the master holds %d services (%v), want 1", n, err)
+	}
 }

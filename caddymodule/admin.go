@@ -1,0 +1,182 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+var errNotRunning = errors.New("manager not running")
+
+// AdminAPI serves the gunshu endpoints of Caddy's admin API:
+//
+//	GET    /gunshu/managers/{name}/services         the services of a manager
+//	DELETE /gunshu/managers/{name}/services/{addr}  evict one service
+//	GET    /gunshu/relays                           every relay handler
+//
+// It reads the managers and relays of the running config; errors are
+// Caddy's JSON API errors with a status that says what went wrong.
+type AdminAPI struct {
+	log *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.gunshu",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Provision sets up the module.
+func (a *AdminAPI) Provision(ctx caddy.Context) error {
+	a.log = ctx.Logger(a)
+	return nil
+}
+
+// Routes returns the admin routes under /gunshu/.
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/gunshu/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/gunshu/"), "/"), "/")
+	switch {
+	case len(parts) == 1 && parts[0] == "relays":
+		if err := allowMethod(r, http.MethodGet); err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, relayViews())
+	case len(parts) == 3 && parts[0] == "managers" && parts[2] == "services":
+		if err := allowMethod(r, http.MethodGet); err != nil {
+			return err
+		}
+		return a.listServices(r.Context(), w, parts[1])
+	case len(parts) == 4 && parts[0] == "managers" && parts[2] == "services":
+		if err := allowMethod(r, http.MethodDelete); err != nil {
+			return err
+		}
+		return a.evict(r.Context(), w, parts[1], parts[3])
+	}
+	return apiError(http.StatusNotFound, "no such gunshu endpoint: %s", r.URL.Path)
+}
+
+func (a *AdminAPI) listServices(ctx context.Context, w http.ResponseWriter, name string) error {
+	m, err := runningManager(name)
+	if err != nil {
+		return err
+	}
+	services, err := serviceViews(ctx, m)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, services)
+}
+
+func (a *AdminAPI) evict(ctx context.Context, w http.ResponseWriter, name, addr string) error {
+	m, err := runningManager(name)
+	if err != nil {
+		return err
+	}
+	if _, err := gunshu.ParseAddr(addr); err != nil {
+		return apiError(http.StatusBadRequest, "bad service address %q: %v", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	removed, err := registryOf(m).Remove(ctx, addr)
+	if err != nil {
+		return apiError(http.StatusBadGateway, "evicting %s: %v", addr, err)
+	}
+	if !removed {
+		return apiError(http.StatusNotFound, "manager %q has no service %s", name, addr)
+	}
+	a.log.Info("service evicted", zap.String("manager", name), zap.String("service", addr), zap.String("by", "admin API"))
+	return writeJSON(w, http.StatusOK, map[string]string{"evicted": addr})
+}
+
+// runningManager is the manager of that config name, or a 404.
+func runningManager(name string) (*gunshu.Manager, error) {
+	_, m, ok := lookupManager(name)
+	if !ok {
+		return nil, apiError(http.StatusNotFound, "no gunshu manager named %q", name)
+	}
+	return m, nil
+}
+
+// serviceView is one service as the admin API and the status page show it.
+type serviceView struct {
+	Address         string    `json:"address"`
+	FirstRegistered time.Time `json:"first_registered"`
+	LastRegistered  time.Time `json:"last_registered"`
+	// Health is "healthy" (last test ok), "failing" or "untested".
+	Health string `json:"health"`
+	// LastTest and LastTestLatencyMS are absent until patrol tested it.
+	LastTest            *time.Time `json:"last_test,omitempty"`
+	LastTestLatencyMS   *float64   `json:"last_test_latency_ms,omitempty"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+}
+
+func serviceViews(ctx context.Context, m *gunshu.Manager) ([]serviceView, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	services, err := registryOf(m).Services(ctx)
+	if err != nil {
+		return nil, apiError(http.StatusBadGateway, "reading registry: %v", err)
+	}
+	out := make([]serviceView, 0, len(services))
+	for _, s := range services {
+		v := serviceView{
+			Address:             s.Addr,
+			FirstRegistered:     s.FirstSeen,
+			LastRegistered:      s.LastSeen,
+			Health:              "untested",
+			ConsecutiveFailures: s.Failures,
+		}
+		if !s.LastTest.IsZero() {
+			v.LastTest = &s.LastTest
+			v.Health = "failing"
+			if s.LastTestOK {
+				ms := float64(s.LastLatency) / float64(time.Millisecond)
+				v.Health, v.LastTestLatencyMS = "healthy", &ms
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func allowMethod(r *http.Request, method string) error {
+	if r.Method != method {
+		return apiError(http.StatusMethodNotAllowed, "method %s not allowed here; use %s", r.Method, method)
+	}
+	return nil
+}
+
+func apiError(status int, format string, args ...any) error {
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards
+var (
+	_ caddy.AdminRouter = (*AdminAPI)(nil)
+	_ caddy.Provisioner = (*AdminAPI)(nil)
+)
