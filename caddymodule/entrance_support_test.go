@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -85,14 +86,33 @@ func freePortNum(t testing.TB) int {
 }
 
 // loadCaddy runs config (JSON, with {admin} standing for the test admin
-// address) in the in-process Caddy of caddytest.
+// address) in the in-process Caddy of caddytest, with its storage (where
+// entrances keep their guards) in a temporary directory.
 func loadCaddy(t *testing.T, config string) {
 	t.Helper()
+	config = strings.ReplaceAll(config, "{admin}", fmt.Sprintf("localhost:%d", caddytest.Default.AdminPort))
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(config), &cfg); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	if _, set := cfg["storage"]; !set {
+		cfg["storage"] = testStorage(t)
+	}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tester := caddytest.NewTester(t)
-	tester.InitServer(strings.ReplaceAll(config, "{admin}", fmt.Sprintf("localhost:%d", caddytest.Default.AdminPort)), "json")
+	tester.InitServer(string(out), "json")
 	if t.Failed() {
 		t.FailNow()
 	}
+}
+
+// testStorage is a storage config in a fresh temporary directory, so no
+// test writes to the user's Caddy data directory.
+func testStorage(t testing.TB) map[string]any {
+	return map[string]any{"module": "file_system", "root": t.TempDir()}
 }
 
 // teeProxy forwards TCP connections to target and records every byte in

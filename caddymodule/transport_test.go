@@ -103,12 +103,12 @@ func TestTransportRefusesOptionsThatBypassTheRoute(t *testing.T) {
 		want string
 	}{
 		{"no manager", Transport{}, "manager address is required"},
-		{"bad manager", Transport{Manager: "nowhere"}, "malformed address"},
-		{"http3", Transport{Manager: "127.0.0.1:7000", HTTPTransport: reverseproxy.HTTPTransport{Versions: []string{"3"}}}, "versions 3"},
-		{"proxy protocol", Transport{Manager: "127.0.0.1:7000", HTTPTransport: reverseproxy.HTTPTransport{ProxyProtocol: "v2"}}, "proxy_protocol"},
-		{"forward proxy", Transport{Manager: "127.0.0.1:7000", HTTPTransport: reverseproxy.HTTPTransport{ForwardProxyURL: "http://p:1"}}, "network_proxy"},
-		{"local address", Transport{Manager: "127.0.0.1:7000", HTTPTransport: reverseproxy.HTTPTransport{LocalAddress: "127.0.0.2"}}, "local_address"},
-		{"sni placeholder", Transport{Manager: "127.0.0.1:7000", HTTPTransport: reverseproxy.HTTPTransport{TLS: &reverseproxy.TLSConfig{ServerName: "{http.request.host}"}}}, "tls_server_name"},
+		{"bad manager", Transport{RouteConfig: RouteConfig{Manager: "nowhere"}}, "malformed address"},
+		{"http3", Transport{RouteConfig: RouteConfig{Manager: "127.0.0.1:7000"}, HTTPTransport: reverseproxy.HTTPTransport{Versions: []string{"3"}}}, "versions 3"},
+		{"proxy protocol", Transport{RouteConfig: RouteConfig{Manager: "127.0.0.1:7000"}, HTTPTransport: reverseproxy.HTTPTransport{ProxyProtocol: "v2"}}, "proxy_protocol"},
+		{"forward proxy", Transport{RouteConfig: RouteConfig{Manager: "127.0.0.1:7000"}, HTTPTransport: reverseproxy.HTTPTransport{ForwardProxyURL: "http://p:1"}}, "network_proxy"},
+		{"local address", Transport{RouteConfig: RouteConfig{Manager: "127.0.0.1:7000"}, HTTPTransport: reverseproxy.HTTPTransport{LocalAddress: "127.0.0.2"}}, "local_address"},
+		{"sni placeholder", Transport{RouteConfig: RouteConfig{Manager: "127.0.0.1:7000"}, HTTPTransport: reverseproxy.HTTPTransport{TLS: &reverseproxy.TLSConfig{ServerName: "{http.request.host}"}}}, "tls_server_name"},
 	}
 	for _, tt := range tests {
 		err := tt.tr.validate()
