@@ -58,9 +58,9 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 		return err
 	}
 	repl := caddy.NewReplacer()
-	manager, err := resolveAddr(repl, "gunshu transport: manager", t.Manager)
+	manager, err := resolveAddr(repl, "manager", t.Manager)
 	if err != nil {
-		return err
+		return fmt.Errorf("gunshu transport: %w", err)
 	}
 	var cover string
 	if t.Cover != "" {
@@ -86,6 +86,9 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 func (t *Transport) validate() error {
 	if t.Manager == "" {
 		return errors.New("gunshu transport: manager address is required")
+	}
+	if _, err := resolveAddr(caddy.NewReplacer(), "manager", t.Manager); err != nil {
+		return fmt.Errorf("gunshu transport: %w", err)
 	}
 	if err := t.RouteConfig.validate(); err != nil {
 		return fmt.Errorf("gunshu transport: %w", err)
