@@ -122,14 +122,16 @@ func TestReloadKeepsSessionsFlowing(t *testing.T) {
 	)
 	errs := make(chan error, sessions)
 	started.Add(sessions)
+	gate := make(chan struct{}) // holds the sessions after the reload until checked
 	for i := range sessions {
 		wg.Go(func() {
-			if err := streamSession(n.entrance, i, deadline, &started, &reloaded, &afterCount); err != nil {
+			if err := streamSession(n.entrance, i, deadline, gate, &started, &reloaded, &afterCount); err != nil {
 				errs <- fmt.Errorf("session %d: %w", i, err)
 			}
 		})
 	}
 	started.Wait() // every session has a route and streamed a round
+	oldRelays := newestApp().Relays()
 
 	// The reload: one more relay, another patrol interval.
 	relays = append(relays, "127.0.0.1:"+freePort(t))
@@ -137,6 +139,16 @@ func TestReloadKeepsSessionsFlowing(t *testing.T) {
 		t.Fatalf("reloading: %v", err)
 	}
 	reloaded.Store(true)
+	// The routes run on the old config's relay handlers: each route holds
+	// at least one relay, so they serve at least a session per route.
+	active := 0
+	for _, r := range oldRelays {
+		active += r.Active()
+	}
+	if active < sessions {
+		t.Errorf("the old config's relays serve %d sessions after the reload, want at least %d", active, sessions)
+	}
+	close(gate)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -153,16 +165,16 @@ func TestReloadKeepsSessionsFlowing(t *testing.T) {
 	var after atomic.Int64
 	var none sync.WaitGroup
 	none.Add(1)
-	if err := streamSession(n.entrance, sessions, time.Now().Add(20*time.Second), &none, &fresh, &after); err != nil {
+	if err := streamSession(n.entrance, sessions, time.Now().Add(20*time.Second), gate, &none, &fresh, &after); err != nil {
 		t.Errorf("session after the reload: %v", err)
 	}
 }
 
 // streamSession opens a route through the entrance and sends rounds of
 // random bytes, checking that each comes back whole, until it has
-// streamed three rounds after the reload. It marks started after its
-// first round.
-func streamSession(entrance string, id int, deadline time.Time, started *sync.WaitGroup, reloaded *atomic.Bool, after *atomic.Int64) error {
+// streamed three rounds after the reload; before those it waits for gate.
+// It marks started after its first round.
+func streamSession(entrance string, id int, deadline time.Time, gate <-chan struct{}, started *sync.WaitGroup, reloaded *atomic.Bool, after *atomic.Int64) error {
 	startedOnce := sync.OnceFunc(started.Done)
 	defer startedOnce()
 	conn, err := net.DialTimeout("tcp", entrance, 10*time.Second)
@@ -180,6 +192,9 @@ func streamSession(entrance string, id int, deadline time.Time, started *sync.Wa
 			return fmt.Errorf("deadline after %d rounds (%d after the reload)", round, roundsAfter)
 		}
 		wasReloaded := reloaded.Load()
+		if wasReloaded && roundsAfter == 0 {
+			<-gate
+		}
 		for i := range chunk {
 			chunk[i] = byte(rnd.Uint32())
 		}
