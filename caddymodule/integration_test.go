@@ -138,7 +138,9 @@ func TestReloadKeepsRegistrations(t *testing.T) {
 
 	// A changed setting makes the load a real reload: every module is
 	// provisioned anew and the old config is stopped.
-	n.load(func(s string) string { return strings.Replace(fourPerIP(s), "patrol_interval 30s", "patrol_interval 40s", 1) })
+	n.load(func(s string) string {
+		return strings.Replace(fourPerIP(s), "patrol_interval 30s", "patrol_interval 40s", 1)
+	})
 	got, err := n.list()
 	if err != nil {
 		t.Fatalf("listing after reload: %v", err)
