@@ -87,16 +87,20 @@ func freePortNum(t testing.TB) int {
 
 // loadCaddy runs config (JSON, with {admin} standing for the test admin
 // address) in the in-process Caddy of caddytest, with its storage (where
-// entrances keep their guards) in a temporary directory.
-func loadCaddy(t *testing.T, config string) {
+// entrances keep their guards) in a temporary directory, whose path it
+// returns.
+func loadCaddy(t *testing.T, config string) string {
 	t.Helper()
 	config = strings.ReplaceAll(config, "{admin}", fmt.Sprintf("localhost:%d", caddytest.Default.AdminPort))
 	var cfg map[string]any
 	if err := json.Unmarshal([]byte(config), &cfg); err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	var root string
 	if _, set := cfg["storage"]; !set {
-		cfg["storage"] = testStorage(t)
+		storage := testStorage(t)
+		root = storage["root"].(string)
+		cfg["storage"] = storage
 	}
 	out, err := json.Marshal(cfg)
 	if err != nil {
@@ -107,6 +111,7 @@ func loadCaddy(t *testing.T, config string) {
 	if t.Failed() {
 		t.FailNow()
 	}
+	return root
 }
 
 // testStorage is a storage config in a fresh temporary directory, so no

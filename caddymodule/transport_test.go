@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -182,7 +183,7 @@ func TestTransportEndToEndTLS(t *testing.T) {
 				"transport": {"protocol": "gunshu", "manager": %q %s}}]}]
 		}`, port, upstream, n.manager, tlsConfig)
 	}
-	loadCaddy(t, fmt.Sprintf(`{
+	storage := loadCaddy(t, fmt.Sprintf(`{
 		"admin": {"listen": "{admin}"},
 		"logging": {"logs": {"default": {"level": "ERROR"}}},
 		"apps": {
@@ -226,6 +227,12 @@ func TestTransportEndToEndTLS(t *testing.T) {
 	}
 	get(tlsFront, "/secret-path-8ff2")
 	get(plainFront, "/plain-path-51c0")
+	// Both transports share one guard set in Caddy's storage: no gunshu
+	// app here, so no cover.
+	stored, err := os.ReadFile(filepath.Join(storage, filepath.FromSlash(gunshu.GuardKey(n.manager, ""))))
+	if err != nil || !slices.ContainsFunc(n.relays, func(r string) bool { return bytes.Contains(stored, []byte(r)) }) {
+		t.Fatalf("the transports' guard set in Caddy's storage: %s (%v), want one of %v", stored, err, n.relays)
+	}
 	// And with a real client.
 	curl, err := exec.LookPath("curl")
 	if err != nil {
