@@ -113,6 +113,17 @@ func TestAdaptErrors(t *testing.T) {
 		{"initiator unknown option", "gunshu_initiator {\n\tmax_relay 3\n}", `Caddyfile:6 - unknown gunshu_initiator option "max_relay"`},
 		{"initiator responder twice", "gunshu_initiator 192.0.2.1:7100 {\n\tresponder 192.0.2.1:7101\n}", `Caddyfile:6 - duplicate option "responder"`},
 		{"log_addresses argument", "gunshu_initiator {\n\tlog_addresses yes\n}", `Caddyfile:6 - log_addresses takes no arguments, got "yes"`},
+		{"relay bad port", "gunshu_relay {\n\tdeny_ports 25 smtp\n}", `Caddyfile:6 - deny_ports: want a port number from 1 to 65535 (or none alone), got "smtp"`},
+		{"relay port zero", "gunshu_relay {\n\tdeny_ports 0\n}", `Caddyfile:6 - deny_ports: want a port number from 1 to 65535 (or none alone), got "0"`},
+		{"relay none and ports", "gunshu_relay {\n\tdeny_ports none 25\n}", `Caddyfile:6 - deny_ports: want a port number from 1 to 65535 (or none alone), got "none"`},
+		{"relay sessions", "gunshu_relay {\n\tmax_sessions_per_ip -1\n}", `Caddyfile:6 - max_sessions_per_ip: want a non-negative integer, got "-1"`},
+		{"responder sessions", "gunshu_responder {\n\tmax_sessions many\n}", `Caddyfile:6 - max_sessions: want a non-negative integer, got "many"`},
+		{"initiator route_continue", "gunshu_initiator {\n\troute_continue 1\n}", `Caddyfile:6 - route_continue: want a probability at least 0 and below 1, got "1"`},
+		{"initiator route_continue NaN", "gunshu_initiator {\n\troute_continue NaN\n}", `Caddyfile:6 - route_continue: want a probability at least 0 and below 1, got "NaN"`},
+		{"initiator max_relays", "gunshu_initiator {\n\tmax_relays -2\n}", `Caddyfile:6 - max_relays: want a count, or -1 for the whole list, got "-2"`},
+		{"initiator guards", "gunshu_initiator {\n\tguards some\n}", `Caddyfile:6 - guards: want a non-negative integer, got "some"`},
+		{"initiator guard_lifetime", "gunshu_initiator {\n\tguard_lifetime forever\n}", `Caddyfile:6 - guard_lifetime: bad duration "forever"`},
+		{"initiator password twice", "gunshu_initiator {\n\tpassword a\n\tpassword b\n}", `Caddyfile:7 - duplicate option "password"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -150,7 +161,12 @@ func TestAdaptGlobalOptionErrors(t *testing.T) {
 		{"manager twice", "{\n\tgunshu {\n\t\tmanager a\n\t\tmanager a\n\t}\n}\n", `Caddyfile:4 - manager "a" defined twice`},
 		{"manager option", "{\n\tgunshu {\n\t\tmanager {\n\t\t\tpatrol 1s\n\t\t}\n\t}\n}\n", `Caddyfile:4 - unknown manager option "patrol"`},
 		{"verify value", "{\n\tgunshu {\n\t\tmanager {\n\t\t\tverify maybe\n\t\t}\n\t}\n}\n", `Caddyfile:4 - verify: want on or off, got "maybe"`},
-		{"registry option", "{\n\tgunshu {\n\t\tmanager {\n\t\t\tregistry memory {\n\t\t\t\tmax_hosts 2\n\t\t\t}\n\t\t}\n\t}\n}\n", `Caddyfile:5 - unknown memory registry option "max_hosts"`},
+		{"registry option", "{\n\tgunshu {\n\t\tmanager {\n\t\t\tregistry memory {\n\t\t\t\tmax_per_host 2\n\t\t\t}\n\t\t}\n\t}\n}\n", `Caddyfile:5 - unknown memory registry option "max_per_host": its caps are the manager's max_services and max_per_ip`},
+		{"register_rate no args", "{\n\tgunshu {\n\t\tmanager {\n\t\t\tregister_rate\n\t\t}\n\t}\n}\n", `Caddyfile:4 - register_rate wants <every> [<burst>], got 0 arguments`},
+		{"register_rate every", "{\n\tgunshu {\n\t\tmanager {\n\t\t\tregister_rate 0s\n\t\t}\n\t}\n}\n", `Caddyfile:4 - register_rate: want a positive duration, got "0s"`},
+		{"register_rate burst", "{\n\tgunshu {\n\t\tmanager {\n\t\t\tregister_rate 1m 0\n\t\t}\n\t}\n}\n", `Caddyfile:4 - register_rate: burst: want a positive integer, got "0"`},
+		{"max_per_ip", "{\n\tgunshu {\n\t\tmanager {\n\t\t\tmax_per_ip -1\n\t\t}\n\t}\n}\n", `Caddyfile:4 - max_per_ip: want a non-negative integer, got "-1"`},
+		{"require_source_match", "{\n\tgunshu {\n\t\tmanager {\n\t\t\trequire_source_match yes\n\t\t}\n\t}\n}\n", `Caddyfile:4 - require_source_match: want on or off, got "yes"`},
 		{"registry unknown", "{\n\tgunshu {\n\t\tmanager {\n\t\t\tregistry etcd\n\t\t}\n\t}\n}\n", `gunshu.registries.etcd`},
 		{"matcher command", "{\n\tlayer4 {\n\t\t:9000 {\n\t\t\t@g gunshu est forward\n\t\t\troute @g {\n\t\t\t\tgunshu_relay\n\t\t\t}\n\t\t}\n\t}\n}\n", `Caddyfile:4 - gunshu matcher: unknown command "forward"`},
 	}
@@ -175,6 +191,10 @@ func TestValidateErrors(t *testing.T) {
 		{"relay interval without managers", relayRoute("gunshu_relay {\n\tregister_interval 1m\n}"), "register_interval is set but there are no managers"},
 		{"initiator without manager", relayRoute("gunshu_initiator 192.0.2.1:7100"), "manager is required"},
 		{"initiator bad responder", relayRoute("gunshu_initiator 192.0.2.1 {\n\tmanager 192.0.2.1:7000\n}"), "responder: malformed address"},
+		{"initiator credentials with responder", relayRoute("gunshu_initiator 192.0.2.1:7100 {\n\tmanager 192.0.2.1:7000\n\tusername alice\n\tpassword s3cret\n}"), "username and password need proxy mode"},
+		{"initiator unset password", relayRoute("gunshu_initiator {\n\tmanager 192.0.2.1:7000\n\tusername alice\n\tpassword {env.GUNSHU_TEST_UNSET_VARIABLE}\n}"), "password: "},
+		{"initiator guard_lifetime without guards", relayRoute("gunshu_initiator {\n\tmanager 192.0.2.1:7000\n\tguards 0\n\tguard_lifetime 1h\n}"), "guard_lifetime is set but guards is 0"},
+		{"initiator bad cover", relayRoute("gunshu_initiator {\n\tmanager 192.0.2.1:7000\n\tcover relay\n}"), "cover: malformed address"},
 		{"unknown manager", relayRoute("gunshu_manager nosuch"), `no manager named "nosuch" in the gunshu app (configured: default)`},
 		{"manager bad deny", "{\n\tgunshu {\n\t\tmanager {\n\t\t\tdeny not_a_host!\n\t\t}\n\t}\n}\n", `manager "default": deny: bad host name or address "not_a_host!"`},
 	}

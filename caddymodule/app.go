@@ -46,8 +46,12 @@ type App struct {
 	mu       sync.Mutex
 	managers map[string]*gunshu.Manager
 	relays   []*Relay
-	cancel   context.CancelFunc
-	loops    sync.WaitGroup
+	// entrances are the initiators of this config, told their cover at
+	// Start (or at their first connection, whichever comes first).
+	entrances   []*Initiator
+	limiterKeys []string
+	cancel      context.CancelFunc
+	loops       sync.WaitGroup
 }
 
 // ManagerConfig configures one manager of the app.
@@ -64,6 +68,21 @@ type ManagerConfig struct {
 	Verify *bool `json:"verify,omitempty"`
 	// MaxServices caps the list. Default: 10000.
 	MaxServices int `json:"max_services,omitempty"`
+	// MaxPerIP caps the services listed for one IP address (an IPv6 /64):
+	// the address each service answered its verification from, so many
+	// names or ports of one machine count as one machine. The registry
+	// enforces it. Default: 2 (as Tor allows per address); 0: no cap.
+	MaxPerIP *int `json:"max_per_ip,omitempty"`
+	// RequireSourceMatch lists an address only when its host is (or
+	// resolves to) the IP address that sent reg, so one machine cannot
+	// register others. Default: off.
+	RequireSourceMatch bool `json:"require_source_match,omitempty"`
+	// RegisterRate limits the reg exchanges of one source address (an
+	// IPv4 address, an IPv6 /64). Default: no limit.
+	RegisterRate *RateConfig `json:"register_rate,omitempty"`
+	// The manager's session limits count reg and list exchanges in
+	// flight; they are kept across reloads by manager name.
+	SessionLimits
 	// Allow lists CIDRs and host names that may register although a
 	// default-denied range (loopback, private, link-local, CGNAT,
 	// multicast, unspecified) holds them.
@@ -73,6 +92,41 @@ type ManagerConfig struct {
 	// Registry stores the list: a gunshu.registries module. Default:
 	// memory, which keeps the list in this process across reloads.
 	RegistryRaw json.RawMessage `json:"registry,omitempty" caddy:"namespace=gunshu.registries inline_key=module"`
+}
+
+// RateConfig is a token bucket: Burst events at once, then one per Every.
+type RateConfig struct {
+	// Every is the time one more event is allowed after. Required.
+	Every caddy.Duration `json:"every,omitempty"`
+	// Burst is how many events may come at once. Default: 1.
+	Burst int `json:"burst,omitempty"`
+}
+
+func (r *RateConfig) rate() gunshu.Rate {
+	if r == nil {
+		return gunshu.Rate{}
+	}
+	return gunshu.Rate{Every: time.Duration(r.Every), Burst: r.Burst}
+}
+
+func (r *RateConfig) validate() error {
+	switch {
+	case r == nil:
+		return nil
+	case r.Every <= 0:
+		return fmt.Errorf("register_rate: every must be positive, got %s", time.Duration(r.Every))
+	case r.Burst < 0:
+		return errNegative("register_rate: burst", r.Burst)
+	}
+	return nil
+}
+
+// maxPerIP is the configured cap, or the default.
+func (cfg *ManagerConfig) maxPerIP() int {
+	if cfg.MaxPerIP == nil {
+		return gunshu.DefaultMaxPerIP
+	}
+	return *cfg.MaxPerIP
 }
 
 // CaddyModule returns the Caddy module information.
@@ -122,18 +176,28 @@ func (a *App) provisionManager(ctx caddy.Context, name string, cfg *ManagerConfi
 	if maxServices == 0 {
 		maxServices = DefaultMaxServices
 	}
-	reg, err := mod.(RegistryModule).Registry(RegistryParams{Manager: name, MaxServices: maxServices})
+	reg, err := mod.(RegistryModule).Registry(RegistryParams{Manager: name, MaxServices: maxServices, MaxPerIP: cfg.maxPerIP()})
 	if err != nil {
 		return nil, fmt.Errorf("opening registry: %w", err)
 	}
+	limiter, key, err := sharedLimiter("manager "+name, cfg.SessionLimits)
+	if err != nil {
+		return nil, err
+	}
+	if key != "" {
+		a.limiterKeys = append(a.limiterKeys, key)
+	}
 	return &gunshu.Manager{
-		Registry:       reg,
-		Policy:         gunshu.Policy{Allow: cfg.Allow, Deny: cfg.Deny},
-		DisableVerify:  cfg.Verify != nil && !*cfg.Verify,
-		TestTimeout:    time.Duration(cfg.TestTimeout),
-		PatrolInterval: time.Duration(cfg.PatrolInterval),
-		MaxFailures:    cfg.MaxFailures,
-		Logger:         a.log.With(zap.String("manager", name)),
+		Registry:           reg,
+		Policy:             gunshu.Policy{Allow: cfg.Allow, Deny: cfg.Deny},
+		RequireSourceMatch: cfg.RequireSourceMatch,
+		RegisterRate:       cfg.RegisterRate.rate(),
+		Limiter:            limiter,
+		DisableVerify:      cfg.Verify != nil && !*cfg.Verify,
+		TestTimeout:        time.Duration(cfg.TestTimeout),
+		PatrolInterval:     time.Duration(cfg.PatrolInterval),
+		MaxFailures:        cfg.MaxFailures,
+		Logger:             a.log.With(zap.String("manager", name)),
 	}, nil
 }
 
@@ -147,6 +211,14 @@ func (cfg *ManagerConfig) validate() error {
 		return fmt.Errorf("max_failures must not be negative, got %d", cfg.MaxFailures)
 	case cfg.MaxServices < 0:
 		return fmt.Errorf("max_services must not be negative, got %d", cfg.MaxServices)
+	case cfg.MaxPerIP != nil && *cfg.MaxPerIP < 0:
+		return errNegative("max_per_ip", *cfg.MaxPerIP)
+	}
+	if err := cfg.RegisterRate.validate(); err != nil {
+		return err
+	}
+	if err := cfg.SessionLimits.validate(); err != nil {
+		return err
 	}
 	return compilePolicy(cfg.Allow, cfg.Deny)
 }
@@ -196,9 +268,36 @@ func (a *App) addRelay(r *Relay) {
 	a.relays = append(a.relays, r)
 }
 
+// addEntrance lets the app give h its cover once every relay of the
+// config is known.
+func (a *App) addEntrance(h *Initiator) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.entrances = append(a.entrances, h)
+}
+
+// coverFor is the advertised address of the first relay of this config
+// that registers with manager, or "" when none does: an entrance using
+// manager takes it as cover.
+func (a *App) coverFor(manager string) string {
+	for _, r := range a.Relays() {
+		if r.registrar != nil && slices.Contains(r.registrar.Managers, manager) {
+			return r.advertise
+		}
+	}
+	return ""
+}
+
 // Start begins the patrol loop of every manager and the registration loop
-// of every relay that names managers.
+// of every relay that names managers, and gives every entrance its cover
+// (warning about those without).
 func (a *App) Start() error {
+	a.mu.Lock()
+	entrances := slices.Clone(a.entrances)
+	a.mu.Unlock()
+	for _, h := range entrances {
+		h.prepare()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.mu.Lock()
 	defer a.mu.Unlock()

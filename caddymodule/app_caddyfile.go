@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"strconv"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -22,6 +24,11 @@ func init() {
 //			max_failures <n>
 //			verify [on|off]
 //			max_services <n>
+//			max_per_ip <n>
+//			require_source_match [on|off]
+//			register_rate <every> [<burst>]
+//			max_sessions <n>
+//			max_sessions_per_ip <n>
 //			allow <cidr|host>...
 //			deny <cidr|host>...
 //			registry <module> {
@@ -30,7 +37,9 @@ func init() {
 //		}
 //	}
 //
-// The manager's name defaults to "default".
+// The manager's name defaults to "default". register_rate allows <burst>
+// (default 1) registrations of one source address at once, then one per
+// <every>; max_per_ip 0 lifts the default cap of 2.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	if existing != nil {
@@ -94,6 +103,14 @@ func parseManager(d *caddyfile.Dispenser) (*ManagerConfig, error) {
 			cfg.Verify = &v
 		case "max_services":
 			cfg.MaxServices, err = intArg(d)
+		case "max_per_ip":
+			var n int
+			n, err = intArg(d)
+			cfg.MaxPerIP = &n
+		case "require_source_match":
+			cfg.RequireSourceMatch, err = boolArg(d)
+		case "register_rate":
+			cfg.RegisterRate, err = rateArgs(d)
 		case "allow":
 			cfg.Allow, err = appendArgs(d, cfg.Allow)
 		case "deny":
@@ -101,7 +118,10 @@ func parseManager(d *caddyfile.Dispenser) (*ManagerConfig, error) {
 		case "registry":
 			cfg.RegistryRaw, err = parseRegistry(d)
 		default:
-			return nil, d.Errf("unknown manager option %q", opt)
+			var known bool
+			if known, err = cfg.SessionLimits.unmarshalOption(d, opt); !known {
+				return nil, d.Errf("unknown manager option %q", opt)
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -121,4 +141,24 @@ func parseRegistry(d *caddyfile.Dispenser) (json.RawMessage, error) {
 		return nil, err
 	}
 	return caddyconfig.JSONModuleObject(mod, "module", name, nil), nil
+}
+
+// rateArgs reads "<every> [<burst>]".
+func rateArgs(d *caddyfile.Dispenser) (*RateConfig, error) {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 || len(args) > 2 {
+		return nil, d.Errf("%s wants <every> [<burst>], got %d arguments", opt, len(args))
+	}
+	every, err := caddy.ParseDuration(args[0])
+	if err != nil || every <= 0 {
+		return nil, d.Errf("%s: want a positive duration, got %q", opt, args[0])
+	}
+	r := &RateConfig{Every: caddy.Duration(every)}
+	if len(args) == 2 {
+		if r.Burst, err = strconv.Atoi(args[1]); err != nil || r.Burst < 1 {
+			return nil, d.Errf("%s: burst: want a positive integer, got %q", opt, args[1])
+		}
+	}
+	return r, nil
 }

@@ -97,3 +97,24 @@ func boolArg(d *caddyfile.Dispenser) (bool, error) {
 	}
 	return false, d.Errf("%s: want on or off, got %q", opt, val)
 }
+
+// portArgs reads a list of ports, or "none" for an empty one.
+func portArgs(d *caddyfile.Dispenser) ([]uint16, error) {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.Errf("%s needs at least one port, or none", opt)
+	}
+	if len(args) == 1 && args[0] == "none" {
+		return []uint16{}, nil
+	}
+	ports := make([]uint16, 0, len(args))
+	for _, a := range args {
+		p, err := strconv.ParseUint(a, 10, 16)
+		if err != nil || p == 0 {
+			return nil, d.Errf("%s: want a port number from 1 to 65535 (or none alone), got %q", opt, a)
+		}
+		ports = append(ports, uint16(p))
+	}
+	return ports, nil
+}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -31,7 +33,9 @@ as a table or, with --json, as JSON.
 randomly chosen relays to the responder and connects it to standard input
 and output, like nc: what you type goes to the responder, what it sends
 comes out. When standard input ends the route is half-closed, and the
-command ends when the responder closes its side.`,
+command ends when the responder closes its side. Its first hops are kept
+as guards (--guards, default 1; 0 turns them off) in a file under Caddy's
+data directory, as an entrance keeps them in Caddy's storage.`,
 		CobraFunc: setupGunshuCommand,
 	})
 }
@@ -59,16 +63,29 @@ func setupGunshuCommand(cmd *cobra.Command) {
 			manager, _ := c.Flags().GetString("manager")
 			timeout, _ := c.Flags().GetDuration("timeout")
 			maxRelays, _ := c.Flags().GetInt("max-relays")
+			routeContinue, _ := c.Flags().GetFloat64("route-continue")
 			attempts, _ := c.Flags().GetInt("attempts")
+			guards, _ := c.Flags().GetInt("guards")
 			d := &gunshu.Dialer{
-				Manager: manager, MaxRelays: maxRelays, Attempts: attempts,
+				Manager: manager, MaxRelays: maxRelays, RouteContinue: routeContinue, Attempts: attempts,
 				Timeouts: gunshu.Timeouts{Command: timeout, Route: timeout},
+			}
+			if err := d.ValidateRouteSize(); err != nil {
+				return err
+			}
+			if guards < 0 {
+				return fmt.Errorf("guards must not be negative, got %d", guards)
+			}
+			if guards > 0 {
+				d.Guards = &gunshu.Guards{Count: guards, Store: cliGuardStore(manager)}
 			}
 			return dialResponder(c.Context(), c.InOrStdin(), c.OutOrStdout(), d, args[0])
 		},
 	}
-	dial.Flags().Int("max-relays", 0, "most relays offered to the route (0: 5, -1: all)")
+	dial.Flags().Int("max-relays", 0, "hard bound on the relays offered to the route (0: 20, -1: the whole list)")
+	dial.Flags().Float64("route-continue", 0, "chance a relay passes the route on to another relay, below 1 (0: 0.7)")
 	dial.Flags().Int("attempts", 0, "fresh routes tried before giving up (0: 3)")
+	dial.Flags().Int("guards", gunshu.DefaultGuards, "first hops kept across runs, in Caddy's data directory (0: a fresh first hop)")
 
 	for _, sub := range []*cobra.Command{list, dial} {
 		sub.Flags().String("manager", "", "address of the Gunshu manager (required)")
@@ -77,6 +94,12 @@ func setupGunshuCommand(cmd *cobra.Command) {
 		sub.SilenceUsage = true
 		cmd.AddCommand(sub)
 	}
+}
+
+// cliGuardStore keeps the command's guards for manager in a file under
+// Caddy's data directory, the same for every run.
+func cliGuardStore(manager string) gunshu.GuardStore {
+	return gunshu.FileGuardStore(filepath.Join(caddy.AppDataDir(), filepath.FromSlash(gunshu.GuardKey(manager, ""))))
 }
 
 // listRelays prints the manager's list to w.

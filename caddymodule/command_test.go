@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -110,13 +113,43 @@ func TestCommandDial(t *testing.T) {
 			c.Close()
 		}
 	}()
+	dataDir := t.TempDir()
+	t.Setenv("XDG_DATA_HOME", dataDir)
 	input := strings.Repeat("hello through the crowd\n", 1000)
-	out, err := runGunshuCommand(t, input, "dial", "--manager", n.manager, ln.Addr().String())
-	if err != nil {
+	var guard []byte
+	for run := range 3 {
+		out, err := runGunshuCommand(t, input, "dial", "--manager", n.manager, ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out != strings.ToUpper(input) {
+			t.Fatalf("got %d bytes, want %d", len(out), len(input))
+		}
+		// The guard is kept in Caddy's data directory, the same for
+		// every run.
+		stored, err := os.ReadFile(filepath.Join(dataDir, "caddy", filepath.FromSlash(gunshu.GuardKey(n.manager, ""))))
+		if err != nil {
+			t.Fatalf("run %d: guard file: %v", run, err)
+		}
+		if guard != nil && !bytes.Equal(stored, guard) {
+			t.Fatalf("run %d: guard file changed from %s to %s", run, guard, stored)
+		}
+		guard = stored
+	}
+	if !slices.ContainsFunc(n.relays, func(r string) bool { return bytes.Contains(guard, []byte(r)) }) {
+		t.Fatalf("guard file %s names none of the relays %v", guard, n.relays)
+	}
+
+	// --guards 0 keeps nothing.
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	if _, err := runGunshuCommand(t, "x", "dial", "--guards", "0", "--manager", n.manager, ln.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
-	if out != strings.ToUpper(input) {
-		t.Fatalf("got %d bytes, want %d", len(out), len(input))
+	if _, err := os.Stat(filepath.Join(os.Getenv("XDG_DATA_HOME"), "caddy")); !os.IsNotExist(err) {
+		t.Fatalf("--guards 0 wrote to the data directory: %v", err)
+	}
+	if _, err := runGunshuCommand(t, "x", "dial", "--route-continue", "1", "--manager", n.manager, ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "route_continue") {
+		t.Fatalf("--route-continue 1: error %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -85,14 +86,38 @@ func freePortNum(t testing.TB) int {
 }
 
 // loadCaddy runs config (JSON, with {admin} standing for the test admin
-// address) in the in-process Caddy of caddytest.
-func loadCaddy(t *testing.T, config string) {
+// address) in the in-process Caddy of caddytest, with its storage (where
+// entrances keep their guards) in a temporary directory, whose path it
+// returns.
+func loadCaddy(t *testing.T, config string) string {
 	t.Helper()
+	config = strings.ReplaceAll(config, "{admin}", fmt.Sprintf("localhost:%d", caddytest.Default.AdminPort))
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(config), &cfg); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	var root string
+	if _, set := cfg["storage"]; !set {
+		storage := testStorage(t)
+		root = storage["root"].(string)
+		cfg["storage"] = storage
+	}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tester := caddytest.NewTester(t)
-	tester.InitServer(strings.ReplaceAll(config, "{admin}", fmt.Sprintf("localhost:%d", caddytest.Default.AdminPort)), "json")
+	tester.InitServer(string(out), "json")
 	if t.Failed() {
 		t.FailNow()
 	}
+	return root
+}
+
+// testStorage is a storage config in a fresh temporary directory, so no
+// test writes to the user's Caddy data directory.
+func testStorage(t testing.TB) map[string]any {
+	return map[string]any{"module": "file_system", "root": t.TempDir()}
 }
 
 // teeProxy forwards TCP connections to target and records every byte in

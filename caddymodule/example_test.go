@@ -71,6 +71,7 @@ func (n *exampleNet) config(edit func(string) string) []byte {
 		n.t.Fatal(err)
 	}
 	cfg["admin"] = map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
+	cfg["storage"] = testStorage(n.t)
 	out, err := json.Marshal(cfg)
 	if err != nil {
 		n.t.Fatal(err)

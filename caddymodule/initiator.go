@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,27 +17,43 @@ func init() {
 	caddy.RegisterModule(new(Initiator))
 }
 
-// Initiator is a fixed-target entrance: it carries every connection it
-// accepts through a fresh route of randomly chosen relays to one
+// Initiator is an entrance: it carries every connection it accepts
+// through a fresh route of randomly chosen relays to a responder. With a
+// fixed responder, every connection goes there as it is; without one the
+// entrance is a SOCKS5 and HTTP proxy, and each client names its
 // responder. Clients need to know nothing of Gunshu.
 type Initiator struct {
-	// Manager is the address (host:port) of the manager to list relays
-	// from. Required.
-	Manager string `json:"manager,omitempty"`
-	// Responder is the address (host:port) every route ends at. Required.
+	// The route options: manager (required), max_relays, route_continue,
+	// attempts, guards, guard_lifetime, cover.
+	RouteConfig
+	// Responder is the address (host:port) every route ends at. Empty
+	// makes the entrance a SOCKS5 and HTTP proxy.
 	Responder string `json:"responder,omitempty"`
-	// MaxRelays caps the relays offered to one route. Default: 5.
-	MaxRelays int `json:"max_relays,omitempty"`
-	// Attempts is how many fresh random routes are tried. Default: 3.
-	Attempts int `json:"attempts,omitempty"`
+	// Username and Password, when either is set, are asked of proxy
+	// clients (SOCKS5 RFC 1929, or HTTP Proxy-Authorization Basic).
+	// Placeholders such as {env.GUNSHU_PASSWORD} are replaced. Only in
+	// proxy mode.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// HandshakeTimeout bounds reading a proxy request and each answer to
+	// it. Default: 10s.
+	HandshakeTimeout caddy.Duration `json:"handshake_timeout,omitempty"`
 	// DialTimeout bounds connecting to the first hop. Default: 5s.
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
 	// RouteTimeout bounds the wait for the route to answer. Default: 30s.
 	RouteTimeout caddy.Duration `json:"route_timeout,omitempty"`
+	// IdleTimeout ends a session after this long without a byte in
+	// either direction. Default: 0, never.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// The session limits count client connections. They are kept per
+	// config: after a reload the sessions still open count only against
+	// the old config's limits.
+	SessionLimits
 	// LogAddresses adds the client's address to session logs.
 	LogAddresses bool `json:"log_addresses,omitempty"`
 
 	entrance *gunshu.Entrance
+	routes   *routeDialer
 	log      *zap.Logger
 }
 
@@ -48,10 +65,12 @@ func (*Initiator) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves the addresses and builds the entrance.
+// Provision resolves the addresses and credentials and builds the
+// entrance. Its cover and guards are settled once every relay of the
+// config is known (see prepare).
 func (h *Initiator) Provision(ctx caddy.Context) error {
 	h.log = ctx.Logger(h)
-	if h.Manager == "" || h.Responder == "" {
+	if h.Manager == "" {
 		return nil // Validate names what is missing
 	}
 	repl := caddy.NewReplacer()
@@ -59,7 +78,22 @@ func (h *Initiator) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	responder, err := resolveAddr(repl, "responder", h.Responder)
+	var responder, cover string
+	if h.Responder != "" {
+		if responder, err = resolveAddr(repl, "responder", h.Responder); err != nil {
+			return err
+		}
+	}
+	if h.Cover != "" {
+		if cover, err = resolveAddr(repl, "cover", h.Cover); err != nil {
+			return err
+		}
+	}
+	username, err := resolveSecret(repl, "username", h.Username)
+	if err != nil {
+		return err
+	}
+	password, err := resolveSecret(repl, "password", h.Password)
 	if err != nil {
 		return err
 	}
@@ -67,18 +101,53 @@ func (h *Initiator) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	h.routes = newRouteDialer(ctx, &h.RouteConfig, manager, cover, gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)}, h.log)
 	h.entrance = &gunshu.Entrance{
-		Observer: observer,
-		Dialer: &gunshu.Dialer{
-			Manager:   manager,
-			MaxRelays: h.MaxRelays,
-			Attempts:  h.Attempts,
-			Timeouts:  gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},
-			Logger:    h.log,
-		},
-		Responder:    responder,
-		Logger:       h.log,
-		LogAddresses: h.LogAddresses,
+		Observer:         observer,
+		Dialer:           h.routes.dialer,
+		Responder:        responder,
+		Username:         username,
+		Password:         password,
+		HandshakeTimeout: time.Duration(h.HandshakeTimeout),
+		IdleTimeout:      time.Duration(h.IdleTimeout),
+		Limiter:          h.SessionLimits.newLimiter(),
+		Logger:           h.log,
+		LogAddresses:     h.LogAddresses,
+	}
+	if err := h.entrance.Validate(); err != nil {
+		return err
+	}
+	app, err := ctx.App("gunshu")
+	if err != nil {
+		return fmt.Errorf("loading gunshu app: %w", err)
+	}
+	h.routes.app = app.(*App)
+	h.routes.app.addEntrance(h)
+	return nil
+}
+
+// resolveSecret replaces the placeholders of a credential. Its value is
+// never part of an error.
+func resolveSecret(repl *caddy.Replacer, field, raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	s, err := repl.ReplaceOrErr(raw, true, true)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", field, err)
+	}
+	return s, nil
+}
+
+// prepare gives the entrance its cover and guards, and warns when it has
+// no cover. The app calls it at Start; the first connection calls it too,
+// in case the layer4 app starts first.
+func (h *Initiator) prepare() { h.routes.ready() }
+
+// Cleanup releases this config's reference to the shared guards.
+func (h *Initiator) Cleanup() error {
+	if h.routes != nil {
+		h.routes.release()
 	}
 	return nil
 }
@@ -87,24 +156,28 @@ func (h *Initiator) Provision(ctx caddy.Context) error {
 func (h *Initiator) Validate() error {
 	switch {
 	case h.Manager == "":
-		return fmt.Errorf("manager is required: the host:port of the manager that lists the relays")
-	case h.Responder == "":
-		return fmt.Errorf("responder is required: the host:port every route ends at")
-	case h.MaxRelays < 0:
-		return errNegative("max_relays", h.MaxRelays)
-	case h.Attempts < 0:
-		return errNegative("attempts", h.Attempts)
+		return errors.New("manager is required: the host:port of the manager that lists the relays")
+	case h.Responder != "" && (h.Username != "" || h.Password != ""):
+		return errors.New("username and password need proxy mode: remove responder, or the credentials (a fixed-target entrance passes bytes as they are and has no place to ask for them)")
+	case h.HandshakeTimeout < 0:
+		return errNegative("handshake_timeout", time.Duration(h.HandshakeTimeout))
 	case h.DialTimeout < 0:
 		return errNegative("dial_timeout", time.Duration(h.DialTimeout))
 	case h.RouteTimeout < 0:
 		return errNegative("route_timeout", time.Duration(h.RouteTimeout))
+	case h.IdleTimeout < 0:
+		return errNegative("idle_timeout", time.Duration(h.IdleTimeout))
 	}
-	return nil
+	if err := h.RouteConfig.validate(); err != nil {
+		return err
+	}
+	return h.SessionLimits.validate()
 }
 
 // Handle carries the connection through a route. The session runs on the
 // underlying socket, so both ends of the client's leg splice.
 func (h *Initiator) Handle(cx *layer4.Connection, _ layer4.Handler) error {
+	h.prepare()
 	conn, buffered, err := detach(cx)
 	if err != nil {
 		h.log.Debug("entrance session not started", zap.String("error", gunshu.RedactedError(err)))
@@ -119,12 +192,26 @@ func (h *Initiator) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 //	gunshu_initiator [<responder>] {
 //		manager <host:port>
 //		responder <host:port>
+//		username <name>
+//		password <password>
+//		handshake_timeout <duration>
 //		max_relays <n>
+//		route_continue <probability>
 //		attempts <n>
+//		guards <n>
+//		guard_lifetime <duration>
+//		cover <host:port>
 //		dial_timeout <duration>
 //		route_timeout <duration>
+//		idle_timeout <duration>
+//		max_sessions <n>
+//		max_sessions_per_ip <n>
 //		log_addresses
 //	}
+//
+// Without a responder the entrance is a SOCKS5 and HTTP proxy; username
+// and password then protect it. max_relays is a hard bound (default 20,
+// -1 for the whole list); guards 0 turns guards off.
 func (h *Initiator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // handler name
 	seen := map[string]bool{}
@@ -142,23 +229,30 @@ func (h *Initiator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		var err error
 		switch opt {
-		case "manager":
-			h.Manager, err = oneArg(d)
 		case "responder":
 			h.Responder, err = oneArg(d)
-		case "max_relays":
-			h.MaxRelays, err = intArg(d)
-		case "attempts":
-			h.Attempts, err = intArg(d)
+		case "username":
+			h.Username, err = oneArg(d)
+		case "password":
+			h.Password, err = oneArg(d)
+		case "handshake_timeout":
+			h.HandshakeTimeout, err = durationArg(d)
 		case "dial_timeout":
 			h.DialTimeout, err = durationArg(d)
 		case "route_timeout":
 			h.RouteTimeout, err = durationArg(d)
+		case "idle_timeout":
+			h.IdleTimeout, err = durationArg(d)
 		case "log_addresses":
 			err = noArgs(d)
 			h.LogAddresses = true
 		default:
-			return d.Errf("unknown gunshu_initiator option %q", opt)
+			var known bool
+			if known, err = h.RouteConfig.unmarshalOption(d, opt); !known {
+				if known, err = h.SessionLimits.unmarshalOption(d, opt); !known {
+					return d.Errf("unknown gunshu_initiator option %q", opt)
+				}
+			}
 		}
 		if err != nil {
 			return err
@@ -175,6 +269,7 @@ func errNegative[T any](field string, v T) error {
 var (
 	_ caddy.Provisioner     = (*Initiator)(nil)
 	_ caddy.Validator       = (*Initiator)(nil)
+	_ caddy.CleanerUpper    = (*Initiator)(nil)
 	_ layer4.NextHandler    = (*Initiator)(nil)
 	_ caddyfile.Unmarshaler = (*Initiator)(nil)
 )

@@ -128,7 +128,9 @@ func startOutsideRelay(t *testing.T) string {
 
 func TestReloadKeepsRegistrations(t *testing.T) {
 	n := newExampleNet(t)
-	n.load(nil)
+	// The outside relay is a fourth service on 127.0.0.1.
+	fourPerIP := func(s string) string { return strings.Replace(s, "max_per_ip 3", "max_per_ip 4", 1) }
+	n.load(fourPerIP)
 	n.waitList(n.relays()...)
 
 	outside := startOutsideRelay(t)
@@ -140,7 +142,9 @@ func TestReloadKeepsRegistrations(t *testing.T) {
 
 	// A changed setting makes the load a real reload: every module is
 	// provisioned anew and the old config is stopped.
-	n.load(func(s string) string { return strings.Replace(s, "patrol_interval 30s", "patrol_interval 40s", 1) })
+	n.load(func(s string) string {
+		return strings.Replace(fourPerIP(s), "patrol_interval 30s", "patrol_interval 40s", 1)
+	})
 	got, err := n.list()
 	if err != nil {
 		t.Fatalf("listing after reload: %v", err)

@@ -64,7 +64,12 @@ func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("max_pending must not be negative, got %d", lw.MaxPending)
 	}
 	lw.logger = ctx.Logger(lw)
+	observer, err := newMetricsObserver(ctx)
+	if err != nil {
+		return err
+	}
 	lw.responder = &gunshu.Responder{
+		Observer:     observer,
 		Timeouts:     gunshu.Timeouts{Command: time.Duration(lw.Timeout)},
 		Logger:       lw.logger,
 		LogAddresses: lw.LogAddresses,

@@ -169,6 +169,11 @@ func TestListenerWrapperMixedClients(t *testing.T) {
 	}}
 	plain := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, MaxConnsPerHost: 0}}
 
+	// The wrapper's responder reports to the metrics, as the handlers do.
+	routes := gunshuMetrics.routeResults.WithLabelValues("responder", "ok")
+	tests := gunshuMetrics.sessions.WithLabelValues("responder", "test", "ok")
+	routes0, tests0 := value(t, routes), value(t, tests)
+
 	const clients = 300
 	var (
 		wg    sync.WaitGroup
@@ -222,6 +227,14 @@ func TestListenerWrapperMixedClients(t *testing.T) {
 	if string(answer) != "ok\n" {
 		t.Fatalf("test answered %q, want ok", answer)
 	}
+	// A route's session ends when the server closes its connection, a
+	// moment after the client read the answer.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if value(t, routes)-routes0 == clients/2 && value(t, tests)-tests0 == 1 {
+			return
+		}
+	}
+	t.Fatalf("metrics counted %v routes and %v tests, want %d and 1", value(t, routes)-routes0, value(t, tests)-tests0, clients/2)
 }
 
 func TestListenerWrapperCaddyfile(t *testing.T) {

@@ -253,6 +253,9 @@ func (a *App) instrument(ctx caddy.Context) error {
 // Cleanup releases what instrument took: the app's managers and relays
 // leave the admin API, unless a newer config still has them.
 func (a *App) Cleanup() error {
+	for _, key := range a.limiterKeys {
+		_ = releaseLimiter(key)
+	}
 	liveApps.Lock()
 	defer liveApps.Unlock()
 	for i, la := range liveApps.list {

@@ -36,6 +36,7 @@ type opsNet struct {
 
 const opsCaddyfile = `{
 	admin {admin}
+	storage file_system {storage}
 	# Everything at info, as a relay runs by default; our handlers at
 	# debug. (caddy-l4's own "layer4" logger names every connection's
 	# remote address at debug: see docs/operating.md.)
@@ -55,6 +56,8 @@ const opsCaddyfile = `{
 		manager main {
 			patrol_interval 300ms
 			allow 127.0.0.0/8
+			# The relays share 127.0.0.1.
+			max_per_ip 0
 		}
 	}
 	layer4 {
@@ -129,6 +132,7 @@ func startOpsNet(t *testing.T, logAddresses bool) *opsNet {
 	caddyfile = strings.NewReplacer(
 		"{admin}", n.admin, "{log}", n.logs[0], "{debuglog}", n.logs[1], "{manager}", n.manager, "{status}", n.status,
 		"{responder}", n.responder, "{entrance}", n.entrance, "{log_addresses}", logOpt,
+		"{storage}", t.TempDir(),
 	).Replace(caddyfile)
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
 	if err != nil {

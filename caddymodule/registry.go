@@ -43,11 +43,8 @@ func (pooledRegistry) Destruct() error { return nil }
 
 // MemoryRegistry keeps a manager's list in this process's memory. The list
 // survives a config reload as long as a manager of the same name is in the
-// new config.
+// new config. Its caps are the manager's max_services and max_per_ip.
 type MemoryRegistry struct {
-	// MaxPerHost caps the services that share one host; 0 means no cap.
-	MaxPerHost int `json:"max_per_host,omitempty"`
-
 	key string
 }
 
@@ -59,14 +56,6 @@ func (*MemoryRegistry) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Validate checks the caps.
-func (m *MemoryRegistry) Validate() error {
-	if m.MaxPerHost < 0 {
-		return fmt.Errorf("max_per_host must not be negative, got %d", m.MaxPerHost)
-	}
-	return nil
-}
-
 // Registry returns the pooled registry of the manager, created on first
 // use, with the caps of the current config.
 func (m *MemoryRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
@@ -74,14 +63,14 @@ func (m *MemoryRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
 		return nil, fmt.Errorf("memory registry already serves manager %q", m.key)
 	}
 	val, _, err := registries.LoadOrNew(p.Manager, func() (caddy.Destructor, error) {
-		return pooledRegistry{gunshu.NewMemoryRegistry(p.MaxServices, m.MaxPerHost)}, nil
+		return pooledRegistry{gunshu.NewMemoryRegistry(p.MaxServices, p.MaxPerIP)}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	m.key = p.Manager
 	reg := val.(pooledRegistry).MemoryRegistry
-	reg.SetLimits(p.MaxServices, m.MaxPerHost)
+	reg.SetLimits(p.MaxServices, p.MaxPerIP)
 	return reg, nil
 }
 
@@ -98,33 +87,21 @@ func (m *MemoryRegistry) Cleanup() error {
 var (
 	_ RegistryModule     = (*MemoryRegistry)(nil)
 	_ caddy.CleanerUpper = (*MemoryRegistry)(nil)
-	_ caddy.Validator    = (*MemoryRegistry)(nil)
 )
 
 // UnmarshalCaddyfile sets up the registry from Caddyfile tokens. Syntax:
 //
-//	registry memory {
-//		max_per_host <n>
-//	}
+//	registry memory
+//
+// It has no options: its caps are the manager's max_services and
+// max_per_ip.
 func (m *MemoryRegistry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // module name
 	if d.NextArg() {
 		return d.Errf("memory registry takes no arguments, got %q", d.Val())
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		if err := once(d, seen, opt); err != nil {
-			return err
-		}
-		if opt != "max_per_host" {
-			return d.Errf("unknown memory registry option %q", opt)
-		}
-		n, err := intArg(d)
-		if err != nil {
-			return err
-		}
-		m.MaxPerHost = n
+	if d.NextBlock(d.Nesting()) {
+		return d.Errf("unknown memory registry option %q: its caps are the manager's max_services and max_per_ip", d.Val())
 	}
 	return nil
 }

@@ -35,6 +35,17 @@ type Relay struct {
 	Allow []string `json:"allow,omitempty"`
 	// Deny lists CIDRs and host names of next hops never dialed.
 	Deny []string `json:"deny,omitempty"`
+	// DenyPorts are the ports of next hops never dialed. Set, it replaces
+	// the default list (25, SMTP, against spam); an empty list denies
+	// none.
+	DenyPorts *[]uint16 `json:"deny_ports,omitempty"`
+	// IdleTimeout ends a route (with a reset on every hop) after this
+	// long without a byte in either direction. Default: 0, never.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// The session limits count every connection the relay serves. With
+	// advertise set they are kept across reloads, so the routes the old
+	// config still carries count against the new one's limits.
+	SessionLimits
 	// MaxList caps the entries of an est list. Default: 1024.
 	MaxList int `json:"max_list,omitempty"`
 	// DialTimeout bounds connecting to the next hop. Default: 5s.
@@ -45,10 +56,11 @@ type Relay struct {
 	// by default: a relay's logs must not help to find its users.
 	LogAddresses bool `json:"log_addresses,omitempty"`
 
-	relay     *gunshu.Relay
-	registrar *gunshu.Registrar
-	advertise string
-	log       *zap.Logger
+	relay      *gunshu.Relay
+	registrar  *gunshu.Registrar
+	advertise  string
+	limiterKey string
+	log        *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -79,14 +91,22 @@ func (h *Relay) Provision(ctx caddy.Context) error {
 	}
 	h.relay = &gunshu.Relay{
 		Observer:     observer,
-		Policy:       gunshu.Policy{Allow: h.Allow, Deny: h.Deny},
+		Policy:       gunshu.Policy{Allow: h.Allow, Deny: h.Deny, DenyPorts: h.denyPorts()},
 		Limits:       gunshu.Limits{MaxList: h.MaxList},
 		Timeouts:     gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},
+		IdleTimeout:  time.Duration(h.IdleTimeout),
 		Logger:       h.log,
 		LogAddresses: h.LogAddresses,
 	}
 	if h.advertise != "" {
+		// A list naming this relay is refused: no route loops through it.
 		h.relay.Self = []string{h.advertise}
+		h.relay.Limiter, h.limiterKey, err = sharedLimiter("relay "+h.advertise, h.SessionLimits)
+		if err != nil {
+			return err
+		}
+	} else {
+		h.relay.Limiter = h.SessionLimits.newLimiter()
 	}
 	if len(managers) > 0 && h.advertise != "" {
 		h.registrar = &gunshu.Registrar{
@@ -119,9 +139,25 @@ func (h *Relay) Validate() error {
 		return fmt.Errorf("dial_timeout must not be negative, got %s", time.Duration(h.DialTimeout))
 	case h.RouteTimeout < 0:
 		return fmt.Errorf("route_timeout must not be negative, got %s", time.Duration(h.RouteTimeout))
+	case h.IdleTimeout < 0:
+		return errNegative("idle_timeout", time.Duration(h.IdleTimeout))
+	}
+	if err := h.SessionLimits.validate(); err != nil {
+		return err
 	}
 	return compilePolicy(h.Allow, h.Deny)
 }
+
+// denyPorts is the policy's port list: nil for the default.
+func (h *Relay) denyPorts() []uint16 {
+	if h.DenyPorts == nil {
+		return nil
+	}
+	return append([]uint16{}, *h.DenyPorts...)
+}
+
+// Cleanup releases this config's reference to the pooled limiter.
+func (h *Relay) Cleanup() error { return releaseLimiter(h.limiterKey) }
 
 // Handle serves one connection as a relay. The session runs on the
 // underlying socket (see detach) and logs itself without addresses, so
@@ -183,14 +219,19 @@ func (h *Relay) keepRegistered(ctx context.Context) {
 //		register_interval <duration>
 //		allow <cidr|host>...
 //		deny <cidr|host>...
+//		deny_ports <port>...|none
 //		max_list <n>
 //		dial_timeout <duration>
 //		route_timeout <duration>
+//		idle_timeout <duration>
+//		max_sessions <n>
+//		max_sessions_per_ip <n>
 //		log_addresses
 //	}
 //
 // Every option may be given once, except managers, allow and deny, which
-// add to their lists.
+// add to their lists. deny_ports replaces the default (25); none denies no
+// port.
 func (h *Relay) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // handler name
 	if d.NextArg() {
@@ -220,11 +261,20 @@ func (h *Relay) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.DialTimeout, err = durationArg(d)
 		case "route_timeout":
 			h.RouteTimeout, err = durationArg(d)
+		case "idle_timeout":
+			h.IdleTimeout, err = durationArg(d)
+		case "deny_ports":
+			var ports []uint16
+			ports, err = portArgs(d)
+			h.DenyPorts = &ports
 		case "log_addresses":
 			err = noArgs(d)
 			h.LogAddresses = true
 		default:
-			return d.Errf("unknown gunshu_relay option %q", opt)
+			var known bool
+			if known, err = h.SessionLimits.unmarshalOption(d, opt); !known {
+				return d.Errf("unknown gunshu_relay option %q", opt)
+			}
 		}
 		if err != nil {
 			return err
@@ -237,6 +287,7 @@ func (h *Relay) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var (
 	_ caddy.Provisioner     = (*Relay)(nil)
 	_ caddy.Validator       = (*Relay)(nil)
+	_ caddy.CleanerUpper    = (*Relay)(nil)
 	_ layer4.NextHandler    = (*Relay)(nil)
 	_ caddyfile.Unmarshaler = (*Relay)(nil)
 )

@@ -32,6 +32,12 @@ type Responder struct {
 	HandshakeTimeout caddy.Duration `json:"handshake_timeout,omitempty"`
 	// LogAddresses adds the last relay's address to session logs.
 	LogAddresses bool `json:"log_addresses,omitempty"`
+	// The session limits count the handshake and the stream, until the
+	// next handler returns. The peer is a route's last relay, so
+	// max_sessions_per_ip bounds what one relay may open. They are kept
+	// per config: after a reload the streams still open count only
+	// against the old config's limits.
+	SessionLimits
 
 	responder *gunshu.Responder
 	log       *zap.Logger
@@ -56,6 +62,7 @@ func (h *Responder) Provision(ctx caddy.Context) error {
 		Observer:     observer,
 		Limits:       gunshu.Limits{MaxList: h.MaxList},
 		Timeouts:     gunshu.Timeouts{Command: time.Duration(h.HandshakeTimeout)},
+		Limiter:      h.SessionLimits.newLimiter(),
 		Logger:       h.log,
 		LogAddresses: h.LogAddresses,
 	}
@@ -93,6 +100,8 @@ func (h *Responder) Handle(cx *layer4.Connection, next layer4.Handler) error {
 //	gunshu_responder {
 //		max_list <n>
 //		handshake_timeout <duration>
+//		max_sessions <n>
+//		max_sessions_per_ip <n>
 //		log_addresses
 //	}
 func (h *Responder) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -116,7 +125,10 @@ func (h *Responder) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = noArgs(d)
 			h.LogAddresses = true
 		default:
-			return d.Errf("unknown gunshu_responder option %q", opt)
+			var known bool
+			if known, err = h.SessionLimits.unmarshalOption(d, opt); !known {
+				return d.Errf("unknown gunshu_responder option %q", opt)
+			}
 		}
 		if err != nil {
 			return err
@@ -133,7 +145,7 @@ func (h *Responder) Validate() error {
 	if h.MaxList < 0 {
 		return errNegative("max_list", h.MaxList)
 	}
-	return nil
+	return h.SessionLimits.validate()
 }
 
 // Interface guards

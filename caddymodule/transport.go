@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -31,18 +30,15 @@ func init() {
 // Each new upstream connection is a new route; kept-alive connections go
 // on using theirs.
 type Transport struct {
-	// Manager is the address of the Gunshu manager that lists the relays.
-	Manager string `json:"manager,omitempty"`
-	// MaxRelays caps the relays offered to one route (default 5; -1
-	// offers the manager's whole list).
-	MaxRelays int `json:"max_relays,omitempty"`
-	// Attempts is how many fresh random routes are tried before a dial
-	// fails (default 3).
-	Attempts int `json:"attempts,omitempty"`
+	// The route options, as gunshu_initiator has them: manager
+	// (required), max_relays, route_continue, attempts, guards (kept in
+	// Caddy's storage), guard_lifetime, cover (by default the relay of
+	// this config that registers with manager).
+	RouteConfig
 
 	reverseproxy.HTTPTransport
 
-	dialer *gunshu.Dialer
+	routes *routeDialer
 }
 
 // CaddyModule returns the Caddy module information.
@@ -61,12 +57,22 @@ func (t *Transport) Provision(ctx caddy.Context) error {
 	if err := t.HTTPTransport.Provision(ctx); err != nil {
 		return err
 	}
-	t.dialer = &gunshu.Dialer{
-		Manager:   t.Manager,
-		MaxRelays: t.MaxRelays,
-		Attempts:  t.Attempts,
-		Timeouts:  gunshu.Timeouts{Dial: time.Duration(t.DialTimeout)},
-		Logger:    ctx.Logger(t),
+	repl := caddy.NewReplacer()
+	manager, err := resolveAddr(repl, "manager", t.Manager)
+	if err != nil {
+		return fmt.Errorf("gunshu transport: %w", err)
+	}
+	var cover string
+	if t.Cover != "" {
+		if cover, err = resolveAddr(repl, "gunshu transport: cover", t.Cover); err != nil {
+			return err
+		}
+	}
+	t.routes = newRouteDialer(ctx, &t.RouteConfig, manager, cover, gunshu.Timeouts{Dial: time.Duration(t.DialTimeout)}, ctx.Logger(t))
+	if app, err := ctx.AppIfConfigured("gunshu"); err == nil {
+		// The app's relays are known once the whole config is
+		// provisioned: at the first route.
+		t.routes.app = app.(*App)
 	}
 	// No environment proxy either: a forward proxy would see the upstream
 	// that the route exists to hide.
@@ -81,11 +87,11 @@ func (t *Transport) validate() error {
 	if t.Manager == "" {
 		return errors.New("gunshu transport: manager address is required")
 	}
-	if _, err := gunshu.ParseAddr(t.Manager); err != nil {
-		return fmt.Errorf("gunshu transport: manager: %w", err)
+	if _, err := resolveAddr(caddy.NewReplacer(), "manager", t.Manager); err != nil {
+		return fmt.Errorf("gunshu transport: %w", err)
 	}
-	if t.Attempts < 0 {
-		return fmt.Errorf("gunshu transport: attempts must not be negative, got %d", t.Attempts)
+	if err := t.RouteConfig.validate(); err != nil {
+		return fmt.Errorf("gunshu transport: %w", err)
 	}
 	h := &t.HTTPTransport
 	unsupported := map[string]bool{
@@ -110,20 +116,33 @@ func (t *Transport) validate() error {
 // dial builds a route to the upstream address. A failure is a DialError,
 // so the reverse proxy may retry it on another upstream.
 func (t *Transport) dial(ctx context.Context, _, addr string) (net.Conn, error) {
-	conn, err := t.dialer.DialContext(ctx, addr)
+	conn, err := t.routes.ready().DialContext(ctx, addr)
 	if err != nil {
 		return nil, reverseproxy.NewDialError(err)
 	}
 	return conn, nil
 }
 
+// Cleanup releases this config's reference to the shared guards and
+// closes the HTTP transport's idle connections.
+func (t *Transport) Cleanup() error {
+	if t.routes != nil {
+		t.routes.release()
+	}
+	return t.HTTPTransport.Cleanup()
+}
+
 // UnmarshalCaddyfile sets up the transport from Caddyfile tokens. Every
 // subdirective of the http transport is accepted too.
 //
 //	transport gunshu {
-//		manager    <address>
-//		max_relays <count>
-//		attempts   <count>
+//		manager        <address>
+//		max_relays     <count>
+//		route_continue <probability>
+//		attempts       <count>
+//		guards         <count>
+//		guard_lifetime <duration>
+//		cover          <address>
 //		<http transport subdirectives...>
 //	}
 func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -131,29 +150,11 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	name := d.Token()
 	var passOn []caddyfile.Token
 	for d.NextBlock(0) {
-		switch d.Val() {
-		case "manager":
-			if !d.AllArgs(&t.Manager) {
-				return d.ArgErr()
-			}
-		case "max_relays", "attempts":
-			key := d.Val()
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil {
-				return d.Errf("%s: %q is not a number", key, d.Val())
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			if key == "max_relays" {
-				t.MaxRelays = n
-			} else {
-				t.Attempts = n
-			}
-		default:
+		known, err := t.RouteConfig.unmarshalOption(d, d.Val())
+		if err != nil {
+			return err
+		}
+		if !known {
 			passOn = append(passOn, d.NextSegment()...)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,12 +104,12 @@ func TestTransportRefusesOptionsThatBypassTheRoute(t *testing.T) {
 		want string
 	}{
 		{"no manager", Transport{}, "manager address is required"},
-		{"bad manager", Transport{Manager: "nowhere"}, "malformed address"},
-		{"http3", Transport{Manager: "127.0.0.1:7000", HTTPTransport: reverseproxy.HTTPTransport{Versions: []string{"3"}}}, "versions 3"},
-		{"proxy protocol", Transport{Manager: "127.0.0.1:7000", HTTPTransport: reverseproxy.HTTPTransport{ProxyProtocol: "v2"}}, "proxy_protocol"},
-		{"forward proxy", Transport{Manager: "127.0.0.1:7000", HTTPTransport: reverseproxy.HTTPTransport{ForwardProxyURL: "http://p:1"}}, "network_proxy"},
-		{"local address", Transport{Manager: "127.0.0.1:7000", HTTPTransport: reverseproxy.HTTPTransport{LocalAddress: "127.0.0.2"}}, "local_address"},
-		{"sni placeholder", Transport{Manager: "127.0.0.1:7000", HTTPTransport: reverseproxy.HTTPTransport{TLS: &reverseproxy.TLSConfig{ServerName: "{http.request.host}"}}}, "tls_server_name"},
+		{"bad manager", Transport{RouteConfig: RouteConfig{Manager: "nowhere"}}, "malformed address"},
+		{"http3", Transport{RouteConfig: RouteConfig{Manager: "127.0.0.1:7000"}, HTTPTransport: reverseproxy.HTTPTransport{Versions: []string{"3"}}}, "versions 3"},
+		{"proxy protocol", Transport{RouteConfig: RouteConfig{Manager: "127.0.0.1:7000"}, HTTPTransport: reverseproxy.HTTPTransport{ProxyProtocol: "v2"}}, "proxy_protocol"},
+		{"forward proxy", Transport{RouteConfig: RouteConfig{Manager: "127.0.0.1:7000"}, HTTPTransport: reverseproxy.HTTPTransport{ForwardProxyURL: "http://p:1"}}, "network_proxy"},
+		{"local address", Transport{RouteConfig: RouteConfig{Manager: "127.0.0.1:7000"}, HTTPTransport: reverseproxy.HTTPTransport{LocalAddress: "127.0.0.2"}}, "local_address"},
+		{"sni placeholder", Transport{RouteConfig: RouteConfig{Manager: "127.0.0.1:7000"}, HTTPTransport: reverseproxy.HTTPTransport{TLS: &reverseproxy.TLSConfig{ServerName: "{http.request.host}"}}}, "tls_server_name"},
 	}
 	for _, tt := range tests {
 		err := tt.tr.validate()
@@ -182,7 +183,7 @@ func TestTransportEndToEndTLS(t *testing.T) {
 				"transport": {"protocol": "gunshu", "manager": %q %s}}]}]
 		}`, port, upstream, n.manager, tlsConfig)
 	}
-	loadCaddy(t, fmt.Sprintf(`{
+	storage := loadCaddy(t, fmt.Sprintf(`{
 		"admin": {"listen": "{admin}"},
 		"logging": {"logs": {"default": {"level": "ERROR"}}},
 		"apps": {
@@ -226,6 +227,12 @@ func TestTransportEndToEndTLS(t *testing.T) {
 	}
 	get(tlsFront, "/secret-path-8ff2")
 	get(plainFront, "/plain-path-51c0")
+	// Both transports share one guard set in Caddy's storage: no gunshu
+	// app here, so no cover.
+	stored, err := os.ReadFile(filepath.Join(storage, filepath.FromSlash(gunshu.GuardKey(n.manager, ""))))
+	if err != nil || !slices.ContainsFunc(n.relays, func(r string) bool { return bytes.Contains(stored, []byte(r)) }) {
+		t.Fatalf("the transports' guard set in Caddy's storage: %s (%v), want one of %v", stored, err, n.relays)
+	}
 	// And with a real client.
 	curl, err := exec.LookPath("curl")
 	if err != nil {

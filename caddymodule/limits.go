@@ -1,0 +1,93 @@
+package caddymodule
+
+import (
+	"fmt"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+)
+
+// SessionLimits bound the connections a manager or handler serves at once.
+// Embedded in a module's config, its fields are the module's own options.
+type SessionLimits struct {
+	// MaxSessions caps the connections served at once; further ones get
+	// fail (or, at an entrance, a reset). Default: 0, no cap.
+	MaxSessions int `json:"max_sessions,omitempty"`
+	// MaxSessionsPerIP caps the connections of one source address (an
+	// IPv4 address, an IPv6 /64) served at once. The address is only
+	// counted, never logged. Default: 0, no cap.
+	MaxSessionsPerIP int `json:"max_sessions_per_ip,omitempty"`
+}
+
+func (l SessionLimits) validate() error {
+	if l.MaxSessions < 0 {
+		return errNegative("max_sessions", l.MaxSessions)
+	}
+	if l.MaxSessionsPerIP < 0 {
+		return errNegative("max_sessions_per_ip", l.MaxSessionsPerIP)
+	}
+	return nil
+}
+
+// set reports whether any limit is configured.
+func (l SessionLimits) set() bool { return l.MaxSessions > 0 || l.MaxSessionsPerIP > 0 }
+
+// newLimiter returns a limiter of this config, or nil without limits.
+func (l SessionLimits) newLimiter() *gunshu.Limiter {
+	if !l.set() {
+		return nil
+	}
+	return &gunshu.Limiter{MaxSessions: l.MaxSessions, MaxPerIP: l.MaxSessionsPerIP}
+}
+
+// limiters holds the limiters of servers with a stable identity (a
+// manager's name, a relay's advertised address) across reloads: the
+// sessions that the old config still serves go on counting against the
+// new config's limits. The key holds the limits too, so a changed limit
+// starts a fresh count.
+var limiters = caddy.NewUsagePool()
+
+type pooledLimiter struct{ *gunshu.Limiter }
+
+func (pooledLimiter) Destruct() error { return nil }
+
+// sharedLimiter is the pooled limiter of identity with limits l, or nil
+// without limits. Pass the returned key to releaseLimiter in Cleanup.
+func sharedLimiter(identity string, l SessionLimits) (*gunshu.Limiter, string, error) {
+	if !l.set() {
+		return nil, "", nil
+	}
+	key := fmt.Sprintf("%s|%d|%d", identity, l.MaxSessions, l.MaxSessionsPerIP)
+	val, _, err := limiters.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return pooledLimiter{l.newLimiter()}, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return val.(pooledLimiter).Limiter, key, nil
+}
+
+// releaseLimiter drops a reference taken by sharedLimiter.
+func releaseLimiter(key string) error {
+	if key == "" {
+		return nil
+	}
+	_, err := limiters.Delete(key)
+	return err
+}
+
+// unmarshalOption reads opt into l when it is one of its options.
+func (l *SessionLimits) unmarshalOption(d *caddyfile.Dispenser, opt string) (bool, error) {
+	var err error
+	switch opt {
+	case "max_sessions":
+		l.MaxSessions, err = intArg(d)
+	case "max_sessions_per_ip":
+		l.MaxSessionsPerIP, err = intArg(d)
+	default:
+		return false, nil
+	}
+	return true, err
+}

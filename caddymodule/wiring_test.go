@@ -1,0 +1,445 @@
+package caddymodule
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+)
+
+// loadCaddyfile adapts text and loads it, with the admin endpoint off;
+// Caddy is stopped when the test ends.
+func loadCaddyfile(t *testing.T, text string) {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
+	if err != nil {
+		t.Fatalf("adapting: %v\n%s", err, text)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+}
+
+// echoResponder runs a gunshu responder outside Caddy that echoes every
+// stream.
+func echoResponder(t *testing.T, n *entNet) string {
+	t.Helper()
+	ln := entListen(t)
+	rl := (&gunshu.Responder{}).Listen(ln, 0)
+	n.closers = append(n.closers, func() { rl.Close(); rl.Wait() })
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			c, err := rl.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// echoThrough sends msg through a session on conn and wants it back.
+func echoThrough(t *testing.T, conn net.Conn, r io.Reader, msg string) {
+	t.Helper()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, msg); err != nil {
+		t.Fatalf("writing: %v", err)
+	}
+	back := make([]byte, len(msg))
+	if _, err := io.ReadFull(r, back); err != nil {
+		t.Fatalf("reading: %v", err)
+	}
+	if string(back) != msg {
+		t.Fatalf("got %q, want %q", back, msg)
+	}
+}
+
+// TestEntranceCoverInCaddy runs an entrance in the same Caddy as a relay
+// registered with the same manager: its routes leave from the relay's
+// address (127.0.0.2) and never offer that relay, its guard is kept in
+// Caddy's storage under the key of manager and cover, and it does not
+// warn. Another entrance, for a manager no relay of this Caddy registers
+// with, warns that it has no cover.
+func TestEntranceCoverInCaddy(t *testing.T) {
+	n := newEntNet(t, 0)
+	responder := echoResponder(t, n)
+	// Outside relays send from 127.0.0.3 and log their predecessor: a
+	// predecessor 127.0.0.2 is the entrance, under its cover.
+	core, logs := observer.New(zap.InfoLevel)
+	var outside []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.3:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		r := &gunshu.Relay{
+			Policy: entLoopbackPolicy(), Self: []string{addr}, LogAddresses: true, Logger: zap.New(core),
+			Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}},
+		}
+		n.serve(ln, func() { _ = r.Serve(ln) })
+		n.closers = append(n.closers, func() { _ = r.Close() })
+		outside = append(outside, addr)
+	}
+	manager := "127.0.0.1:" + freePort(t)
+	coverRelay := "127.0.0.2:" + freePort(t)
+	covered, uncovered := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+	storage, logFile := t.TempDir(), filepath.Join(t.TempDir(), "caddy.log")
+	loadCaddyfile(t, strings.NewReplacer("{storage}", storage, "{log}", logFile, "{manager}", manager,
+		"{cover}", coverRelay, "{covered}", covered, "{uncovered}", uncovered, "{responder}", responder).Replace(`{
+	admin off
+	storage file_system {storage}
+	log default {
+		output file {log}
+		format json
+		level INFO
+	}
+	gunshu {
+		manager {
+			allow 127.0.0.0/8
+			max_per_ip 0
+		}
+	}
+	layer4 {
+		{manager} {
+			route {
+				gunshu_manager
+			}
+		}
+		{cover} {
+			route {
+				gunshu_relay {
+					managers {manager}
+					advertise {cover}
+					allow 127.0.0.0/8
+				}
+			}
+		}
+		{covered} {
+			route {
+				gunshu_initiator {responder} {
+					manager {manager}
+				}
+			}
+		}
+		{uncovered} {
+			route {
+				gunshu_initiator {responder} {
+					manager 127.0.0.1:9
+				}
+			}
+		}
+	}
+}`))
+	for _, r := range outside {
+		if err := gunshu.Register(context.Background(), manager, r, 5*time.Second); err != nil {
+			t.Fatalf("registering %s: %v", r, err)
+		}
+	}
+	waitListed(t, manager, append(outside, coverRelay)...)
+
+	for i := range 20 {
+		conn, err := net.DialTimeout("tcp", covered, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoThrough(t, conn, conn, fmt.Sprintf("route %d under cover\n", i))
+		conn.Close()
+	}
+
+	// A relay logs a session when it ends, a moment after the client's.
+	firstHops := 0
+	for deadline := time.Now().Add(5 * time.Second); firstHops < 20 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		firstHops = 0
+		for _, e := range logs.FilterMessage("session").AllUntimed() {
+			fields := e.ContextMap()
+			if fields["command"] != gunshu.CmdEst {
+				continue
+			}
+			host, _, _ := net.SplitHostPort(fmt.Sprint(fields["remote"]))
+			switch host {
+			case "127.0.0.2":
+				firstHops++
+			case "127.0.0.3":
+			default:
+				t.Fatalf("an outside relay got a route from %s: not the cover's address", fields["remote"])
+			}
+		}
+	}
+	if firstHops != 20 {
+		t.Errorf("%d of 20 routes reached an outside first hop from the cover's address", firstHops)
+	}
+	stored, err := os.ReadFile(filepath.Join(storage, filepath.FromSlash(gunshu.GuardKey(manager, coverRelay))))
+	if err != nil {
+		t.Fatalf("guard set in Caddy's storage: %v", err)
+	}
+	if strings.Contains(string(stored), coverRelay) || !strings.Contains(string(stored), "127.0.0.3:") {
+		t.Errorf("guard set %s: want an outside relay, never the cover", stored)
+	}
+
+	logText, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(logText), "this entrance has no cover"); got != 1 {
+		t.Errorf("the no-cover warning is logged %d times, want once (for the entrance without a relay):\n%s", got, logText)
+	}
+	if !strings.Contains(string(logText), `"cover":"`+coverRelay+`"`) {
+		t.Errorf("the covered entrance does not log its cover:\n%s", logText)
+	}
+}
+
+// TestProxyEntranceInCaddy runs a proxy entrance (no responder) whose
+// password comes from the environment: an HTTP CONNECT with the
+// credentials gets a route, one without gets 407.
+func TestProxyEntranceInCaddy(t *testing.T) {
+	n := newEntNet(t, 3)
+	responder := echoResponder(t, n)
+	t.Setenv("GUNSHU_TEST_PROXY_PASSWORD", "s3cret")
+	entrance := "127.0.0.1:" + freePort(t)
+	loadCaddyfile(t, strings.NewReplacer("{storage}", t.TempDir(), "{manager}", n.manager, "{entrance}", entrance).Replace(`{
+	admin off
+	storage file_system {storage}
+	log default {
+		level ERROR
+	}
+	layer4 {
+		{entrance} {
+			route {
+				gunshu_initiator {
+					manager {manager}
+					username alice
+					password {env.GUNSHU_TEST_PROXY_PASSWORD}
+					handshake_timeout 2s
+					guards 0
+				}
+			}
+		}
+	}
+}`))
+	connect := func(auth string) (net.Conn, *bufio.Reader, string) {
+		conn, err := net.DialTimeout("tcp", entrance, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		req := "CONNECT " + responder + " HTTP/1.1\r\nHost: " + responder + "\r\n"
+		if auth != "" {
+			req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(auth)) + "\r\n"
+		}
+		if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		status, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading status: %v", err)
+		}
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		return conn, br, status
+	}
+	if _, _, status := connect(""); !strings.Contains(status, " 407 ") {
+		t.Fatalf("without credentials: %q, want 407", status)
+	}
+	if _, _, status := connect("alice:wrong"); !strings.Contains(status, " 407 ") {
+		t.Fatalf("with a wrong password: %q, want 407", status)
+	}
+	conn, br, status := connect("alice:s3cret")
+	if !strings.Contains(status, " 200 ") {
+		t.Fatalf("with credentials: %q, want 200", status)
+	}
+	echoThrough(t, conn, br, "through the proxy entrance\n")
+}
+
+// TestRelayLimitKeptAcrossReload: a relay's max_sessions_per_ip counts
+// the sessions it holds, and a reload keeps the count (the limiter is
+// pooled by the advertised address), until the session ends.
+func TestRelayLimitKeptAcrossReload(t *testing.T) {
+	relay := "127.0.0.1:" + freePort(t)
+	text := strings.NewReplacer("{relay}", relay).Replace(`{
+	admin off
+	log default {
+		level ERROR
+	}
+	layer4 {
+		{relay} {
+			route {
+				gunshu_relay {
+					advertise {relay}
+					max_sessions_per_ip 1
+					{extra}
+				}
+			}
+		}
+	}
+}`)
+	loadCaddyfile(t, strings.ReplaceAll(text, "{extra}", ""))
+	// A session that says nothing holds its place for the command timeout.
+	held, err := net.DialTimeout("tcp", relay, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	waitReply(t, relay, "fail") // one at a time from 127.0.0.1
+
+	// The reload changes the relay but not its identity or limits.
+	loadCaddyfile(t, strings.ReplaceAll(text, "{extra}", "dial_timeout 3s"))
+	waitReply(t, relay, "fail")
+	held.Close()
+	waitReply(t, relay, "ok")
+}
+
+// waitReply sends test to addr until the answer is want, within 5 s.
+func waitReply(t *testing.T, addr, want string) {
+	t.Helper()
+	var got string
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got, err = opsExchange(addr, "test\n"); err == nil && strings.TrimSpace(got) == want {
+			return
+		}
+	}
+	t.Fatalf("test to %s: %q (%v), want %q", addr, got, err, want)
+}
+
+// TestManagerCapsInCaddy: by default a manager lists two services per IP
+// address; register_rate limits one source's registrations and
+// require_source_match refuses a service on another address than the
+// registering one.
+func TestManagerCapsInCaddy(t *testing.T) {
+	n := newEntNet(t, 0)
+	var relays []string
+	for range 3 {
+		ln := entListen(t)
+		r := &gunshu.Relay{}
+		n.serve(ln, func() { _ = r.Serve(ln) })
+		relays = append(relays, ln.Addr().String())
+	}
+	ln2, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := &gunshu.Relay{}
+	n.serve(ln2, func() { _ = r2.Serve(ln2) })
+	other := ln2.Addr().String()
+
+	capped, rated, strict := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+	loadCaddyfile(t, strings.NewReplacer("{capped}", capped, "{rated}", rated, "{strict}", strict).Replace(`{
+	admin off
+	log default {
+		level ERROR
+	}
+	gunshu {
+		manager capped {
+			allow 127.0.0.0/8
+		}
+		manager rated {
+			allow 127.0.0.0/8
+			max_per_ip 0
+			register_rate 1h 2
+		}
+		manager strict {
+			allow 127.0.0.0/8
+			max_per_ip 0
+			require_source_match
+		}
+	}
+	layer4 {
+		{capped} {
+			route {
+				gunshu_manager capped
+			}
+		}
+		{rated} {
+			route {
+				gunshu_manager rated
+			}
+		}
+		{strict} {
+			route {
+				gunshu_manager strict
+			}
+		}
+	}
+}`))
+	register := func(manager, addr string) error {
+		return gunshu.Register(context.Background(), manager, addr, 5*time.Second)
+	}
+	for i, r := range relays {
+		err := register(capped, r)
+		if (i < gunshu.DefaultMaxPerIP) != (err == nil) {
+			t.Errorf("capped manager, service %d on 127.0.0.1: error %v", i+1, err)
+		}
+		err = register(rated, r)
+		if (i < 2) != (err == nil) {
+			t.Errorf("rated manager, registration %d from 127.0.0.1: error %v", i+1, err)
+		}
+	}
+	if err := register(strict, other); err == nil {
+		t.Error("strict manager listed 127.0.0.2 registered from 127.0.0.1")
+	}
+	if err := register(strict, relays[0]); err != nil {
+		t.Errorf("strict manager refused 127.0.0.1 registered from 127.0.0.1: %v", err)
+	}
+	list, err := fetchSorted(capped)
+	if err != nil || len(list) != gunshu.DefaultMaxPerIP {
+		t.Errorf("capped manager lists %v (%v), want %d services", list, err, gunshu.DefaultMaxPerIP)
+	}
+}
+
+// TestConfigValidateJSON covers values that only JSON can carry.
+func TestConfigValidateJSON(t *testing.T) {
+	neg := -1
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"max_per_ip", (&ManagerConfig{MaxPerIP: &neg}).validate(), "max_per_ip must not be negative, got -1"},
+		{"register_rate every", (&ManagerConfig{RegisterRate: &RateConfig{Burst: 2}}).validate(), "register_rate: every must be positive"},
+		{"register_rate burst", (&ManagerConfig{RegisterRate: &RateConfig{Every: caddy.Duration(time.Second), Burst: -1}}).validate(), "register_rate: burst must not be negative"},
+		{"manager sessions", (&ManagerConfig{SessionLimits: SessionLimits{MaxSessions: -1}}).validate(), "max_sessions must not be negative"},
+		{"relay idle", (&Relay{IdleTimeout: -1}).Validate(), "idle_timeout must not be negative"},
+		{"relay sessions", (&Relay{SessionLimits: SessionLimits{MaxSessionsPerIP: -2}}).Validate(), "max_sessions_per_ip must not be negative"},
+		{"initiator guards", (&Initiator{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", Guards: &neg}}).Validate(), "guards must not be negative"},
+		{"initiator route_continue", (&Initiator{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", RouteContinue: 1.5}}).Validate(), "route_continue 1.5: must be at least 0 and below 1"},
+		{"initiator max_relays", (&Initiator{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", MaxRelays: -3}}).Validate(), "max_relays must be -1 (the whole list) or more, got -3"},
+		{"transport guards", (&Transport{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", Guards: &neg}}).validate(), "gunshu transport: guards must not be negative"},
+	}
+	for _, c := range cases {
+		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.name, c.err, c.want)
+		}
+	}
+	var zero ManagerConfig
+	if err := zero.validate(); err != nil || zero.maxPerIP() != gunshu.DefaultMaxPerIP {
+		t.Errorf("zero manager config: %v, max_per_ip %d", err, zero.maxPerIP())
+	}
+}
