@@ -27,7 +27,7 @@ type exampleNet struct {
 }
 
 // examplePorts are the ports Caddyfile.example uses.
-var examplePorts = []string{"7000", "7001", "7002", "7003", "7100", "8000", "8080", "8081"}
+var examplePorts = []string{"7000", "7001", "7002", "7003", "7100", "8000", "8080", "8081", "1080"}
 
 func newExampleNet(t *testing.T) *exampleNet {
 	t.Helper()

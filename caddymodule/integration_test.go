@@ -66,6 +66,39 @@ func TestExampleThroughEntrance(t *testing.T) {
 		}
 	})
 
+	// The proxy entrance of the example, used as curl users would: the
+	// client names the responder.
+	proxy := n.addr("1080")
+	responder := n.addr("7100")
+	for _, mode := range []struct{ name, flag, proxyURL string }{
+		{"socks5", "--socks5-hostname", proxy},
+		{"connect", "--proxytunnel", "http://" + proxy},
+		{"absolute-form", "--proxy", "http://" + proxy},
+	} {
+		t.Run("curl via "+mode.name, func(t *testing.T) {
+			curl, err := exec.LookPath("curl")
+			if err != nil {
+				t.Fatal("curl is needed: the issue names it as the client of the proxy entrance")
+			}
+			args := []string{"-sS", "-m", "10", mode.flag, mode.proxyURL}
+			if mode.name == "connect" {
+				args = []string{"-sS", "-m", "10", "--proxytunnel", "--proxy", mode.proxyURL}
+			}
+			for i := range 3 {
+				path := fmt.Sprintf("/echo/%s-%d", mode.name, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				out, err := exec.CommandContext(ctx, curl, append(args, "http://"+responder+path)...).CombinedOutput()
+				cancel()
+				if err != nil {
+					t.Fatalf("curl %v: %v: %s", args, err, out)
+				}
+				if string(out) != path {
+					t.Fatalf("curl via %s got %.200q, want %q", mode.name, out, path)
+				}
+			}
+		})
+	}
+
 	t.Run("sequential", func(t *testing.T) {
 		client := newClient()
 		for i := range 200 {
