@@ -39,7 +39,7 @@ const opsCaddyfile = `{
 	storage file_system {storage}
 	# Everything at info, as a relay runs by default; our handlers at
 	# debug. (caddy-l4's own "layer4" logger names every connection's
-	# remote address at debug: see docs/operating.md.)
+	# remote address at debug: see "Logs" in README.md.)
 	log default {
 		output file {log}
 		format json
