@@ -2,15 +2,21 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -32,32 +38,70 @@ func runGunshuCommand(t *testing.T, stdin string, args ...string) (string, error
 	return out.String(), err
 }
 
+// listRows splits the rows of a "caddy gunshu list" table into fields,
+// by address, after checking its header.
+func listRows(t *testing.T, out string, header ...string) map[string][]string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 || !slices.Equal(strings.Fields(lines[0]), header) {
+		t.Fatalf("table header is not %q:\n%s", header, out)
+	}
+	rows := map[string][]string{}
+	for _, l := range lines[1 : len(lines)-1] {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			t.Fatalf("row %q", l)
+		}
+		rows[f[1]] = f
+	}
+	return rows
+}
+
+// deadRelay registers a relay with manager and stops it: the manager
+// still lists it, but nothing answers there any more.
+func deadRelay(t *testing.T, manager string) string {
+	t.Helper()
+	ln := entListen(t)
+	addr := ln.Addr().String()
+	r := &gunshu.Relay{Policy: entLoopbackPolicy(), Self: []string{addr}}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Serve(ln) }()
+	err := gunshu.Register(context.Background(), manager, addr, 5*time.Second)
+	ln.Close()
+	_ = r.Close()
+	<-done
+	if err != nil {
+		t.Fatalf("registering relay: %v", err)
+	}
+	return addr
+}
+
 func TestCommandList(t *testing.T) {
 	n := newEntNet(t, 3)
-	out, err := runGunshuCommand(t, "", "list", "--manager", n.manager)
+	dead := deadRelay(t, n.manager)
+	out, err := runGunshuCommand(t, "", "list", "--manager", n.manager, "--timeout", "2s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 5 || !strings.HasPrefix(lines[0], "#") || !strings.Contains(lines[0], "RELAY ADDRESS") {
-		t.Fatalf("table:\n%s", out)
+	t.Logf("table:\n%s", out)
+	rows := listRows(t, out, "#", "ADDRESS", "HEALTH", "LATENCY")
+	if len(rows) != 4 {
+		t.Fatalf("%d rows, want 4:\n%s", len(rows), out)
 	}
-	var listed []string
-	for _, l := range lines[1:4] {
-		f := strings.Fields(l)
-		if len(f) != 2 {
-			t.Fatalf("row %q", l)
+	for _, r := range n.relays {
+		f := rows[r]
+		if len(f) != 5 || f[2] != "ok" || f[4] != "ms" {
+			t.Fatalf("live relay %s: row %q\n%s", r, f, out)
 		}
-		listed = append(listed, f[1])
+		if ms, err := strconv.ParseFloat(f[3], 64); err != nil || ms < 0 {
+			t.Fatalf("live relay %s: latency %q", r, f[3])
+		}
 	}
-	want := append([]string(nil), n.relays...)
-	sort.Strings(listed)
-	sort.Strings(want)
-	if strings.Join(listed, ",") != strings.Join(want, ",") {
-		t.Fatalf("listed %v, want %v", listed, want)
+	if f := rows[dead]; len(f) != 4 || f[2] != "failing" || f[3] != "-" {
+		t.Fatalf("dead relay %s: row %q\n%s", dead, f, out)
 	}
-	if !strings.HasPrefix(lines[4], "3 relay(s) listed by "+n.manager) {
-		t.Fatalf("footer %q", lines[4])
+	if footer := out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]; footer != "4 relay(s) listed by "+n.manager+": 3 ok, 1 failing\n" {
+		t.Fatalf("footer %q", footer)
 	}
 
 	out, err = runGunshuCommand(t, "", "list", "--manager", n.manager, "--json")
@@ -65,15 +109,174 @@ func TestCommandList(t *testing.T) {
 		t.Fatal(err)
 	}
 	var doc struct {
-		Manager string   `json:"manager"`
-		Relays  []string `json:"relays"`
+		Manager string        `json:"manager"`
+		Relays  []listedRelay `json:"relays"`
 	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("JSON %q: %v", out, err)
 	}
-	sort.Strings(doc.Relays)
-	if doc.Manager != n.manager || strings.Join(doc.Relays, ",") != strings.Join(want, ",") {
-		t.Fatalf("JSON %+v", doc)
+	if doc.Manager != n.manager || len(doc.Relays) != 4 {
+		t.Fatalf("JSON %s", out)
+	}
+	for _, r := range doc.Relays {
+		live := slices.Contains(n.relays, r.Address)
+		switch {
+		case live && (r.Health != "ok" || r.LatencyMS == nil || *r.LatencyMS <= 0 || r.Error != ""):
+			t.Errorf("live relay %+v", r)
+		case !live && (r.Address != dead || r.Health != "failing" || r.LatencyMS != nil || r.Error == ""):
+			t.Errorf("dead relay %+v", r)
+		}
+	}
+	// A bare "latency_ms" key, so scripts can rely on the name.
+	if !strings.Contains(out, `"latency_ms":`) || !strings.Contains(out, `"health": "failing"`) {
+		t.Fatalf("JSON lacks the health and latency_ms fields:\n%s", out)
+	}
+
+	// --no-test prints the addresses only.
+	out, err = runGunshuCommand(t, "", "list", "--manager", n.manager, "--no-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows = listRows(t, out, "#", "ADDRESS")
+	want := append(slices.Clone(n.relays), dead)
+	listed := slices.Collect(maps.Keys(rows))
+	sort.Strings(listed)
+	sort.Strings(want)
+	if !slices.Equal(listed, want) {
+		t.Fatalf("listed %v, want %v", listed, want)
+	}
+	for _, f := range rows {
+		if len(f) != 2 {
+			t.Fatalf("--no-test row %q", f)
+		}
+	}
+	if !strings.HasSuffix(out, "4 relay(s) listed by "+n.manager+"\n") {
+		t.Fatalf("--no-test footer:\n%s", out)
+	}
+	out, err = runGunshuCommand(t, "", "list", "--manager", n.manager, "--no-test", "--json")
+	if err != nil || strings.Contains(out, "health") || !strings.Contains(out, dead) {
+		t.Fatalf("--no-test --json: %v\n%s", err, out)
+	}
+}
+
+// commandAdminCaddyfile runs a manager whose patrol keeps failing
+// services listed, so the admin API shows them failing.
+const commandAdminCaddyfile = `{
+	admin {admin}
+	storage file_system {storage}
+	gunshu {
+		manager main {
+			patrol_interval 200ms
+			test_timeout 1s
+			max_failures 1000
+			allow 127.0.0.0/8
+			max_per_ip 0
+		}
+	}
+	layer4 {
+		{manager} {
+			@gunshu gunshu reg list
+			route @gunshu {
+				gunshu_manager main
+			}
+		}
+	}
+}
+`
+
+func TestCommandListFromAdminAPI(t *testing.T) {
+	admin, manager := opsPort(t), opsPort(t)
+	caddyfile := strings.NewReplacer("{admin}", admin, "{manager}", manager, "{storage}", t.TempDir()).Replace(commandAdminCaddyfile)
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	// One live relay, run by the test, and one registered then stopped.
+	ln := entListen(t)
+	live := ln.Addr().String()
+	r := &gunshu.Relay{Policy: entLoopbackPolicy(), Self: []string{live}}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Serve(ln) }()
+	t.Cleanup(func() { ln.Close(); _ = r.Close(); <-done })
+	if err := gunshu.Register(context.Background(), manager, live, 5*time.Second); err != nil {
+		t.Fatalf("registering relay: %v", err)
+	}
+	dead := deadRelay(t, manager)
+
+	// Wait for the patrol to have tested both.
+	var services []serviceView
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		out, err := runGunshuCommand(t, "", "list", "--admin", admin, "--name", "main", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		services = nil
+		if err := json.Unmarshal([]byte(out), &services); err != nil {
+			t.Fatalf("--json %q: %v", out, err)
+		}
+		if len(services) == 2 && !slices.ContainsFunc(services, func(s serviceView) bool { return s.LastTest == nil }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("patrol did not test both services in 15s: %+v", services)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, s := range services {
+		switch s.Address {
+		case live:
+			if s.Health != "healthy" || s.LastTestLatencyMS == nil || s.ConsecutiveFailures != 0 {
+				t.Errorf("live relay %+v", s)
+			}
+		case dead:
+			if s.Health != "failing" || s.LastTestLatencyMS != nil || s.ConsecutiveFailures < 1 {
+				t.Errorf("dead relay %+v", s)
+			}
+		default:
+			t.Errorf("unexpected service %+v", s)
+		}
+	}
+
+	// The table, with "http://" accepted in front of the endpoint.
+	out, err := runGunshuCommand(t, "", "list", "--admin", "http://"+admin+"/", "--name", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("table:\n%s", out)
+	rows := listRows(t, out, "#", "ADDRESS", "HEALTH", "LATENCY", "FAILURES", "LAST", "REGISTERED")
+	if f := rows[live]; len(f) != 8 || f[2] != "healthy" || f[4] != "ms" || f[5] != "0" || f[7] != "ago" {
+		t.Fatalf("live relay row %q:\n%s", f, out)
+	}
+	if f := rows[dead]; len(f) != 7 || f[2] != "failing" || f[3] != "-" || f[4] == "0" || f[6] != "ago" {
+		t.Fatalf("dead relay row %q:\n%s", f, out)
+	}
+	if !strings.HasSuffix(out, "2 service(s) of manager \"main\"\n") {
+		t.Fatalf("footer:\n%s", out)
+	}
+
+	// Errors: an unknown manager (the default name here), a Caddy that
+	// does not answer, --manager with --admin, --no-test with --admin.
+	closed := opsPort(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"list", "--admin", admin}, `manager not found in the admin API: no gunshu manager named "default"`},
+		{[]string{"list", "--admin", admin, "--name", "a/b"}, "manager not found in the admin API"},
+		{[]string{"list", "--admin", closed, "--timeout", "2s"}, "reading the admin API"},
+		{[]string{"list", "--admin", "ftp://" + admin}, "want host:port or an http URL"},
+		{[]string{"list", "--admin", admin, "--manager", manager}, "none of the others can be"},
+		{[]string{"list", "--admin", admin, "--name", "main", "--no-test"}, "--no-test applies to --manager only"},
+	} {
+		out, err := runGunshuCommand(t, "", c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v (printed %q), want %q", c.args, err, out, c.want)
+		}
 	}
 }
 
