@@ -137,6 +137,16 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// gunshuApp is the gunshu app of ctx's config, loaded (and provisioned)
+// if no module loaded it before.
+func gunshuApp(ctx caddy.Context) (*App, error) {
+	app, err := ctx.App("gunshu")
+	if err != nil {
+		return nil, fmt.Errorf("loading gunshu app: %w", err)
+	}
+	return app.(*App), nil
+}
+
 // Provision builds the managers; a manager's registry is taken from the
 // registry module, which shares it with the previous config on reload.
 func (a *App) Provision(ctx caddy.Context) error {
@@ -204,13 +214,13 @@ func (a *App) provisionManager(ctx caddy.Context, name string, cfg *ManagerConfi
 func (cfg *ManagerConfig) validate() error {
 	switch {
 	case cfg.PatrolInterval < 0:
-		return fmt.Errorf("patrol_interval must not be negative, got %s", time.Duration(cfg.PatrolInterval))
+		return errNegative("patrol_interval", time.Duration(cfg.PatrolInterval))
 	case cfg.TestTimeout < 0:
-		return fmt.Errorf("test_timeout must not be negative, got %s", time.Duration(cfg.TestTimeout))
+		return errNegative("test_timeout", time.Duration(cfg.TestTimeout))
 	case cfg.MaxFailures < 0:
-		return fmt.Errorf("max_failures must not be negative, got %d", cfg.MaxFailures)
+		return errNegative("max_failures", cfg.MaxFailures)
 	case cfg.MaxServices < 0:
-		return fmt.Errorf("max_services must not be negative, got %d", cfg.MaxServices)
+		return errNegative("max_services", cfg.MaxServices)
 	case cfg.MaxPerIP != nil && *cfg.MaxPerIP < 0:
 		return errNegative("max_per_ip", *cfg.MaxPerIP)
 	}

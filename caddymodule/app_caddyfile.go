@@ -83,12 +83,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 
 func parseManager(d *caddyfile.Dispenser) (*ManagerConfig, error) {
 	cfg := new(ManagerConfig)
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		if err := once(d, seen, opt, "allow", "deny"); err != nil {
-			return nil, err
-		}
+	err := parseOptions(d, "manager", nil, func(opt string) (bool, error) {
 		var err error
 		switch opt {
 		case "patrol_interval":
@@ -118,14 +113,12 @@ func parseManager(d *caddyfile.Dispenser) (*ManagerConfig, error) {
 		case "registry":
 			cfg.RegistryRaw, err = parseRegistry(d)
 		default:
-			var known bool
-			if known, err = cfg.SessionLimits.unmarshalOption(d, opt); !known {
-				return nil, d.Errf("unknown manager option %q", opt)
-			}
+			return cfg.SessionLimits.unmarshalOption(d, opt)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return true, err
+	}, "allow", "deny")
+	if err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

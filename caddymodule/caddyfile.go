@@ -11,6 +11,42 @@ import (
 // arguments of the option the dispenser is on and reports a bad or
 // missing one with its file, line and token.
 
+// optionParser reads the option opt the dispenser is on. It reports
+// false for an option it does not know.
+type optionParser func(opt string) (known bool, err error)
+
+// parseOptions reads the block of the module what, one option at a time.
+// Each option may be given once (seen holds those given already, as
+// arguments, say; nil for none), except the repeatable ones.
+func parseOptions(d *caddyfile.Dispenser, what string, seen map[string]bool, parse optionParser, repeatable ...string) error {
+	if seen == nil {
+		seen = map[string]bool{}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if err := once(d, seen, opt, repeatable...); err != nil {
+			return err
+		}
+		known, err := parse(opt)
+		if !known {
+			return d.Errf("unknown %s option %q", what, opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flagArg reads an option without arguments that turns a flag on.
+func flagArg(d *caddyfile.Dispenser, flag *bool) error {
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	*flag = true
+	return nil
+}
+
 // once fails when opt was seen before, unless it is one of repeatable.
 func once(d *caddyfile.Dispenser, seen map[string]bool, opt string, repeatable ...string) error {
 	for _, r := range repeatable {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/mholt/caddy-l4/layer4"
+	"go.uber.org/zap"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 )
@@ -26,6 +27,33 @@ func detach(cx *layer4.Connection) (net.Conn, []byte, error) {
 		return nil, nil, fmt.Errorf("draining matched bytes: %w", err)
 	}
 	return cx.Conn, buffered, nil
+}
+
+// detachOrLog is detach for a handler: a connection it cannot take over
+// is logged at debug level as "<what> not started", without addresses,
+// and ok is false.
+func detachOrLog(cx *layer4.Connection, log *zap.Logger, what string) (conn net.Conn, buffered []byte, ok bool) {
+	conn, buffered, err := detach(cx)
+	if err != nil {
+		log.Debug(what+" not started", zap.String("error", gunshu.RedactedError(err)))
+		return nil, nil, false
+	}
+	return conn, buffered, true
+}
+
+// bufferedServer serves a connection of which some bytes were already
+// read: a gunshu Manager, Relay or Entrance.
+type bufferedServer interface {
+	ServeBuffered(conn net.Conn, buffered []byte) error
+}
+
+// serveDetached serves cx on its underlying socket. The server logs its
+// sessions itself, without addresses; its error is dropped so that
+// handlers return nil (caddy-l4 logs the peer's address with an error).
+func serveDetached(cx *layer4.Connection, log *zap.Logger, what string, server bufferedServer) {
+	if conn, buffered, ok := detachOrLog(cx, log, what); ok {
+		_ = server.ServeBuffered(conn, buffered)
+	}
 }
 
 // resolveAddr expands placeholders such as {env.RELAY_ADDR} in a host:port

@@ -117,11 +117,11 @@ func (h *Initiator) Provision(ctx caddy.Context) error {
 	if err := h.entrance.Validate(); err != nil {
 		return err
 	}
-	app, err := ctx.App("gunshu")
+	app, err := gunshuApp(ctx)
 	if err != nil {
-		return fmt.Errorf("loading gunshu app: %w", err)
+		return err
 	}
-	h.routes.app = app.(*App)
+	h.routes.app = app
 	h.routes.app.addEntrance(h)
 	return nil
 }
@@ -178,12 +178,7 @@ func (h *Initiator) Validate() error {
 // underlying socket, so both ends of the client's leg splice.
 func (h *Initiator) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	h.prepare()
-	conn, buffered, err := detach(cx)
-	if err != nil {
-		h.log.Debug("entrance session not started", zap.String("error", gunshu.RedactedError(err)))
-		return nil
-	}
-	_ = h.entrance.ServeBuffered(conn, buffered)
+	serveDetached(cx, h.log, "entrance session", h.entrance)
 	return nil
 }
 
@@ -222,11 +217,7 @@ func (h *Initiator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("gunshu_initiator takes at most one argument (the responder), got extra %q", d.Val())
 		}
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		if err := once(d, seen, opt); err != nil {
-			return err
-		}
+	return parseOptions(d, "gunshu_initiator", seen, func(opt string) (bool, error) {
 		var err error
 		switch opt {
 		case "responder":
@@ -244,25 +235,15 @@ func (h *Initiator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "idle_timeout":
 			h.IdleTimeout, err = durationArg(d)
 		case "log_addresses":
-			err = noArgs(d)
-			h.LogAddresses = true
+			err = flagArg(d, &h.LogAddresses)
 		default:
-			var known bool
-			if known, err = h.RouteConfig.unmarshalOption(d, opt); !known {
-				if known, err = h.SessionLimits.unmarshalOption(d, opt); !known {
-					return d.Errf("unknown gunshu_initiator option %q", opt)
-				}
+			if known, err := h.RouteConfig.unmarshalOption(d, opt); known {
+				return true, err
 			}
+			return h.SessionLimits.unmarshalOption(d, opt)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func errNegative[T any](field string, v T) error {
-	return fmt.Errorf("%s must not be negative, got %v", field, v)
+		return true, err
+	})
 }
 
 // Interface guards

@@ -31,6 +31,11 @@ func (l SessionLimits) validate() error {
 	return nil
 }
 
+// errNegative is the config error of a field that must not be negative.
+func errNegative[T any](field string, v T) error {
+	return fmt.Errorf("%s must not be negative, got %v", field, v)
+}
+
 // set reports whether any limit is configured.
 func (l SessionLimits) set() bool { return l.MaxSessions > 0 || l.MaxSessionsPerIP > 0 }
 

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -58,10 +57,10 @@ func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
 // Provision sets up the responder.
 func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
 	if lw.Timeout < 0 {
-		return fmt.Errorf("timeout must not be negative, got %s", time.Duration(lw.Timeout))
+		return errNegative("timeout", time.Duration(lw.Timeout))
 	}
 	if lw.MaxPending < 0 {
-		return fmt.Errorf("max_pending must not be negative, got %d", lw.MaxPending)
+		return errNegative("max_pending", lw.MaxPending)
 	}
 	lw.logger = ctx.Logger(lw)
 	observer, err := newMetricsObserver(ctx)

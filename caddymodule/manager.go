@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"fmt"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/mholt/caddy-l4/layer4"
@@ -38,23 +36,18 @@ func (*ManagerHandler) CaddyModule() caddy.ModuleInfo {
 // Provision looks the manager up in the gunshu app.
 func (h *ManagerHandler) Provision(ctx caddy.Context) error {
 	h.log = ctx.Logger(h)
-	app, err := ctx.App("gunshu")
+	app, err := gunshuApp(ctx)
 	if err != nil {
-		return fmt.Errorf("loading gunshu app: %w", err)
+		return err
 	}
-	h.manager, err = app.(*App).Manager(h.Manager)
+	h.manager, err = app.Manager(h.Manager)
 	return err
 }
 
 // Handle answers one exchange. Failures are the manager's to log; the
 // handler returns nil so caddy-l4 does not log the peer's address.
 func (h *ManagerHandler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
-	conn, buffered, err := detach(cx)
-	if err != nil {
-		h.log.Debug("manager exchange not started", zap.String("error", gunshu.RedactedError(err)))
-		return nil
-	}
-	_ = h.manager.ServeBuffered(conn, buffered)
+	serveDetached(cx, h.log, "manager exchange", h.manager)
 	return nil
 }
 

@@ -26,40 +26,47 @@ var gunshuMetrics = struct {
 	patrolTests       *prometheus.CounterVec
 	registrySize      registrySizeCollector
 }{
-	sessionsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "caddy", Subsystem: "gunshu", Name: "sessions_active",
-		Help: "Connections being served, per role.",
-	}, []string{"role"}),
-	sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "gunshu", Name: "sessions_total",
-		Help: "Finished connections, per role, first command (est, test, reg, list or none) and outcome.",
-	}, []string{"role", "command", "outcome"}),
-	routeResults: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "gunshu", Name: "route_results_total",
-		Help: "Finished routes (est sessions), per role and outcome.",
-	}, []string{"role", "outcome"}),
-	bytesForwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "gunshu", Name: "bytes_forwarded_total",
-		Help: "Bytes forwarded by finished routes, per role and direction (up: toward the responder, down: back).",
-	}, []string{"role", "direction"}),
+	sessionsActive: gaugeVec("sessions_active",
+		"Connections being served, per role.",
+		"role"),
+	sessions: counterVec("sessions_total",
+		"Finished connections, per role, first command (est, test, reg, list or none) and outcome.",
+		"role", "command", "outcome"),
+	routeResults: counterVec("route_results_total",
+		"Finished routes (est sessions), per role and outcome.",
+		"role", "outcome"),
+	bytesForwarded: counterVec("bytes_forwarded_total",
+		"Bytes forwarded by finished routes, per role and direction (up: toward the responder, down: back).",
+		"role", "direction"),
 	handshakeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "gunshu", Name: "handshake_duration_seconds",
 		Help:    "Time from accepting a connection to forwarding (or to the reply of a one-shot exchange), per role.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"role"}),
-	registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "gunshu", Name: "registrations_total",
-		Help: "Registration attempts a manager answered, per manager and result.",
-	}, []string{"manager", "result"}),
-	patrolTests: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy", Subsystem: "gunshu", Name: "patrol_tests_total",
-		Help: "Patrol tests of registered services, per manager and result (ok, fail).",
-	}, []string{"manager", "result"}),
+	registrations: counterVec("registrations_total",
+		"Registration attempts a manager answered, per manager and result.",
+		"manager", "result"),
+	patrolTests: counterVec("patrol_tests_total",
+		"Patrol tests of registered services, per manager and result (ok, fail).",
+		"manager", "result"),
 	registrySize: registrySizeCollector{desc: prometheus.NewDesc(
 		"caddy_gunshu_registry_services",
 		"Services registered with a manager.",
 		[]string{"manager"}, nil,
 	)},
+}
+
+// counterVec and gaugeVec make the collectors named caddy_gunshu_<name>.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "gunshu", Name: name, Help: help,
+	}, labels)
+}
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "gunshu", Name: name, Help: help,
+	}, labels)
 }
 
 // registerMetrics adds the gunshu collectors to the config's registry,

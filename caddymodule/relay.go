@@ -116,11 +116,11 @@ func (h *Relay) Provision(ctx caddy.Context) error {
 			Logger:    h.log,
 		}
 	}
-	app, err := ctx.App("gunshu")
+	app, err := gunshuApp(ctx)
 	if err != nil {
-		return fmt.Errorf("loading gunshu app: %w", err)
+		return err
 	}
-	app.(*App).addRelay(h)
+	app.addRelay(h)
 	return nil
 }
 
@@ -130,15 +130,15 @@ func (h *Relay) Validate() error {
 	case len(h.Managers) > 0 && h.Advertise == "":
 		return fmt.Errorf("advertise is required with managers: the relay cannot know the address others reach it at; set advertise to the host:port of this server")
 	case h.RegisterInterval < 0:
-		return fmt.Errorf("register_interval must not be negative, got %s", time.Duration(h.RegisterInterval))
+		return errNegative("register_interval", time.Duration(h.RegisterInterval))
 	case h.RegisterInterval > 0 && len(h.Managers) == 0:
 		return fmt.Errorf("register_interval is set but there are no managers to register with")
 	case h.MaxList < 0:
-		return fmt.Errorf("max_list must not be negative, got %d", h.MaxList)
+		return errNegative("max_list", h.MaxList)
 	case h.DialTimeout < 0:
-		return fmt.Errorf("dial_timeout must not be negative, got %s", time.Duration(h.DialTimeout))
+		return errNegative("dial_timeout", time.Duration(h.DialTimeout))
 	case h.RouteTimeout < 0:
-		return fmt.Errorf("route_timeout must not be negative, got %s", time.Duration(h.RouteTimeout))
+		return errNegative("route_timeout", time.Duration(h.RouteTimeout))
 	case h.IdleTimeout < 0:
 		return errNegative("idle_timeout", time.Duration(h.IdleTimeout))
 	}
@@ -164,12 +164,7 @@ func (h *Relay) Cleanup() error { return releaseLimiter(h.limiterKey) }
 // the handler returns nil: caddy-l4 would log the client's address with
 // an error.
 func (h *Relay) Handle(cx *layer4.Connection, _ layer4.Handler) error {
-	conn, buffered, err := detach(cx)
-	if err != nil {
-		h.log.Debug("relay session not started", zap.String("error", gunshu.RedactedError(err)))
-		return nil
-	}
-	_ = h.relay.ServeBuffered(conn, buffered)
+	serveDetached(cx, h.log, "relay session", h.relay)
 	return nil
 }
 
@@ -237,12 +232,7 @@ func (h *Relay) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("gunshu_relay takes no arguments, got %q: options go in a block", d.Val())
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		if err := once(d, seen, opt, "managers", "allow", "deny"); err != nil {
-			return err
-		}
+	return parseOptions(d, "gunshu_relay", nil, func(opt string) (bool, error) {
 		var err error
 		switch opt {
 		case "managers":
@@ -268,19 +258,12 @@ func (h *Relay) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			ports, err = portArgs(d)
 			h.DenyPorts = &ports
 		case "log_addresses":
-			err = noArgs(d)
-			h.LogAddresses = true
+			err = flagArg(d, &h.LogAddresses)
 		default:
-			var known bool
-			if known, err = h.SessionLimits.unmarshalOption(d, opt); !known {
-				return d.Errf("unknown gunshu_relay option %q", opt)
-			}
+			return h.SessionLimits.unmarshalOption(d, opt)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return true, err
+	}, "managers", "allow", "deny")
 }
 
 // Interface guards

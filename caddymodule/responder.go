@@ -74,9 +74,8 @@ func (h *Responder) Provision(ctx caddy.Context) error {
 // line. Failures, the next handler's included, are logged here without
 // addresses and not returned: caddy-l4 would log the peer's address.
 func (h *Responder) Handle(cx *layer4.Connection, next layer4.Handler) error {
-	conn, buffered, err := detach(cx)
-	if err != nil {
-		h.log.Debug("responder session not started", zap.String("error", gunshu.RedactedError(err)))
+	conn, buffered, ok := detachOrLog(cx, h.log, "responder session")
+	if !ok {
 		return nil
 	}
 	stream, err := h.responder.Handshake(conn, buffered)
@@ -109,12 +108,7 @@ func (h *Responder) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("gunshu_responder takes no arguments, got %q", d.Val())
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		if err := once(d, seen, opt); err != nil {
-			return err
-		}
+	return parseOptions(d, "gunshu_responder", nil, func(opt string) (bool, error) {
 		var err error
 		switch opt {
 		case "max_list":
@@ -122,19 +116,12 @@ func (h *Responder) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "handshake_timeout":
 			h.HandshakeTimeout, err = durationArg(d)
 		case "log_addresses":
-			err = noArgs(d)
-			h.LogAddresses = true
+			err = flagArg(d, &h.LogAddresses)
 		default:
-			var known bool
-			if known, err = h.SessionLimits.unmarshalOption(d, opt); !known {
-				return d.Errf("unknown gunshu_responder option %q", opt)
-			}
+			return h.SessionLimits.unmarshalOption(d, opt)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return true, err
+	})
 }
 
 // Validate checks the configuration.

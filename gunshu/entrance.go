@@ -81,11 +81,8 @@ func (e *Entrance) ServeConn(conn net.Conn) error { return e.ServeBuffered(conn,
 func (e *Entrance) ServeBuffered(conn net.Conn, buffered []byte) error {
 	e.init()
 	start := time.Now()
-	e.obs.SessionStarted(RoleInitiator)
-	s := Session{Role: RoleInitiator, Command: CmdEst}
-	if e.LogAddresses {
-		s.Remote = conn.RemoteAddr().String()
-	}
+	s := startSession(e.obs, RoleInitiator, conn, e.LogAddresses)
+	s.Command = CmdEst
 	var err error
 	if release, lerr := e.Limiter.acquireConn(conn); lerr != nil {
 		resetClose(conn)
@@ -94,9 +91,7 @@ func (e *Entrance) ServeBuffered(conn net.Conn, buffered []byte) error {
 		err = e.serve(conn, buffered, &s, start)
 		release()
 	}
-	s.end(start, err)
-	e.obs.SessionEnded(s)
-	logSession(e.log, s)
+	s.finish(e.obs, e.log, start, err)
 	return err
 }
 

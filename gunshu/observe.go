@@ -73,6 +73,26 @@ func (s *Session) end(start time.Time, err error) {
 	}
 }
 
+// startSession counts a session of role as started and opens its record.
+// The peer's address is in it only when the operator asked for addresses
+// in logs.
+func startSession(obs Observer, role Role, conn net.Conn, logAddresses bool) Session {
+	obs.SessionStarted(role)
+	s := Session{Role: role}
+	if logAddresses {
+		s.Remote = conn.RemoteAddr().String()
+	}
+	return s
+}
+
+// finish ends the record of a session begun at start, counts it and
+// writes its log line.
+func (s *Session) finish(obs Observer, log *zap.Logger, start time.Time, err error) {
+	s.end(start, err)
+	obs.SessionEnded(*s)
+	logSession(log, *s)
+}
+
 // Observer receives session events, for metrics. Implementations must be
 // safe for concurrent use and fast: they run on the session's goroutine.
 type Observer interface {

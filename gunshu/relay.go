@@ -117,11 +117,7 @@ func (r *Relay) ServeConn(conn net.Conn) error {
 func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 	r.init()
 	start := time.Now()
-	r.obs.SessionStarted(RoleRelay)
-	s := Session{Role: RoleRelay}
-	if r.LogAddresses {
-		s.Remote = conn.RemoteAddr().String()
-	}
+	s := startSession(r.obs, RoleRelay, conn, r.LogAddresses)
 	var err error
 	if release, lerr := r.Limiter.acquireConn(conn); lerr != nil {
 		err = replyAndClose(conn, failLine, lerr)
@@ -131,9 +127,7 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 		r.sessions.remove(id)
 		release()
 	}
-	s.end(start, err)
-	r.obs.SessionEnded(s)
-	logSession(r.log, s)
+	s.finish(r.obs, r.log, start, err)
 	return err
 }
 

@@ -51,11 +51,7 @@ func (r *Responder) init() {
 func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) {
 	r.init()
 	start := time.Now()
-	r.obs.SessionStarted(RoleResponder)
-	s := Session{Role: RoleResponder}
-	if r.LogAddresses {
-		s.Remote = conn.RemoteAddr().String()
-	}
+	s := startSession(r.obs, RoleResponder, conn, r.LogAddresses)
 	release, err := r.Limiter.acquireConn(conn)
 	if err != nil {
 		err = replyAndClose(conn, failLine, err)
@@ -82,9 +78,7 @@ func (r *Responder) end(s Session, start time.Time, err error) {
 	if errors.Is(err, ErrTestAnswered) {
 		err = nil
 	}
-	s.end(start, err)
-	r.obs.SessionEnded(s)
-	logSession(r.log, s)
+	s.finish(r.obs, r.log, start, err)
 }
 
 func (r *Responder) handshake(conn net.Conn, buffered []byte, s *Session, start time.Time) ([]byte, error) {
