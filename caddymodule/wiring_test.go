@@ -302,18 +302,36 @@ func TestRelayLimitKeptAcrossReload(t *testing.T) {
 }`)
 	loadCaddyfile(t, strings.ReplaceAll(text, "{extra}", ""))
 	// A session that says nothing holds its place for the command timeout.
-	held, err := net.DialTimeout("tcp", relay, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := holdSession(t, relay)
 	defer held.Close()
-	waitReply(t, relay, "fail") // one at a time from 127.0.0.1
 
 	// The reload changes the relay but not its identity or limits.
 	loadCaddyfile(t, strings.ReplaceAll(text, "{extra}", "dial_timeout 3s"))
 	waitReply(t, relay, "fail")
 	held.Close()
 	waitReply(t, relay, "ok")
+}
+
+// holdSession opens a silent session at a relay that allows one session
+// per address, and returns it once a probe from the same address is
+// refused. The relay accepts connections concurrently, so a probe can be
+// served before the silent session it follows: then the silent one is the
+// refused one, and it is opened again.
+func holdSession(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		held, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // let the relay take it first
+		if got, err := opsExchange(addr, "test\n"); err == nil && strings.TrimSpace(got) == "fail" {
+			return held
+		}
+		held.Close()
+	}
+	t.Fatalf("a silent session at %s never held its place", addr)
+	return nil
 }
 
 // waitReply sends test to addr until the answer is want, within 5 s.
