@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 )
@@ -180,4 +183,36 @@ func slicesContain(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestStopEndsLoops checks that stopping Caddy ends every patrol and
+// registration loop the gunshu app started.
+func TestStopEndsLoops(t *testing.T) {
+	n := newExampleNet(t)
+	n.load(nil)
+	n.waitList(n.relays()...)
+	loops := []string{"gunshu.(*Manager).Patrol", "gunshu.(*Registrar).keep", "caddymodule.(*Relay).keepRegistered"}
+	if running := goroutinesIn(loops); len(running) != len(loops) {
+		t.Fatalf("before Stop, running loops are %v, want all of %v", running, loops)
+	}
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Stop waits for the loops, so none may be left at all.
+	if running := goroutinesIn(loops); len(running) > 0 {
+		t.Fatalf("after Stop, loops still run: %v", running)
+	}
+}
+
+// goroutinesIn returns which of the functions some goroutine is in.
+func goroutinesIn(funcs []string) []string {
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	var found []string
+	for _, f := range funcs {
+		if strings.Contains(stacks, f) {
+			found = append(found, f)
+		}
+	}
+	return found
 }
