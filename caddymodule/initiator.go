@@ -107,7 +107,7 @@ func (h *Initiator) Validate() error {
 func (h *Initiator) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	conn, buffered, err := detach(cx)
 	if err != nil {
-		h.log.Debug("entrance session not started", zap.String("error", gunshu.RedactedError(err)))
+		h.log.Debug("entrance session not started", zap.String("error", gunshu.Redacted(err)))
 		return nil
 	}
 	_ = h.entrance.ServeBuffered(conn, buffered)

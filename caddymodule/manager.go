@@ -51,7 +51,7 @@ func (h *ManagerHandler) Provision(ctx caddy.Context) error {
 func (h *ManagerHandler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	conn, buffered, err := detach(cx)
 	if err != nil {
-		h.log.Debug("manager exchange not started", zap.String("error", gunshu.RedactedError(err)))
+		h.log.Debug("manager exchange not started", zap.String("error", gunshu.Redacted(err)))
 		return nil
 	}
 	_ = h.manager.ServeBuffered(conn, buffered)

@@ -130,7 +130,7 @@ func (h *Relay) Validate() error {
 func (h *Relay) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	conn, buffered, err := detach(cx)
 	if err != nil {
-		h.log.Debug("relay session not started", zap.String("error", gunshu.RedactedError(err)))
+		h.log.Debug("relay session not started", zap.String("error", gunshu.Redacted(err)))
 		return nil
 	}
 	_ = h.relay.ServeBuffered(conn, buffered)

@@ -68,7 +68,7 @@ func (h *Responder) Provision(ctx caddy.Context) error {
 func (h *Responder) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	conn, buffered, err := detach(cx)
 	if err != nil {
-		h.log.Debug("responder session not started", zap.String("error", gunshu.RedactedError(err)))
+		h.log.Debug("responder session not started", zap.String("error", gunshu.Redacted(err)))
 		return nil
 	}
 	stream, err := h.responder.Handshake(conn, buffered)

@@ -150,7 +150,7 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 		}
 		lastErr = err
 		// Redacted: the socket's own end is the first relay's predecessor.
-		d.log.Debug("route attempt failed", zap.Int("attempt", attempt), zap.String("error", RedactedError(err)))
+		d.log.Debug("route attempt failed", zap.Int("attempt", attempt), zap.String("error", redactedError(err)))
 		if ctx.Err() != nil {
 			break
 		}

@@ -88,7 +88,7 @@ func (m *Manager) ServeBuffered(conn net.Conn, buffered []byte) error {
 	m.obs.SessionEnded(s)
 	if err != nil {
 		// The error may name the peer: an initiator asking for the list.
-		m.log.Debug("exchange failed", zap.String("command", s.Command), zap.String("error", RedactedError(err)))
+		m.log.Debug("exchange failed", zap.String("command", s.Command), zap.String("error", redactedError(err)))
 	}
 	return err
 }

@@ -126,7 +126,7 @@ func logSession(l *zap.Logger, s Session) {
 		zap.Int64("bytes_down", s.Bytes.Down),
 	}
 	if s.Err != nil && s.Outcome != OutcomeOK {
-		fields = append(fields, zap.String("error", RedactedError(s.Err)))
+		fields = append(fields, zap.String("error", redactedError(s.Err)))
 	}
 	if s.Remote != "" {
 		fields = append(fields, zap.String("remote", s.Remote))
@@ -134,11 +134,11 @@ func logSession(l *zap.Logger, s Session) {
 	l.Info("session", fields...)
 }
 
-// RedactedError is err's text with the socket addresses of every
+// redactedError is err's text with the socket addresses of every
 // *net.OpError in it removed: "read tcp 192.0.2.1:7001->198.51.100.7:50123:
 // i/o timeout" becomes "read tcp: i/o timeout". The far address of an
 // accepted connection is exactly what a relay must not write down.
-func RedactedError(err error) string {
+func redactedError(err error) string {
 	msg := err.Error()
 	walkErrors(err, func(e error) {
 		if op, ok := e.(*net.OpError); ok && (op.Source != nil || op.Addr != nil) {
