@@ -96,7 +96,7 @@ func (a *AdminAPI) evict(ctx context.Context, w http.ResponseWriter, name, addr 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	removed, err := registryOf(m).Remove(ctx, addr)
+	removed, err := m.Registry.Remove(ctx, addr)
 	if err != nil {
 		return apiError(http.StatusBadGateway, "evicting %s: %v", addr, err)
 	}
@@ -132,7 +132,7 @@ type serviceView struct {
 func serviceViews(ctx context.Context, m *gunshu.Manager) ([]serviceView, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	services, err := registryOf(m).Services(ctx)
+	services, err := m.Registry.Services(ctx)
 	if err != nil {
 		return nil, apiError(http.StatusBadGateway, "reading registry: %v", err)
 	}

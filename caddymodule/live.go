@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -44,8 +45,12 @@ type liveManager struct {
 // registrations and evictions, the admin API and the status page, under
 // its config name. Call it in Provision, before m serves, and call the
 // returned untrack in Cleanup. It sets m.Observer, m.OnTest and
-// m.OnRegister.
+// m.OnRegister; m.Registry must be set (the operator tools read it while m
+// serves).
 func instrumentManager(ctx caddy.Context, name string, m *gunshu.Manager, log *zap.Logger) (untrack func(), err error) {
+	if m.Registry == nil {
+		return nil, fmt.Errorf("manager %q has no registry", name)
+	}
 	if m.Observer, err = newMetricsObserver(ctx); err != nil {
 		return nil, err
 	}
@@ -145,17 +150,8 @@ func (lm *liveManager) size(ctx context.Context) (int, error) {
 	if m == nil {
 		return 0, errNotRunning
 	}
-	addrs, err := registryOf(m).Addrs(ctx)
+	addrs, err := m.Registry.Addrs(ctx)
 	return len(addrs), err
-}
-
-// registryOf is the manager's registry; a zero Manager makes its
-// MemoryRegistry on first use, and an empty one stands for it till then.
-func registryOf(m *gunshu.Manager) gunshu.Registry {
-	if m.Registry == nil {
-		return &gunshu.MemoryRegistry{}
-	}
-	return m.Registry
 }
 
 // lookupManager finds the live manager of that config name.

@@ -32,6 +32,7 @@ type opsNet struct {
 	relays                 []string
 	responder, entrance    string
 	logs                   []string // JSON log files: info, debug
+	caddyfile              string
 }
 
 const opsCaddyfile = `{
@@ -134,16 +135,27 @@ func startOpsNet(t *testing.T, logAddresses bool) *opsNet {
 		"{responder}", n.responder, "{entrance}", n.entrance, "{log_addresses}", logOpt,
 		"{storage}", t.TempDir(),
 	).Replace(caddyfile)
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
-	if err != nil {
-		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
+	n.caddyfile = caddyfile
+	if err := n.load(nil); err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
 	n.waitServices(len(n.relays))
 	return n
+}
+
+// load loads the network's Caddyfile, edited by edit.
+func (n *opsNet) load(edit func(string) string) error {
+	n.t.Helper()
+	text := n.caddyfile
+	if edit != nil {
+		text = edit(text)
+	}
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
+	if err != nil {
+		n.t.Fatalf("adapting Caddyfile: %v\n%s", err, text)
+	}
+	return caddy.Load(cfg, true)
 }
 
 func opsPort(t *testing.T) string {

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-func TestRedactedErrorDropsSocketAddresses(t *testing.T) {
+func TestRedactedDropsSocketAddresses(t *testing.T) {
 	read := &net.OpError{
 		Op: "read", Net: "tcp",
 		Source: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 7001},
