@@ -37,8 +37,12 @@ type liveManager struct {
 	// first; the newest is the one shown.
 	bound []*gunshu.Manager
 
-	stop context.CancelFunc
-	done chan struct{}
+	// The sampler starts with the first bound manager, so its first
+	// sample has a registry to read.
+	ctx     context.Context
+	stop    context.CancelFunc
+	started bool
+	done    chan struct{}
 }
 
 // instrumentManager connects m to the metrics, the info logs of
@@ -82,6 +86,10 @@ func (lm *liveManager) bind(m *gunshu.Manager) {
 	lm.mu.Lock()
 	defer lm.mu.Unlock()
 	lm.bound = append(lm.bound, m)
+	if !lm.started {
+		lm.started = true
+		go lm.sample(lm.ctx, sampleInterval)
+	}
 }
 
 // unbind drops m. A config that failed to load unbinds its manager and
@@ -109,9 +117,7 @@ func (lm *liveManager) manager() *gunshu.Manager {
 
 func newLiveManager(name string) *liveManager {
 	ctx, cancel := context.WithCancel(context.Background())
-	lm := &liveManager{name: name, stop: cancel, done: make(chan struct{})}
-	go lm.sample(ctx, sampleInterval)
-	return lm
+	return &liveManager{name: name, ctx: ctx, stop: cancel, done: make(chan struct{})}
 }
 
 // sample records the registry's size now and then every interval.
@@ -140,7 +146,12 @@ func (lm *liveManager) sampleNow(ctx context.Context) {
 // Destruct stops the sampler when no config names the manager any more.
 func (lm *liveManager) Destruct() error {
 	lm.stop()
-	<-lm.done
+	lm.mu.Lock()
+	started := lm.started
+	lm.mu.Unlock()
+	if started {
+		<-lm.done
+	}
 	return nil
 }
 

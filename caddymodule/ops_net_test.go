@@ -90,6 +90,7 @@ const opsCaddyfile = `{
 }
 
 http://{status} {
+	bind 127.0.0.1
 	gunshu_status main
 }
 `
