@@ -93,24 +93,15 @@ func newBadEnv(t *testing.T) *badEnv {
 	respLn := listen(t)
 	rl := (&Responder{Timeouts: tm}).Listen(respLn, 0)
 	env.responder = respLn.Addr().String()
-	var wg sync.WaitGroup
-	wg.Add(1)
+	served := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		for {
-			c, err := rl.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
+		defer close(served)
+		_ = acceptLoop(rl, func(c net.Conn) {
+			defer c.Close()
+			_, _ = io.Copy(c, c)
+		})
 	}()
-	t.Cleanup(func() { rl.Close(); wg.Wait() })
+	t.Cleanup(func() { rl.Close(); <-served })
 
 	// The entrance's manager lists whatever the case says.
 	mgrLn := listen(t)

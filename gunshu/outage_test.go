@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -30,26 +29,17 @@ func newStreamingResponder(t testing.TB) *streamingResponder {
 	ln := listen(t)
 	rl := (&Responder{}).Listen(ln, 0)
 	sr := &streamingResponder{addr: ln.Addr().String(), ended: make(chan time.Time, 16)}
-	var wg sync.WaitGroup
-	wg.Add(1)
+	served := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		for {
-			c, err := rl.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				go func() { _, _ = c.Write(make([]byte, 64<<10)); pump(c) }()
-				_, _ = io.Copy(io.Discard, c)
-				sr.ended <- time.Now()
-			}()
-		}
+		defer close(served)
+		_ = acceptLoop(rl, func(c net.Conn) {
+			defer c.Close()
+			go func() { _, _ = c.Write(make([]byte, 64<<10)); pump(c) }()
+			_, _ = io.Copy(io.Discard, c)
+			sr.ended <- time.Now()
+		})
 	}()
-	t.Cleanup(func() { rl.Close(); rl.Wait(); wg.Wait() })
+	t.Cleanup(func() { rl.Close(); rl.Wait(); <-served })
 	return sr
 }
 
