@@ -1,7 +1,7 @@
 package gunshu
 
 import (
-	"context"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -37,23 +37,53 @@ type Entrance struct {
 	// it; 0 means DefaultCommandTimeout. Building the route has the
 	// Dialer's own bounds.
 	HandshakeTimeout time.Duration
+	// EarlyReply answers a SOCKS5 or HTTP CONNECT client's request with
+	// success at once, before the route's ok: a client that waits for the
+	// answer before it sends (curl, browsers) then gets its first byte a
+	// whole route round trip sooner, but a route that cannot be built
+	// ends with a reset instead of an error reply. Off by default: the
+	// answer waits for ok, and clients that send right behind their
+	// request (Tor Browser's optimistic data) lose nothing by it.
+	EarlyReply bool
+	// SilentWait is how long a fixed-responder entrance waits for the
+	// client's first bytes before it builds a route anyway (for
+	// protocols whose server speaks first: SMTP, IMAP, FTP); 0 means
+	// DefaultSilentWait. A client that sends first pays nothing: its
+	// bytes leave with est.
+	SilentWait time.Duration
+	// MaxSilent bounds the routes held at once for clients that have not
+	// sent a byte yet; one more such client waits for a place within
+	// HandshakeTimeout, then is reset. 0 means DefaultMaxSilent.
+	MaxSilent int
 	// Logger gets one line per finished session; nil logs nothing.
 	Logger *zap.Logger
 	// LogAddresses adds the client's address to session logs.
 	LogAddresses bool
 	Observer     Observer
 
-	once  sync.Once
-	log   *zap.Logger
-	obs   Observer
-	creds *credentials
+	once   sync.Once
+	log    *zap.Logger
+	obs    Observer
+	creds  *credentials
+	silent chan struct{} // a place per route held for a silent client
 }
+
+// Defaults of an Entrance's bounds on clients that have sent nothing.
+const (
+	DefaultSilentWait = 500 * time.Millisecond
+	DefaultMaxSilent  = 16
+)
+
+// ErrSilentClients refuses a client that sent nothing while MaxSilent
+// others are in the same state.
+var ErrSilentClients = errors.New("too many clients that sent nothing")
 
 func (e *Entrance) init() {
 	e.once.Do(func() {
 		e.log = loggerOr(e.Logger)
 		e.obs = observerOr(e.Observer)
 		e.creds = newCredentials(e.Username, e.Password)
+		e.silent = make(chan struct{}, cmp.Or(max(e.MaxSilent, 0), DefaultMaxSilent))
 	})
 }
 
@@ -96,21 +126,63 @@ func (e *Entrance) ServeBuffered(conn net.Conn, buffered []byte) error {
 }
 
 func (e *Entrance) serve(conn net.Conn, buffered []byte, s *Session, start time.Time) error {
-	if e.Responder != "" {
-		route, err := e.Dialer.Establish(context.Background(), e.Responder)
-		if err != nil {
-			// A reset, not an orderly close: the client must not take
-			// the missing route for an empty answer.
-			resetClose(conn)
-			return err
-		}
-		s.Handshake = time.Since(start)
-		e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
-		// The client is this route's initiator side: "up" in Forward's terms.
-		s.Bytes, err = ForwardIdle(conn, route.Conn, buffered, route.Rest, e.IdleTimeout)
-		return err
+	if e.Responder == "" {
+		return e.serveProxy(conn, buffered, s, start)
 	}
-	return e.serveProxy(conn, buffered, s, start)
+	var proven func()
+	if len(buffered) == 0 {
+		first, err := e.awaitFirstBytes(conn)
+		switch {
+		case len(first) > 0:
+			buffered = first
+		case isTimeout(err):
+			release, err := e.holdSilent(conn, start)
+			if err != nil {
+				resetClose(conn)
+				return err
+			}
+			defer release()
+			proven = release
+		default: // gone before a byte: nothing was spent on it
+			conn.Close()
+			return fmt.Errorf("waiting for the client's first bytes: %w", err)
+		}
+	}
+	err := e.carry(conn, e.Responder, buffered, nil, proven, s, start)
+	if s.Handshake > 0 {
+		e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
+	}
+	return err
+}
+
+// awaitFirstBytes reads what the client sends first, waiting at most
+// SilentWait: routes cost relays sockets and work, so an entrance builds
+// none for a client that sent nothing until it has waited that long.
+func (e *Entrance) awaitFirstBytes(conn net.Conn) ([]byte, error) {
+	_ = conn.SetReadDeadline(time.Now().Add(cmp.Or(max(e.SilentWait, 0), DefaultSilentWait)))
+	defer conn.SetReadDeadline(time.Time{})
+	buf := make([]byte, firstReadSize)
+	n, err := conn.Read(buf)
+	return buf[:n], err
+}
+
+// firstReadSize is the most of a client's first bytes read before its
+// route is dialed; the rest follows through the pipeline.
+const firstReadSize = 4 << 10
+
+// holdSilent takes a place for the route of a client that sent nothing,
+// waiting for one until the handshake's deadline. release gives it back,
+// once: at the client's first byte or at the end of the session.
+func (e *Entrance) holdSilent(conn net.Conn, start time.Time) (release func(), err error) {
+	timer := time.NewTimer(time.Until(handshakeDeadline(start, e.HandshakeTimeout)))
+	defer timer.Stop()
+	select {
+	case e.silent <- struct{}{}:
+	case <-timer.C:
+		return nil, ErrSilentClients
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-e.silent }) }, nil
 }
 
 // serveProxy reads the client's proxy request, builds a route to the
@@ -122,23 +194,29 @@ func (e *Entrance) serveProxy(conn net.Conn, buffered []byte, s *Session, start 
 		conn.Close()
 		return err
 	}
-	route, err := e.Dialer.Establish(context.Background(), req.target)
-	// The route may take longer than the request did; the answer gets a
-	// bound of its own.
-	_ = conn.SetDeadline(handshakeDeadline(time.Now(), e.HandshakeTimeout))
-	if answerErr := req.answerRoute(conn, err); err != nil || answerErr != nil {
-		if route != nil {
-			resetClose(route.Conn)
-		}
-		conn.Close()
-		if err == nil {
-			err = fmt.Errorf("answering proxy client: %w", answerErr)
-		}
-		return err
-	}
 	_ = conn.SetDeadline(time.Time{})
-	s.Handshake = time.Since(start)
-	e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
-	s.Bytes, err = ForwardIdle(conn, route.Conn, req.up, route.Rest, e.IdleTimeout)
+	answer := req.answerRoute
+	if e.EarlyReply && req.kind != proxyHTTPForward {
+		_ = conn.SetWriteDeadline(handshakeDeadline(time.Now(), e.HandshakeTimeout))
+		if err := req.answerRoute(conn, nil); err != nil {
+			conn.Close()
+			return fmt.Errorf("answering proxy client: %w", err)
+		}
+		_ = conn.SetWriteDeadline(time.Time{})
+		answer = nil
+	}
+	var reply func(error) error
+	if answer != nil {
+		reply = func(err error) error {
+			if err := answer(conn, err); err != nil {
+				return fmt.Errorf("answering proxy client: %w", err)
+			}
+			return nil
+		}
+	}
+	err = e.carry(conn, req.target, req.up, reply, nil, s, start)
+	if s.Handshake > 0 {
+		e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
+	}
 	return err
 }

@@ -53,11 +53,9 @@ func ForwardIdle(up, down net.Conn, upRest, downRest []byte, idle time.Duration)
 			resetClose(down)
 		})
 	}
-	var watch *idleWatch
-	if idle > 0 {
-		watch = newIdleWatch(idle, fail)
-		defer watch.stop()
-	}
+	watch := newIdleWatch(idle, fail)
+	watch.arm()
+	defer watch.stop()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -81,21 +79,39 @@ func ForwardIdle(up, down net.Conn, upRest, downRest []byte, idle time.Duration)
 }
 
 // idleWatch ends a session after idle without activity. The copy loops
-// call touch (an atomic store) per chunk moved; the timer, when it fires,
-// sleeps again for whatever is left of idle since the last touch.
+// call touch (an atomic store) per chunk moved; the timer, once armed,
+// sleeps again for whatever is left of idle since the last touch. A nil
+// watch (no idle timeout) does nothing.
 type idleWatch struct {
 	idle   time.Duration
 	base   time.Time
 	last   atomic.Int64 // nanoseconds since base of the latest touch
+	mu     sync.Mutex
 	timer  *time.Timer
 	expire func()
 	done   atomic.Bool
 }
 
+// newIdleWatch returns a watch that calls expire after idle without a
+// touch, counted from arm; nil when idle <= 0.
 func newIdleWatch(idle time.Duration, expire func()) *idleWatch {
-	w := &idleWatch{idle: idle, base: time.Now(), expire: expire}
-	w.timer = time.AfterFunc(idle, w.check)
-	return w
+	if idle <= 0 {
+		return nil
+	}
+	return &idleWatch{idle: idle, base: time.Now(), expire: expire}
+}
+
+// arm starts the clock: a session's handshake has bounds of its own.
+func (w *idleWatch) arm() {
+	if w == nil {
+		return
+	}
+	w.touch()
+	w.mu.Lock()
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.idle, w.check)
+	}
+	w.mu.Unlock()
 }
 
 func (w *idleWatch) touch() {
@@ -107,14 +123,25 @@ func (w *idleWatch) touch() {
 func (w *idleWatch) check() {
 	quiet := time.Since(w.base) - time.Duration(w.last.Load())
 	if quiet < w.idle {
+		w.mu.Lock()
 		w.timer.Reset(w.idle - quiet)
+		w.mu.Unlock()
 		return
 	}
 	w.done.Store(true)
 	w.expire()
 }
 
-func (w *idleWatch) stop() { w.timer.Stop() }
+func (w *idleWatch) stop() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
+}
 
 func (w *idleWatch) fired() bool { return w != nil && w.done.Load() }
 
@@ -129,7 +156,7 @@ func copyDirection(dst, src net.Conn, rest []byte, watch *idleWatch) (int64, err
 			return n, err
 		}
 	}
-	c, err := copyStream(dst, src, watch)
+	c, err := copyStream(dst, src, watch, 0)
 	n += c
 	if err != nil {
 		return n, err
@@ -142,12 +169,13 @@ func copyDirection(dst, src net.Conn, rest []byte, watch *idleWatch) (int64, err
 	return n, nil
 }
 
-// copyStream copies until EOF, in the kernel when both ends allow it.
-func copyStream(dst, src net.Conn, watch *idleWatch) (int64, error) {
+// copyStream copies until EOF, or until limit bytes when limit > 0 (a
+// copy that moved fewer met EOF), in the kernel when both ends allow it.
+func copyStream(dst, src net.Conn, watch *idleWatch, limit int64) (int64, error) {
 	var spliced int64
 	if d, ok := dst.(*net.TCPConn); ok {
 		if s, ok := src.(*net.TCPConn); ok {
-			n, handled, err := spliceStream(d, s, watch)
+			n, handled, err := spliceStream(d, s, watch, limit)
 			if handled {
 				return n, err
 			}
@@ -160,7 +188,11 @@ func copyStream(dst, src net.Conn, watch *idleWatch) (int64, error) {
 	if watch != nil {
 		w = touchingWriter{dst, watch}
 	}
-	n, err := io.CopyBuffer(w, readerOnly{src}, *bufp)
+	var r io.Reader = readerOnly{src}
+	if limit > 0 {
+		r = io.LimitReader(src, limit-spliced)
+	}
+	n, err := io.CopyBuffer(w, r, *bufp)
 	return spliced + n, err
 }
 

@@ -74,6 +74,11 @@ type Relay struct {
 	IdleTimeout time.Duration
 	// Limiter bounds the sessions held at once; nil bounds none.
 	Limiter *Limiter
+	// WaitForOK makes the relay behave as a 2003 one: it passes nothing
+	// of upstream's past est on until its next hop answered ok. By
+	// default it passes upstream's bytes at once (cut-through, at most
+	// MaxUnconfirmed before ok), which saves a round trip per hop.
+	WaitForOK bool
 	// Self are the relay's own advertised addresses: a list naming one of
 	// them is refused, so a route cannot loop back through this relay.
 	Self []string
@@ -133,11 +138,7 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 
 func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time) error {
 	lr := newLineReader(up, buffered, r.Limits.maxLine())
-	defer func() {
-		if lr.buf != nil {
-			lr.release()
-		}
-	}()
+	defer lr.drop()
 	_ = up.SetReadDeadline(start.Add(r.Timeouts.command()))
 	cmd, err := lr.readLine()
 	if err != nil {
@@ -159,36 +160,36 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	if err != nil {
 		return replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))
 	}
-	down, downRest, err := r.extendAside(list)
+	// A pipelining upstream's forward is checked before anything is
+	// dialed; a later one on its way (hop.pump).
+	fwdLen := 0
+	if !r.WaitForOK && lr.hasLine() {
+		if fwdLen, err = checkForward(lr); err != nil {
+			return replyAndClose(up, failLine, err)
+		}
+	}
+	next, rest := nextHop(r.rnd, list)
+	deadline := time.Now().Add(r.Timeouts.route())
+	down, err := r.dialAside(next, deadline)
 	if err != nil {
 		return replyAndClose(up, failLine, err)
 	}
-	if _, err := up.Write(okLine); err != nil {
-		resetClose(down)
-		up.Close()
-		return fmt.Errorf("answering ok: %w", err)
+	h := &hop{relay: r, up: up, down: down, lr: lr, s: s, start: start, passedOK: make(chan struct{})}
+	return h.run(estMessage(rest), fwdLen, deadline, len(list))
+}
+
+// dial connects to next through the relay's policy within the dial
+// timeout and the route's deadline.
+func (r *Relay) dial(next string, deadline time.Time) (net.Conn, error) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	ctx, cancelDial := context.WithTimeout(ctx, r.Timeouts.dial())
+	defer cancelDial()
+	down, err := r.Policy.Dial(ctx, next, r.Dialer)
+	if err != nil && !errors.Is(err, ErrPolicyDenied) {
+		err = errDial{err}
 	}
-	_ = up.SetReadDeadline(time.Now().Add(r.Timeouts.command()))
-	if err := lr.expectLine(CmdForward); err != nil {
-		resetClose(down)
-		resetClose(up)
-		return fmt.Errorf("waiting for forward: %w", err)
-	}
-	_ = up.SetReadDeadline(time.Time{})
-	// forward and whatever followed it leave in one segment.
-	first := append(forwardLine[:len(forwardLine):len(forwardLine)], lr.release()...)
-	if _, err := down.Write(first); err != nil {
-		resetClose(down)
-		resetClose(up)
-		return errNextHop{fmt.Errorf("sending forward: %w", err)}
-	}
-	s.Handshake = time.Since(start)
-	// The handshake in detail, for an operator debugging: how many
-	// entries the list had, never which.
-	r.log.Debug("route extended", zap.Int("list_entries", len(list)), zap.Duration("handshake", s.Handshake))
-	s.Bytes, err = ForwardIdle(up, down, nil, downRest, r.IdleTimeout)
-	s.Bytes.Up += int64(len(first) - len(forwardLine))
-	return err
+	return down, err
 }
 
 // checkList refuses empty lists, duplicates and lists naming this relay.
@@ -223,14 +224,6 @@ func (r *Relay) checkList(list []string) error {
 	return nil
 }
 
-// extend picks the next hop at random, connects to it and asks it to
-// establish the rest of the route. It returns the connection and any bytes
-// read past the next hop's ok.
-func (r *Relay) extend(list []string) (net.Conn, []byte, error) {
-	next, rest := nextHop(r.rnd, list)
-	return establish(context.Background(), r.Dialer, &r.Policy, next, rest, r.Timeouts, r.Limits)
-}
-
 // nextHop picks a relay's successor uniformly from the list it received,
 // and returns it with the list the successor is sent.
 func nextHop(rnd *random, list []string) (string, []string) {
@@ -238,45 +231,6 @@ func nextHop(rnd *random, list []string) (string, []string) {
 	rest := make([]string, 0, len(list)-1)
 	rest = append(append(rest, list[:i]...), list[i+1:]...)
 	return list[i], rest
-}
-
-// establish dials next through policy, sends est with list and waits for
-// ok. It is the one place where a route is extended, for relays and
-// initiators alike.
-func establish(ctx context.Context, d *net.Dialer, policy *Policy, next string, list []string, t Timeouts, l Limits) (net.Conn, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.route())
-	defer cancel()
-	deadline, _ := ctx.Deadline()
-	dialCtx, cancelDial := context.WithTimeout(ctx, t.dial())
-	down, err := policy.Dial(dialCtx, next, d)
-	cancelDial()
-	if err != nil {
-		if errors.Is(err, ErrPolicyDenied) {
-			return nil, nil, err
-		}
-		return nil, nil, errDial{err}
-	}
-	_ = down.SetDeadline(deadline)
-	// The caller giving up must end the wait for ok as well.
-	stop := context.AfterFunc(ctx, func() { _ = down.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if _, err := down.Write(estMessage(list)); err != nil {
-		resetClose(down)
-		return nil, nil, errNextHop{fmt.Errorf("sending est: %w", err)}
-	}
-	dlr := newLineReader(down, nil, l.maxLine())
-	err = dlr.expectLine(ReplyOK)
-	rest := dlr.release()
-	if err != nil {
-		down.Close()
-		return nil, nil, errNextHop{fmt.Errorf("waiting for ok: %w", err)}
-	}
-	if !stop() {
-		down.Close()
-		return nil, nil, errNextHop{ctx.Err()}
-	}
-	_ = down.SetDeadline(time.Time{})
-	return down, rest, nil
 }
 
 // failOrClose ends a connection whose first line could not be read: a
