@@ -45,6 +45,18 @@ type Initiator struct {
 	// IdleTimeout ends a session after this long without a byte in
 	// either direction. Default: 0, never.
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// EarlyReply answers SOCKS5 and HTTP CONNECT requests with success
+	// at once instead of after the route's ok: clients that wait for the
+	// answer before sending save a route round trip, but a route that
+	// cannot be built then ends with a reset rather than an error reply.
+	EarlyReply bool `json:"early_reply,omitempty"`
+	// SilentWait is how long a fixed-responder entrance waits for a
+	// client's first bytes before it builds a route anyway, for
+	// protocols whose server speaks first. Default: 500ms.
+	SilentWait caddy.Duration `json:"silent_wait,omitempty"`
+	// MaxSilent bounds the routes held at once for clients that have not
+	// sent a byte. Default: 16.
+	MaxSilent int `json:"max_silent,omitempty"`
 	// The session limits count client connections. They are kept per
 	// config: after a reload the sessions still open count only against
 	// the old config's limits.
@@ -110,6 +122,9 @@ func (h *Initiator) Provision(ctx caddy.Context) error {
 		Password:         password,
 		HandshakeTimeout: time.Duration(h.HandshakeTimeout),
 		IdleTimeout:      time.Duration(h.IdleTimeout),
+		EarlyReply:       h.EarlyReply,
+		SilentWait:       time.Duration(h.SilentWait),
+		MaxSilent:        h.MaxSilent,
 		Limiter:          h.SessionLimits.newLimiter(),
 		Logger:           h.log,
 		LogAddresses:     h.LogAddresses,
@@ -167,6 +182,14 @@ func (h *Initiator) Validate() error {
 		return errNegative("route_timeout", time.Duration(h.RouteTimeout))
 	case h.IdleTimeout < 0:
 		return errNegative("idle_timeout", time.Duration(h.IdleTimeout))
+	case h.SilentWait < 0:
+		return errNegative("silent_wait", time.Duration(h.SilentWait))
+	case h.MaxSilent < 0:
+		return errNegative("max_silent", h.MaxSilent)
+	case h.Responder != "" && h.EarlyReply:
+		return errors.New("early_reply needs proxy mode: a fixed-target entrance sends its clients no reply")
+	case h.Responder == "" && (h.SilentWait != 0 || h.MaxSilent != 0):
+		return errors.New("silent_wait and max_silent need a fixed responder: a proxy client must send its request before any route is built")
 	}
 	if err := h.RouteConfig.validate(); err != nil {
 		return err
@@ -199,6 +222,9 @@ func (h *Initiator) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 //		dial_timeout <duration>
 //		route_timeout <duration>
 //		idle_timeout <duration>
+//		early_reply
+//		silent_wait <duration>
+//		max_silent <n>
 //		max_sessions <n>
 //		max_sessions_per_ip <n>
 //		log_addresses
@@ -236,6 +262,12 @@ func (h *Initiator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.IdleTimeout, err = durationArg(d)
 		case "log_addresses":
 			err = flagArg(d, &h.LogAddresses)
+		case "early_reply":
+			err = flagArg(d, &h.EarlyReply)
+		case "silent_wait":
+			h.SilentWait, err = durationArg(d)
+		case "max_silent":
+			h.MaxSilent, err = intArg(d)
 		default:
 			if known, err := h.RouteConfig.unmarshalOption(d, opt); known {
 				return true, err

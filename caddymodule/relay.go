@@ -52,6 +52,10 @@ type Relay struct {
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
 	// RouteTimeout bounds the wait for the rest of the route. Default: 30s.
 	RouteTimeout caddy.Duration `json:"route_timeout,omitempty"`
+	// WaitForOK makes the relay hold upstream's bytes past est until its
+	// next hop answered ok, as a 2003 relay does. Off by default: bytes
+	// pass at once (at most 64 KiB before ok), a round trip less per hop.
+	WaitForOK bool `json:"wait_for_ok,omitempty"`
 	// LogAddresses adds the predecessor's address to session logs. Off
 	// by default: a relay's logs must not help to find its users.
 	LogAddresses bool `json:"log_addresses,omitempty"`
@@ -95,6 +99,7 @@ func (h *Relay) Provision(ctx caddy.Context) error {
 		Limits:       gunshu.Limits{MaxList: h.MaxList},
 		Timeouts:     gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},
 		IdleTimeout:  time.Duration(h.IdleTimeout),
+		WaitForOK:    h.WaitForOK,
 		Logger:       h.log,
 		LogAddresses: h.LogAddresses,
 	}
@@ -219,6 +224,7 @@ func (h *Relay) keepRegistered(ctx context.Context) {
 //		dial_timeout <duration>
 //		route_timeout <duration>
 //		idle_timeout <duration>
+//		wait_for_ok
 //		max_sessions <n>
 //		max_sessions_per_ip <n>
 //		log_addresses
@@ -259,6 +265,8 @@ func (h *Relay) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.DenyPorts = &ports
 		case "log_addresses":
 			err = flagArg(d, &h.LogAddresses)
+		case "wait_for_ok":
+			err = flagArg(d, &h.WaitForOK)
 		default:
 			return h.SessionLimits.unmarshalOption(d, opt)
 		}

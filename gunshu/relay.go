@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -98,6 +99,7 @@ type Relay struct {
 	log      *zap.Logger
 	obs      Observer
 	sessions sessionSet
+	busy     atomic.Int32 // exchanges served beyond the session limits
 }
 
 func (r *Relay) init() {
@@ -125,7 +127,7 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 	s := startSession(r.obs, RoleRelay, conn, r.LogAddresses)
 	var err error
 	if release, lerr := r.Limiter.acquireConn(conn); lerr != nil {
-		err = replyAndClose(conn, failLine, lerr)
+		err = r.serveBusy(conn, buffered, &s, lerr)
 	} else {
 		id := r.sessions.add(conn)
 		err = r.serve(conn, buffered, &s, start)
@@ -134,6 +136,40 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 	}
 	s.finish(r.obs, r.log, start, err)
 	return err
+}
+
+// Bounds of the exchanges a relay answers beyond its session limits.
+const (
+	// maxBusyExchanges bounds the connections over the limits whose
+	// first line is being read at once; more get fail at once.
+	maxBusyExchanges = 64
+	// busyCommandTimeout bounds reading that line.
+	busyCommandTimeout = 2 * time.Second
+)
+
+// serveBusy answers a connection refused by the session limits: test
+// still gets ok, so a manager's patrol keeps a busy relay listed; est and
+// everything else get fail, and the initiator tries elsewhere. These
+// exchanges have a bound of their own (maxBusyExchanges at once, each
+// read within busyCommandTimeout), so they cannot be what fills a relay.
+func (r *Relay) serveBusy(conn net.Conn, buffered []byte, s *Session, limited error) error {
+	if r.busy.Add(1) > maxBusyExchanges {
+		r.busy.Add(-1)
+		return replyAndClose(conn, failLine, limited)
+	}
+	defer r.busy.Add(-1)
+	lr := newLineReader(conn, buffered, r.Limits.maxLine())
+	defer lr.drop()
+	_ = conn.SetReadDeadline(time.Now().Add(min(r.Timeouts.command(), busyCommandTimeout)))
+	cmd, err := lr.readLine()
+	if err == nil && cmd == CmdTest {
+		s.Command = CmdTest
+		return replyAndClose(conn, okLine, nil)
+	}
+	if cmd == CmdEst {
+		s.Command = CmdEst
+	}
+	return replyAndClose(conn, failLine, limited)
 }
 
 func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time) error {
