@@ -104,6 +104,11 @@ func digestExchange(t *testing.T, first string, list []string, payload []byte, p
 	}
 }
 
+func sha256Sum(b []byte) []byte {
+	h := sha256.Sum256(b)
+	return h[:]
+}
+
 func randomBytes(seed uint64, n int) []byte {
 	b := make([]byte, n)
 	r := rand.NewChaCha8([32]byte{byte(seed)})

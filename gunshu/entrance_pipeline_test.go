@@ -1,0 +1,225 @@
+package gunshu
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingObserver counts the sessions a role started.
+type countingObserver struct{ started atomic.Int64 }
+
+func (o *countingObserver) SessionStarted(Role) { o.started.Add(1) }
+func (o *countingObserver) SessionEnded(Session) {}
+
+// bannerResponder is a responder whose application speaks first: it
+// writes a banner, then echoes.
+func bannerResponder(t testing.TB, banner string) string {
+	t.Helper()
+	ln := listen(t)
+	rl := (&Responder{}).Listen(ln, 0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = acceptLoop(rl, func(c net.Conn) {
+			defer c.Close()
+			if _, err := io.WriteString(c, banner); err == nil {
+				_, _ = io.Copy(c, c)
+			}
+		})
+	}()
+	t.Cleanup(func() { rl.Close(); rl.Wait(); <-done })
+	return ln.Addr().String()
+}
+
+// TestEntranceSilentClients (#16.7): a fixed entrance builds no route for
+// a client that leaves before sending a byte, and holds at most
+// MaxSilent routes for clients that stay silent; a protocol whose server
+// speaks first still works.
+func TestEntranceSilentClients(t *testing.T) {
+	const maxSilent = 3
+	relayObs := &countingObserver{}
+	relay := fixedRelay(t, false, relayObs, Timeouts{})
+	responder := bannerResponder(t, "220 ready\r\n")
+	mgr := listManager(t, func() []string { return []string{relay} })
+	rec := newRecorder()
+	entrance := serveEntrance(t, &Entrance{
+		Dialer:           &Dialer{Manager: mgr, ListTTL: -1},
+		Responder:        responder,
+		SilentWait:       100 * time.Millisecond,
+		MaxSilent:        maxSilent,
+		HandshakeTimeout: time.Second,
+		Observer:         rec,
+	})
+
+	// 50 connections that close at once cost no route.
+	for range 50 {
+		c := dialRaw(t, entrance)
+		c.Close()
+	}
+	for range 50 {
+		if s := rec.next(t); s.Outcome != OutcomeClosed {
+			t.Fatalf("empty connection: outcome %s (%v), want closed", s.Outcome, s.Err)
+		}
+	}
+	if n := relayObs.started.Load(); n != 0 {
+		t.Fatalf("%d route hops for 50 empty connections, want 0", n)
+	}
+
+	// A server-speaks-first protocol: the banner comes although the
+	// client sends nothing first.
+	c := dialRaw(t, entrance)
+	banner := make([]byte, len("220 ready\r\n"))
+	if _, err := io.ReadFull(c, banner); err != nil || string(banner) != "220 ready\r\n" {
+		t.Fatalf("banner %q, %v", banner, err)
+	}
+	writeRaw(t, c, "QUIT\r\n")
+	_ = c.CloseWrite()
+	if got := readToEnd(t, c); got != "QUIT\r\n" {
+		t.Fatalf("echo %q", got)
+	}
+	if s := rec.next(t); s.Outcome != OutcomeOK {
+		t.Fatalf("server-first session: %+v", s)
+	}
+
+	// 12 clients that stay silent: maxSilent routes, the rest reset
+	// after the handshake timeout.
+	relayObs.started.Store(0)
+	silent := make([]*net.TCPConn, 12)
+	for i := range silent {
+		silent[i] = dialRaw(t, entrance)
+	}
+	limited := 0
+	for range len(silent) - maxSilent {
+		s := rec.next(t)
+		if s.Outcome != OutcomeLimited {
+			t.Fatalf("silent client over the bound: %+v (%v)", s, s.Err)
+		}
+		limited++
+	}
+	// The others were reset, so no more routes can come.
+	waitFor(t, 5*time.Second, "the silent clients' routes", func() bool { return relayObs.started.Load() >= maxSilent })
+	if n := relayObs.started.Load(); n != maxSilent {
+		t.Fatalf("%d route hops for %d silent clients, want %d", n, len(silent), maxSilent)
+	}
+	for _, c := range silent {
+		c.Close()
+	}
+}
+
+// socksHandshake sends a SOCKS5 greeting and reads the method reply.
+func socksHandshake(t testing.TB, c net.Conn) {
+	t.Helper()
+	writeRaw(t, c, string(socksHelloNoAuth))
+	got := make([]byte, 2)
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, socksSelectNoAuth) {
+		t.Fatalf("method reply %v, %v", got, err)
+	}
+}
+
+func socksConnectTo(t testing.TB, addr string) []byte {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	return socksConnectDomain(host, uint16(p))
+}
+
+// TestEntranceSOCKS5OptimisticData: a client that sends its data right
+// behind CONNECT (as Tor Browser does) gets the success reply and then
+// the answer, the data having left with est.
+func TestEntranceSOCKS5OptimisticData(t *testing.T) {
+	relay := fixedRelay(t, false, nil, Timeouts{})
+	var received atomic.Int64
+	responder := digestResponder(t, &received)
+	mgr := listManager(t, func() []string { return []string{relay} })
+	for _, early := range []bool{false, true} {
+		entrance := serveEntrance(t, &Entrance{Dialer: &Dialer{Manager: mgr}, EarlyReply: early})
+		c := dialRaw(t, entrance)
+		socksHandshake(t, c)
+		payload := randomBytes(9, 5000)
+		writeRaw(t, c, string(socksConnectTo(t, responder))+string(payload))
+		_ = c.CloseWrite()
+		got := []byte(readToEnd(t, c))
+		digest := sha256Sum(payload)
+		if want := append(socksReply(socksSucceeded), digest...); !bytes.Equal(got, want) {
+			t.Fatalf("early %v: got %x, want the success reply and %x", early, got, want)
+		}
+	}
+}
+
+// TestEntranceEarlyReply: with EarlyReply the success reply goes before
+// the route's ok (here: a route that never comes), and a failed route
+// then ends with a reset; without it the client gets the failure code.
+func TestEntranceEarlyReply(t *testing.T) {
+	failer := cannedServer(t, "fail\n", false)
+	mgr := listManager(t, func() []string { return []string{failer} })
+	dialer := func() *Dialer { return &Dialer{Manager: mgr, Attempts: 1, ListTTL: -1} }
+	for _, c := range []struct {
+		early bool
+		want  []byte
+	}{
+		{false, socksReply(socksHostUnreachable)},
+		{true, socksReply(socksSucceeded)},
+	} {
+		entrance := serveEntrance(t, &Entrance{Dialer: dialer(), EarlyReply: c.early})
+		conn := dialRaw(t, entrance)
+		socksHandshake(t, conn)
+		writeRaw(t, conn, string(socksConnectDomain("responder.example", 80)))
+		got, err := io.ReadAll(conn)
+		if !bytes.Equal(got, c.want) {
+			t.Fatalf("early %v: got %v (%v), want %v", c.early, got, err, c.want)
+		}
+		if c.early && !isReset(err) {
+			t.Fatalf("early reply, failed route: %v, want a reset", err)
+		}
+	}
+}
+
+// TestEntrancePipelinedConcurrent runs many pipelined sessions through a
+// small network at once, each checked end to end.
+func TestEntrancePipelinedConcurrent(t *testing.T) {
+	n := newTestNet(t, 4)
+	var received atomic.Int64
+	responder := digestResponder(t, &received)
+	entrance := serveEntrance(t, &Entrance{Dialer: n.dialer(5), Responder: responder})
+	var wg sync.WaitGroup
+	errs := make(chan string, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", entrance, 2*time.Second)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			payload := randomBytes(uint64(i), 1000*(i+1))
+			go func() {
+				_, _ = c.Write(payload)
+				_ = c.(*net.TCPConn).CloseWrite()
+			}()
+			got, err := io.ReadAll(c)
+			if want := sha256Sum(payload); !bytes.Equal(got, want) {
+				errs <- "digest mismatch: " + strconv.Itoa(len(got)) + " bytes, " + errString(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "no error"
+	}
+	return err.Error()
+}
