@@ -14,7 +14,7 @@ import (
 // countingObserver counts the sessions a role started.
 type countingObserver struct{ started atomic.Int64 }
 
-func (o *countingObserver) SessionStarted(Role) { o.started.Add(1) }
+func (o *countingObserver) SessionStarted(Role)  { o.started.Add(1) }
 func (o *countingObserver) SessionEnded(Session) {}
 
 // bannerResponder is a responder whose application speaks first: it
