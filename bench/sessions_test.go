@@ -77,6 +77,8 @@ func runChild(role, next string) error {
 	case "responder":
 		rl := (&gunshu.Responder{}).Listen(ln, 0)
 		go acceptAll(rl, serveEndpoint)
+	case "plain":
+		go acceptAll(ln, serveEndpoint)
 	default:
 		return fmt.Errorf("unknown child role %q", role)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,14 +30,23 @@ type hop struct {
 	relay    *Relay
 	up, down net.Conn
 	lr       *lineReader // upstream's reader, until forward has passed
-	s        *Session
 	start    time.Time
 	watch    *idleWatch
-	passedOK chan struct{} // closed once the next hop's ok went up
-	gone     chan struct{} // closed by abort
+	// settled is closed once the route's fate before ok is known: the
+	// next hop's ok went up (state hopOK) or the hop was aborted
+	// (hopGone).
+	settled chan struct{}
+	state   atomic.Int32
+	pumping sync.WaitGroup
+	upBytes int64 // the pump's count and error, once pumping is done
+	upErr   error
+
+	// What the session records: the time to ok and the stream's bytes.
+	handshake time.Duration
+	bytes     Counts
 
 	abortOnce sync.Once
-	cause     error // why the hop was aborted, when the pump did it
+	cause     error // why the hop was aborted
 
 	// The forward line's bound: armed when ok went up, lifted when
 	// forward has passed.
@@ -44,22 +54,28 @@ type hop struct {
 	fwdPassed bool
 }
 
-// run passes est to the next hop, with everything upstream already sent
-// when that began with a forward line of fwdLen bytes (0: none yet), and
-// serves the route until both directions end. entries is the size of the
-// list the relay received, for the debug log.
-func (h *hop) run(est []byte, fwdLen int, deadline time.Time, entries int) error {
+// States of a hop before ok.
+const (
+	hopPending int32 = iota
+	hopOK
+	hopGone
+)
+
+// open passes est to the next hop, with everything upstream already
+// sent when that began with a forward line of fwdLen bytes (0: none yet),
+// starts the pump and waits for the next hop's answer; after a nil error
+// the route is established and forward serves it. entries is the size of
+// the list the relay received, for the debug log.
+func (h *hop) open(est []byte, fwdLen int, deadline time.Time, entries int) error {
 	r := h.relay
-	h.gone = make(chan struct{})
+	h.settled = make(chan struct{})
 	h.watch = newIdleWatch(r.IdleTimeout, func() { h.abort(ErrIdleTimeout) })
-	defer h.watch.stop()
 	_ = h.down.SetDeadline(deadline)
 	// Upstream's reads are bounded by the route's deadline (below, on
 	// down) until ok, then by the command timeout until forward.
 	_ = h.up.SetReadDeadline(time.Time{})
-	fwdHeld := fwdLen > 0
 	var upBytes int64
-	if fwdHeld {
+	if fwdLen > 0 {
 		upBytes = int64(len(h.lr.held()) - fwdLen)
 		est = append(est, h.lr.held()...)
 		h.lr.drop()
@@ -68,41 +84,51 @@ func (h *hop) run(est []byte, fwdLen int, deadline time.Time, entries int) error
 		resetClose(h.down)
 		return replyAndClose(h.up, failLine, errNextHop{fmt.Errorf("sending est: %w", err)})
 	}
-	type result struct {
-		n   int64
-		err error
-	}
-	pumped := make(chan result, 1)
-	go func() {
-		n, err := h.pump(fwdHeld, upBytes)
-		if err != nil {
-			h.abort(err)
-		}
-		pumped <- result{n, err}
-	}()
+	h.pumping.Add(1)
+	go h.runPump(fwdLen > 0, upBytes)
 	down, err := h.passReply()
 	if err != nil {
 		h.abort(err)
 		// Nothing passed up yet: answer fail as a 2003 relay would.
 		_ = replyAndClose(h.up, failLine, nil)
-		<-pumped
+		h.pumping.Wait()
+		h.watch.stop()
 		return h.why(err)
 	}
-	h.s.Handshake = time.Since(h.start)
-	r.log.Debug("route extended", zap.Int("list_entries", entries), zap.Duration("handshake", h.s.Handshake))
-	h.s.Bytes.Down, err = copyDirection(h.up, h.down, nil, h.watch)
-	h.s.Bytes.Down += int64(down)
+	h.handshake = time.Since(h.start)
+	h.bytes.Down = int64(down)
+	r.log.Debug("route extended", zap.Int("list_entries", entries), zap.Duration("handshake", h.handshake))
+	return nil
+}
+
+func (h *hop) runPump(fwdHeld bool, n int64) {
+	defer h.pumping.Done()
+	h.upBytes, h.upErr = h.pump(fwdHeld, n)
+	h.lr.drop() // the pump owns upstream's reader
+	h.lr = nil
+	if h.upErr != nil {
+		h.abort(h.upErr)
+	}
+}
+
+// forward serves an established route until both directions end. It
+// runs with serve's frames gone (see Relay.ServeBuffered): this is where
+// a session spends its life, on a small stack.
+func (h *hop) forward() error {
+	defer h.watch.stop()
+	n, err := copyDirection(h.up, h.down, nil, h.watch)
+	h.bytes.Down += n
 	if err != nil {
 		h.abort(err)
 	}
-	up := <-pumped
-	h.s.Bytes.Up = up.n
+	h.pumping.Wait()
+	h.bytes.Up = h.upBytes
 	h.up.Close()
 	h.down.Close()
 	if h.watch.fired() {
 		return ErrIdleTimeout
 	}
-	return errors.Join(up.err, err)
+	return errors.Join(h.upErr, err)
 }
 
 // passReply waits for the next hop's first line and passes an ok up with
@@ -121,8 +147,11 @@ func (h *hop) passReply() (int, error) {
 		_ = h.up.SetReadDeadline(time.Now().Add(h.relay.Timeouts.command()))
 	}
 	h.fwdMu.Unlock()
+	if !h.state.CompareAndSwap(hopPending, hopOK) {
+		return 0, net.ErrClosed // aborted meanwhile
+	}
+	close(h.settled)
 	h.watch.arm()
-	close(h.passedOK)
 	return len(whole) - lineLen, nil
 }
 
@@ -131,50 +160,55 @@ func (h *hop) passReply() (int, error) {
 // then the rest. n counts stream bytes, already-sent ones included.
 func (h *hop) pump(fwdHeld bool, n int64) (int64, error) {
 	if !fwdHeld {
-		if h.relay.WaitForOK {
-			select {
-			case <-h.passedOK:
-			case <-h.gone:
-				return n, nil
-			}
+		var err error
+		if n, err = h.passForward(); err != nil || n < 0 {
+			return max(n, 0), err
 		}
-		raw, err := h.lr.readRawLine()
-		if err == io.EOF {
-			// An end before forward goes on as an end: the next hop
-			// judges it as it would from a 2003 relay.
-			return n, h.halfClose(nil)
-		}
-		if err == nil {
-			err = forwardOK(raw)
-		}
-		if err != nil {
-			return n, fmt.Errorf("waiting for forward: %w", err)
-		}
-		h.liftForwardBound()
-		held := h.lr.held()
-		n = int64(len(held))
-		first := append(append(make([]byte, 0, len(raw)+len(held)), raw...), held...)
-		h.lr.drop()
-		if _, err := h.down.Write(first); err != nil {
-			return n, errNextHop{fmt.Errorf("sending forward: %w", err)}
-		}
-	} else {
-		h.liftForwardBound()
 	}
-	if budget := MaxUnconfirmed - n; !h.relay.WaitForOK && budget > 0 && !isClosed(h.passedOK) {
+	h.liftForwardBound()
+	if budget := MaxUnconfirmed - n; !h.relay.WaitForOK && budget > 0 && h.state.Load() == hopPending {
 		c, err := copyStream(h.down, h.up, h.watch, budget)
 		n += c
 		if err != nil || c < budget { // an error, or upstream's end
 			return n, h.halfClose(err)
 		}
 	}
-	select {
-	case <-h.passedOK:
-	case <-h.gone:
+	if <-h.settled; h.state.Load() == hopGone {
 		return n, nil
 	}
 	c, err := copyStream(h.down, h.up, h.watch, 0)
 	return n + c, h.halfClose(err)
+}
+
+// passForward reads upstream's forward line (in a 2003 relay's turn: after
+// ok, when the relay waits for it) and passes it on as it came, with what
+// followed it. It returns the stream bytes passed, or -1 when upstream
+// ended before forward or the route is gone.
+func (h *hop) passForward() (int64, error) {
+	if h.relay.WaitForOK {
+		if <-h.settled; h.state.Load() == hopGone {
+			return -1, nil
+		}
+	}
+	raw, err := h.lr.readRawLine()
+	if err == io.EOF {
+		// An end before forward goes on as an end: the next hop
+		// judges it as it would from a 2003 relay.
+		return -1, h.halfClose(nil)
+	}
+	if err == nil {
+		err = forwardOK(raw)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("waiting for forward: %w", err)
+	}
+	held := h.lr.held()
+	first := append(append(make([]byte, 0, len(raw)+len(held)), raw...), held...)
+	h.lr.drop()
+	if _, err := h.down.Write(first); err != nil {
+		return int64(len(held)), errNextHop{fmt.Errorf("sending forward: %w", err)}
+	}
+	return int64(len(held)), nil
 }
 
 // halfClose passes upstream's orderly end on, after a copy that ended
@@ -221,13 +255,16 @@ func (h *hop) liftForwardBound() {
 }
 
 // abort ends the route with a reset on both sides, once; the first
-// cause is kept.
+// cause is kept. Before ok, upstream is left for the caller to answer.
 func (h *hop) abort(err error) {
 	h.abortOnce.Do(func() {
 		h.cause = err
-		close(h.gone)
+		beforeOK := h.state.CompareAndSwap(hopPending, hopGone)
+		if beforeOK {
+			close(h.settled)
+		}
 		resetClose(h.down)
-		if isClosed(h.passedOK) {
+		if !beforeOK {
 			resetClose(h.up)
 		}
 	})
@@ -240,13 +277,4 @@ func (h *hop) why(err error) error {
 		return h.cause
 	}
 	return err
-}
-
-func isClosed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
 }

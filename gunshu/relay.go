@@ -130,7 +130,13 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 		err = r.serveBusy(conn, buffered, &s, lerr)
 	} else {
 		id := r.sessions.add(conn)
-		err = r.serve(conn, buffered, &s, start)
+		var h *hop
+		if h, err = r.serve(conn, buffered, &s, start); h != nil {
+			// serve's frame is gone: the session's long life in
+			// forward keeps a small stack.
+			err = h.forward()
+			s.Handshake, s.Bytes = h.handshake, h.bytes
+		}
 		r.sessions.remove(id)
 		release()
 	}
@@ -172,46 +178,54 @@ func (r *Relay) serveBusy(conn net.Conn, buffered []byte, s *Session, limited er
 	return replyAndClose(conn, failLine, limited)
 }
 
-func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time) error {
+// serve reads est and opens the route; it returns the hop once the
+// route is established, or why it is not.
+func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time) (*hop, error) {
 	lr := newLineReader(up, buffered, r.Limits.maxLine())
-	defer lr.drop()
+	h := &hop{relay: r, up: up, lr: lr, start: start}
+	defer func() {
+		if h.down == nil { // the hop never took the reader over
+			lr.drop()
+		}
+	}()
 	_ = up.SetReadDeadline(start.Add(r.Timeouts.command()))
 	cmd, err := lr.readLine()
 	if err != nil {
-		return failOrClose(up, fmt.Errorf("reading command: %w", err))
+		return nil, failOrClose(up, fmt.Errorf("reading command: %w", err))
 	}
 	switch cmd {
 	case CmdTest:
 		s.Command = CmdTest
-		return replyAndClose(up, okLine, nil)
+		return nil, replyAndClose(up, okLine, nil)
 	case CmdEst:
 		s.Command = CmdEst
 	default:
-		return replyAndClose(up, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
+		return nil, replyAndClose(up, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
 	}
 	list, err := lr.readList(r.Limits.maxList())
 	if err == nil {
 		err = r.checkList(list)
 	}
 	if err != nil {
-		return replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))
+		return nil, replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))
 	}
 	// A pipelining upstream's forward is checked before anything is
 	// dialed; a later one on its way (hop.pump).
 	fwdLen := 0
 	if !r.WaitForOK && lr.hasLine() {
 		if fwdLen, err = checkForward(lr); err != nil {
-			return replyAndClose(up, failLine, err)
+			return nil, replyAndClose(up, failLine, err)
 		}
 	}
 	next, rest := nextHop(r.rnd, list)
 	deadline := time.Now().Add(r.Timeouts.route())
-	down, err := r.dialAside(next, deadline)
-	if err != nil {
-		return replyAndClose(up, failLine, err)
+	if h.down, err = r.dialAside(next, deadline); err != nil {
+		return nil, replyAndClose(up, failLine, err)
 	}
-	h := &hop{relay: r, up: up, down: down, lr: lr, s: s, start: start, passedOK: make(chan struct{})}
-	return h.run(estMessage(rest), fwdLen, deadline, len(list))
+	if err := h.open(estMessage(rest), fwdLen, deadline, len(list)); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // dial connects to next through the relay's policy within the dial
