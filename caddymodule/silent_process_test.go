@@ -1,0 +1,241 @@
+package caddymodule
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+)
+
+// TestHelperCaddyProcess is not a test: run by caddyProcess as a child,
+// it is a Caddy process that loads the Caddyfile named by
+// GUNSHU_CADDYFILE, says "ready" and runs until its stdin ends.
+func TestHelperCaddyProcess(t *testing.T) {
+	path := os.Getenv("GUNSHU_CADDYFILE")
+	if path == "" {
+		return
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		os.Exit(2)
+	}
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(text, nil)
+	if err == nil {
+		err = caddy.Load(cfg, true)
+	}
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		os.Exit(3)
+	}
+	os.Stdout.WriteString("ready\n")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	_ = caddy.Stop()
+	os.Exit(0)
+}
+
+// caddyProcess runs a Caddy process (this test binary) with the
+// Caddyfile text; stop ends it and waits for it to exit.
+func caddyProcess(t *testing.T, text string) (stop func()) {
+	t.Helper()
+	path := t.TempDir() + "/Caddyfile"
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCaddyProcess$")
+	cmd.Env = append(os.Environ(), "GUNSHU_CADDYFILE="+path)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	ready := make(chan bool, 1)
+	go func() {
+		s := bufio.NewScanner(out)
+		ready <- s.Scan() && s.Text() == "ready"
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("the Caddy process did not load its config")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the Caddy process did not start")
+	}
+	return stop
+}
+
+// routeCounter counts the est sessions a relay finished.
+type routeCounter struct{ routes atomic.Int64 }
+
+func (o *routeCounter) SessionStarted(gunshu.Role) {}
+func (o *routeCounter) SessionEnded(s gunshu.Session) {
+	if s.Command == gunshu.CmdEst {
+		o.routes.Add(1)
+	}
+}
+
+// TestSilentClientsInCaddyProcess (#16.7): a fixed entrance in a Caddy
+// process builds no route for 200 connections that close without a
+// byte, at most max_silent for clients that stay silent, and still
+// serves a protocol whose server speaks first.
+func TestSilentClientsInCaddyProcess(t *testing.T) {
+	const maxSilent = 4
+	n := newEntNet(t, 0)
+	// One relay, max_relays 1: every route holds exactly one relay, so
+	// its sessions count routes.
+	obs := &routeCounter{}
+	rln := entListen(t)
+	relay := rln.Addr().String()
+	r := &gunshu.Relay{Policy: entLoopbackPolicy(), Self: []string{relay}, Observer: obs}
+	n.serve(rln, func() { _ = r.Serve(rln) })
+	n.closers = append(n.closers, func() { _ = r.Close() })
+	if err := gunshu.Register(context.Background(), n.manager, relay, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	responder := bannerResponder(t, n, "220 ready\r\n")
+	entrance := "127.0.0.1:" + freePort(t)
+	stop := caddyProcess(t, strings.NewReplacer("{entrance}", entrance, "{manager}", n.manager, "{responder}", responder).Replace(`{
+	admin off
+	log default {
+		level ERROR
+	}
+	layer4 {
+		{entrance} {
+			route {
+				gunshu_initiator {responder} {
+					manager {manager}
+					max_relays 1
+					guards 0
+					silent_wait 200ms
+					max_silent 4
+					handshake_timeout 1s
+				}
+			}
+		}
+	}
+}`))
+
+	for range 200 {
+		c, err := net.DialTimeout("tcp", entrance, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+
+	// A server-speaks-first session: the banner comes without a byte
+	// from the client.
+	c, err := net.DialTimeout("tcp", entrance, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	banner := make([]byte, len("220 ready\r\n"))
+	if _, err := io.ReadFull(c, banner); err != nil || string(banner) != "220 ready\r\n" {
+		t.Fatalf("banner %q, %v", banner, err)
+	}
+	c.Close()
+
+	// 12 silent clients: maxSilent get routes, the others are reset
+	// after handshake_timeout.
+	silent := make([]net.Conn, 12)
+	for i := range silent {
+		if silent[i], err = net.DialTimeout("tcp", entrance, 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		defer silent[i].Close()
+	}
+	refused := 0
+	for _, c := range silent {
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != nil && !isTimeoutErr(err) {
+			refused++ // reset by the entrance
+		}
+	}
+	if refused != len(silent)-maxSilent {
+		t.Fatalf("%d of %d silent clients refused, want %d", refused, len(silent), len(silent)-maxSilent)
+	}
+	stop() // every session of the entrance ends, and so its routes
+	waitForCond(t, "the relay's sessions to end", func() bool { return r.Active() == 0 })
+	if routes := obs.routes.Load(); routes != 1+maxSilent {
+		t.Fatalf("%d routes for 200 empty, 1 speaking and 12 silent clients, want %d", routes, 1+maxSilent)
+	}
+}
+
+func isTimeoutErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// bannerResponder runs a responder outside Caddy whose application
+// writes banner first, then holds the stream until the client ends it.
+func bannerResponder(t *testing.T, n *entNet, banner string) string {
+	t.Helper()
+	ln := entListen(t)
+	rl := (&gunshu.Responder{}).Listen(ln, 0)
+	n.closers = append(n.closers, func() { rl.Close(); rl.Wait() })
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			c, err := rl.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := io.WriteString(c, banner); err == nil {
+					_, _ = io.Copy(io.Discard, c)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// waitForCond polls cond for up to 10 s.
+func waitForCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s", what)
+		}
+	}
+}
