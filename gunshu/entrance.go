@@ -65,10 +65,10 @@ type Entrance struct {
 	LogAddresses bool
 	Observer     Observer
 
-	once   sync.Once
-	log    *zap.Logger
-	obs    Observer
-	creds  *credentials
+	once    sync.Once
+	log     *zap.Logger
+	obs     Observer
+	creds   *credentials
 	silent  chan struct{} // a place per route held for a silent client
 	silence silenceBudget
 }
