@@ -50,13 +50,17 @@ type Initiator struct {
 	// answer before sending save a route round trip, but a route that
 	// cannot be built then ends with a reset rather than an error reply.
 	EarlyReply bool `json:"early_reply,omitempty"`
-	// SilentWait is how long a fixed-responder entrance waits for a
-	// client's first bytes before it builds a route anyway, for
-	// protocols whose server speaks first. Default: 500ms.
-	SilentWait caddy.Duration `json:"silent_wait,omitempty"`
-	// MaxSilent bounds the routes held at once for clients that have not
-	// sent a byte. Default: 16.
+	// MaxSilent bounds the routes a fixed-responder entrance holds at
+	// once for clients that have not sent a byte; while one is free, and
+	// such routes are not being wasted (clients leaving without a byte,
+	// beyond a burst of max_silent and one a second), a route starts at
+	// accept. Default: 16.
 	MaxSilent int `json:"max_silent,omitempty"`
+	// SilentWait is how long a fixed-responder entrance that cannot start
+	// a route at accept waits for a client's first bytes before it asks
+	// for a place anyway (protocols whose server speaks first).
+	// Default: 500ms.
+	SilentWait caddy.Duration `json:"silent_wait,omitempty"`
 	// The session limits count client connections. They are kept per
 	// config: after a reload the sessions still open count only against
 	// the old config's limits.
