@@ -154,9 +154,6 @@ func acceptAll(ln net.Listener, handle func(net.Conn)) {
 	}
 }
 
-// gunshuRelay starts a Gunshu relay that always picks the first entry.
-func (n *network) gunshuRelay() string { return n.gunshuRelayMode(false) }
-
 // gunshuRelayMode starts a Gunshu relay that always picks the first
 // entry; waitForOK makes it a 2003 relay that holds upstream's bytes
 // until its next hop's ok (the relays before cut-through).

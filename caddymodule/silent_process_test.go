@@ -53,7 +53,12 @@ func caddyProcess(t *testing.T, text string) (stop func()) {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCaddyProcess$")
+	// os.Executable, not os.Args[0]: the command tests rewrite os.Args.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^TestHelperCaddyProcess$")
 	cmd.Env = append(os.Environ(), "GUNSHU_CADDYFILE="+path)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
