@@ -1,6 +1,8 @@
 package gunshu
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"context"
 	"errors"
 	"fmt"
@@ -164,29 +166,29 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 		return replyAndClose(up, failLine, err)
 	}
 	if _, err := up.Write(okLine); err != nil {
-		resetClose(down)
+		forward.Abort(down)
 		up.Close()
 		return fmt.Errorf("answering ok: %w", err)
 	}
 	_ = up.SetReadDeadline(time.Now().Add(r.Timeouts.command()))
 	if err := lr.expectLine(CmdForward); err != nil {
-		resetClose(down)
-		resetClose(up)
+		forward.Abort(down)
+		forward.Abort(up)
 		return fmt.Errorf("waiting for forward: %w", err)
 	}
 	_ = up.SetReadDeadline(time.Time{})
 	// forward and whatever followed it leave in one segment.
 	first := append(forwardLine[:len(forwardLine):len(forwardLine)], lr.release()...)
 	if _, err := down.Write(first); err != nil {
-		resetClose(down)
-		resetClose(up)
+		forward.Abort(down)
+		forward.Abort(up)
 		return errNextHop{fmt.Errorf("sending forward: %w", err)}
 	}
 	s.Handshake = time.Since(start)
 	// The handshake in detail, for an operator debugging: how many
 	// entries the list had, never which.
 	r.log.Debug("route extended", zap.Int("list_entries", len(list)), zap.Duration("handshake", s.Handshake))
-	s.Bytes, err = ForwardIdle(up, down, nil, downRest, r.IdleTimeout)
+	s.Bytes, err = forward.Copy(up, down, nil, downRest, r.IdleTimeout)
 	s.Bytes.Up += int64(len(first) - len(forwardLine))
 	return err
 }
@@ -261,7 +263,7 @@ func establish(ctx context.Context, d *net.Dialer, policy *Policy, next string, 
 	stop := context.AfterFunc(ctx, func() { _ = down.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if _, err := down.Write(estMessage(list)); err != nil {
-		resetClose(down)
+		forward.Abort(down)
 		return nil, nil, errNextHop{fmt.Errorf("sending est: %w", err)}
 	}
 	dlr := newLineReader(down, nil, l.maxLine())
@@ -346,6 +348,6 @@ func (ss *sessionSet) abortAll() {
 	}
 	ss.mu.Unlock()
 	for _, c := range conns {
-		resetClose(c)
+		forward.Abort(c)
 	}
 }

@@ -1,6 +1,8 @@
 package gunshu
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"errors"
 	"fmt"
 	"io"
@@ -68,7 +70,7 @@ func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) 
 	st := &stream{Conn: conn, rest: rest}
 	st.done = func() {
 		release()
-		s.Bytes = Counts{Up: st.up.Load(), Down: st.down.Load()}
+		s.Bytes = forward.Counts{Up: st.up.Load(), Down: st.down.Load()}
 		r.end(s, start, nil)
 	}
 	return st, nil
@@ -154,12 +156,7 @@ func (s *stream) Write(p []byte) (int, error) {
 }
 
 // CloseWrite half-closes the route when the connection supports it.
-func (s *stream) CloseWrite() error {
-	if cw, ok := s.Conn.(closeWriter); ok {
-		return cw.CloseWrite()
-	}
-	return errors.New("half-close not supported")
-}
+func (s *stream) CloseWrite() error { return forward.CloseWrite(s.Conn) }
 
 // ReadFrom lets io.Copy into the stream use the connection's fast path.
 func (s *stream) ReadFrom(r io.Reader) (int64, error) {
@@ -170,7 +167,7 @@ func (s *stream) ReadFrom(r io.Reader) (int64, error) {
 	if rf, ok := s.Conn.(io.ReaderFrom); ok {
 		n, err = rf.ReadFrom(r)
 	} else {
-		n, err = io.Copy(writerOnly{s.Conn}, r)
+		n, err = io.Copy(struct{ io.Writer }{s.Conn}, r)
 	}
 	s.down.Add(n)
 	return n, err
