@@ -202,7 +202,7 @@ func (a *App) provisionManager(ctx caddy.Context, name string, cfg *ManagerConfi
 		Policy:             gunshu.Policy{Allow: cfg.Allow, Deny: cfg.Deny},
 		RequireSourceMatch: cfg.RequireSourceMatch,
 		RegisterRate:       cfg.RegisterRate.rate(),
-		Limiter:            limiter,
+		SessionLimiter:     limiter,
 		DisableVerify:      cfg.Verify != nil && !*cfg.Verify,
 		TestTimeout:        time.Duration(cfg.TestTimeout),
 		PatrolInterval:     time.Duration(cfg.PatrolInterval),

@@ -110,7 +110,7 @@ func (h *Initiator) Provision(ctx caddy.Context) error {
 		Password:         password,
 		HandshakeTimeout: time.Duration(h.HandshakeTimeout),
 		IdleTimeout:      time.Duration(h.IdleTimeout),
-		Limiter:          h.SessionLimits.newLimiter(),
+		SessionLimiter:   h.SessionLimits.newLimiter(),
 		Logger:           h.log,
 		LogAddresses:     h.LogAddresses,
 	}

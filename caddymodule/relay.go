@@ -90,23 +90,23 @@ func (h *Relay) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.relay = &gunshu.Relay{
-		Observer:     observer,
-		Policy:       gunshu.Policy{Allow: h.Allow, Deny: h.Deny, DenyPorts: h.denyPorts()},
-		Limits:       gunshu.Limits{MaxList: h.MaxList},
-		Timeouts:     gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},
-		IdleTimeout:  time.Duration(h.IdleTimeout),
-		Logger:       h.log,
-		LogAddresses: h.LogAddresses,
+		Observer:      observer,
+		Policy:        gunshu.Policy{Allow: h.Allow, Deny: h.Deny, DenyPorts: h.denyPorts()},
+		MessageLimits: gunshu.MessageLimits{MaxList: h.MaxList},
+		Timeouts:      gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},
+		IdleTimeout:   time.Duration(h.IdleTimeout),
+		Logger:        h.log,
+		LogAddresses:  h.LogAddresses,
 	}
 	if h.advertise != "" {
 		// A list naming this relay is refused: no route loops through it.
 		h.relay.Self = []string{h.advertise}
-		h.relay.Limiter, h.limiterKey, err = sharedLimiter("relay "+h.advertise, h.SessionLimits)
+		h.relay.SessionLimiter, h.limiterKey, err = sharedLimiter("relay "+h.advertise, h.SessionLimits)
 		if err != nil {
 			return err
 		}
 	} else {
-		h.relay.Limiter = h.SessionLimits.newLimiter()
+		h.relay.SessionLimiter = h.SessionLimits.newLimiter()
 	}
 	if len(managers) > 0 && h.advertise != "" {
 		h.registrar = &gunshu.Registrar{

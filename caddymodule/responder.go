@@ -59,12 +59,12 @@ func (h *Responder) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.responder = &gunshu.Responder{
-		Observer:     observer,
-		Limits:       gunshu.Limits{MaxList: h.MaxList},
-		Timeouts:     gunshu.Timeouts{Command: time.Duration(h.HandshakeTimeout)},
-		Limiter:      h.SessionLimits.newLimiter(),
-		Logger:       h.log,
-		LogAddresses: h.LogAddresses,
+		Observer:       observer,
+		MessageLimits:  gunshu.MessageLimits{MaxList: h.MaxList},
+		Timeouts:       gunshu.Timeouts{Command: time.Duration(h.HandshakeTimeout)},
+		SessionLimiter: h.SessionLimits.newLimiter(),
+		Logger:         h.log,
+		LogAddresses:   h.LogAddresses,
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ const (
 var ErrNoRelays = errors.New("no relays listed")
 
 // FetchList asks the manager at addr for its list, within timeout.
-func FetchList(ctx context.Context, manager string, timeout time.Duration, l Limits) ([]string, error) {
+func FetchList(ctx context.Context, manager string, timeout time.Duration, l MessageLimits) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, orDefault(timeout, DefaultCommandTimeout))
 	defer cancel()
 	var d net.Dialer
@@ -96,8 +96,8 @@ type Dialer struct {
 	Cover string
 	// Guards keeps the first hops of this initiator; nil picks a fresh
 	// random first hop for every route.
-	Guards *Guards
-	Limits Limits
+	Guards        *Guards
+	MessageLimits MessageLimits
 	// Rand picks the routes; nil means a cryptographically secure source.
 	Rand rand.Source
 	// NetDialer connects to the first hop (set LocalAddr here).
@@ -171,7 +171,7 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 		if err != nil {
 			return nil, err
 		}
-		conn, rest, err := establish(ctx, d.NetDialer, openPolicy, first, list, d.Timeouts, d.Limits)
+		conn, rest, err := establish(ctx, d.NetDialer, openPolicy, first, list, d.Timeouts, d.MessageLimits)
 		d.reportFirstHop(ctx, first, err)
 		if err == nil {
 			if _, err = conn.Write(forwardLine); err == nil {
@@ -202,7 +202,7 @@ func (d *Dialer) relays(ctx context.Context, refresh bool) ([]string, error) {
 	if !refresh && ttl > 0 && cached != nil && age < ttl {
 		return cached, nil
 	}
-	list, err := FetchList(ctx, d.Manager, d.Timeouts.command(), d.Limits)
+	list, err := FetchList(ctx, d.Manager, d.Timeouts.command(), d.MessageLimits)
 	if err != nil {
 		if cached != nil && age < 2*ttl {
 			return cached, nil // a manager hiccup need not stop traffic

@@ -14,8 +14,8 @@ var (
 	ErrGroupFull    = errors.New("too many services on one IP address")
 )
 
-// Service is what a registry knows of one registered Service.
-type Service struct {
+// ServiceRecord is what a registry knows of one registered Service (relay).
+type ServiceRecord struct {
 	Addr string `json:"address"`
 	// FirstSeen and LastSeen are the first and the latest registration.
 	FirstSeen time.Time `json:"first_registered"`
@@ -45,7 +45,7 @@ type Registry interface {
 	// Addrs returns the registered addresses, in any order.
 	Addrs(ctx context.Context) ([]string, error)
 	// Services returns everything known of every service.
-	Services(ctx context.Context) ([]Service, error)
+	Services(ctx context.Context) ([]ServiceRecord, error)
 	// RecordTest stores a patrol result and returns the consecutive
 	// failures now counted for addr (0 after a success). An address no
 	// longer registered is ignored.
@@ -67,7 +67,7 @@ type MemoryRegistry struct {
 	MaxPerIP int
 
 	mu       sync.RWMutex
-	services map[string]*Service
+	services map[string]*ServiceRecord
 	perGroup map[string]int
 }
 
@@ -103,11 +103,11 @@ func (m *MemoryRegistry) Register(_ context.Context, addr, group string, now tim
 		return ErrGroupFull
 	}
 	if m.services == nil {
-		m.services = make(map[string]*Service)
+		m.services = make(map[string]*ServiceRecord)
 		m.perGroup = make(map[string]int)
 	}
 	if !known {
-		s = &Service{Addr: addr, FirstSeen: now}
+		s = &ServiceRecord{Addr: addr, FirstSeen: now}
 	}
 	s.LastSeen, s.Group = now, group
 	m.services[addr] = s
@@ -115,7 +115,7 @@ func (m *MemoryRegistry) Register(_ context.Context, addr, group string, now tim
 	return nil
 }
 
-func (m *MemoryRegistry) dropLocked(s *Service) {
+func (m *MemoryRegistry) dropLocked(s *ServiceRecord) {
 	delete(m.services, s.Addr)
 	if m.perGroup[s.Group]--; m.perGroup[s.Group] <= 0 {
 		delete(m.perGroup, s.Group)
@@ -134,9 +134,9 @@ func (m *MemoryRegistry) Addrs(context.Context) ([]string, error) {
 }
 
 // Services implements Registry; the result is sorted by address.
-func (m *MemoryRegistry) Services(context.Context) ([]Service, error) {
+func (m *MemoryRegistry) Services(context.Context) ([]ServiceRecord, error) {
 	m.mu.RLock()
-	out := make([]Service, 0, len(m.services))
+	out := make([]ServiceRecord, 0, len(m.services))
 	for _, s := range m.services {
 		out = append(out, *s)
 	}

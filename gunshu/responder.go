@@ -22,11 +22,11 @@ var ErrTestAnswered = errors.New("test answered")
 // ok, waits for forward, and hands over the stream. It answers test too.
 // The zero value is ready to use.
 type Responder struct {
-	Limits   Limits
-	Timeouts Timeouts
-	// Limiter bounds the sessions held at once, from the start of the
+	MessageLimits MessageLimits
+	Timeouts      Timeouts
+	// SessionLimiter bounds the sessions held at once, from the start of the
 	// handshake to the stream's Close; nil bounds none.
-	Limiter *Limiter
+	SessionLimiter *SessionLimiter
 	// Logger gets one line per finished session; nil logs nothing.
 	Logger *zap.Logger
 	// LogAddresses adds the last relay's address to session logs.
@@ -54,7 +54,7 @@ func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) 
 	r.init()
 	start := time.Now()
 	s := startSession(r.obs, RoleResponder, conn, r.LogAddresses)
-	release, err := r.Limiter.acquireConn(conn)
+	release, err := r.SessionLimiter.acquireConn(conn)
 	if err != nil {
 		err = replyAndClose(conn, failLine, err)
 		r.end(s, start, err)
@@ -84,7 +84,7 @@ func (r *Responder) end(s Session, start time.Time, err error) {
 }
 
 func (r *Responder) handshake(conn net.Conn, buffered []byte, s *Session, start time.Time) ([]byte, error) {
-	lr := newLineReader(conn, buffered, r.Limits.maxLine())
+	lr := newLineReader(conn, buffered, r.MessageLimits.maxLine())
 	rest, err := r.readRoute(conn, lr, s, start)
 	if lr.buf != nil {
 		lr.release()
@@ -108,7 +108,7 @@ func (r *Responder) readRoute(conn net.Conn, lr *lineReader, s *Session, start t
 		return nil, replyAndClose(conn, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
 	}
 	// The list is read in full, as the protocol asks, and then dropped.
-	list, err := lr.readList(r.Limits.maxList())
+	list, err := lr.readList(r.MessageLimits.maxList())
 	if err != nil {
 		return nil, replyAndClose(conn, failLine, fmt.Errorf("reading est: %w", err))
 	}

@@ -57,22 +57,22 @@ var (
 	forwardLine = []byte("forward\n")
 )
 
-// Limits bounds what a peer may send. Zero fields take the defaults.
-type Limits struct {
+// MessageLimits bounds what a peer may send. Zero fields take the defaults.
+type MessageLimits struct {
 	// MaxLine is the longest accepted line in bytes, without its newline.
 	MaxLine int
 	// MaxList is the largest accepted count in est and list.
 	MaxList int
 }
 
-func (l Limits) maxLine() int {
+func (l MessageLimits) maxLine() int {
 	if l.MaxLine <= 0 {
 		return DefaultMaxLine
 	}
 	return l.MaxLine
 }
 
-func (l Limits) maxList() int {
+func (l MessageLimits) maxList() int {
 	if l.MaxList <= 0 {
 		return DefaultMaxList
 	}
