@@ -22,30 +22,6 @@ const (
 // ErrNoRelays means the manager listed no usable relay.
 var ErrNoRelays = errors.New("no relays listed")
 
-// FetchList asks the manager at addr for its list, within timeout.
-func FetchList(ctx context.Context, manager string, timeout time.Duration, l MessageLimits) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, orDefault(timeout, DefaultCommandTimeout))
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", manager)
-	if err != nil {
-		return nil, fmt.Errorf("dialing manager: %w", err)
-	}
-	defer conn.Close()
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	if _, err := conn.Write(listLine); err != nil {
-		return nil, fmt.Errorf("sending list: %w", err)
-	}
-	lr := newLineReader(conn, nil, l.maxLine())
-	defer lr.release()
-	list, err := lr.readList(l.maxList())
-	if err != nil {
-		return nil, fmt.Errorf("reading list: %w", err)
-	}
-	return list, nil
-}
-
 // Route is an established route in forward mode.
 type Route struct {
 	// Conn is the connection to the first hop.

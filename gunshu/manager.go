@@ -256,21 +256,6 @@ func (m *Manager) testTargets(ctx context.Context, targets []netip.AddrPort) (ne
 	return at, time.Since(start), nil
 }
 
-// testExchange sends test on conn and waits for ok, until ctx's deadline.
-func testExchange(ctx context.Context, conn net.Conn, maxLine int) error {
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	if _, err := conn.Write(testLine); err != nil {
-		return fmt.Errorf("sending test: %w", err)
-	}
-	lr := newLineReader(conn, nil, maxLine)
-	defer lr.release()
-	if err := lr.expectLine(ReplyOK); err != nil {
-		return fmt.Errorf("waiting for ok: %w", err)
-	}
-	return nil
-}
-
 // Patrol tests every service each PatrolInterval until ctx ends.
 func (m *Manager) Patrol(ctx context.Context) {
 	m.init()
