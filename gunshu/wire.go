@@ -1,13 +1,8 @@
-// Package gunshu implements the Gunshu anonymizing relay protocol (2003):
-// a Manager that keeps the list of live relay Services, the Service (Relay)
-// that extends routes and then copies bytes, the Initiator (Dialer) that
-// builds a route through randomly chosen Services, and the Responder that
-// accepts routes as ordinary connections.
-//
-// The wire format is line based; see PROTOCOL.md for the normative text.
-// This file holds the codec: bounded line reading, counts, addresses and
-// lists, and the writers for every message.
 package gunshu
+
+// The wire codec: bounded line reading, counts, addresses and lists, and
+// the writers for every message. PROTOCOL.md has the normative text.
+
 
 import (
 	"errors"
