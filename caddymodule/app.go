@@ -45,10 +45,10 @@ type App struct {
 	log      *zap.Logger
 	mu       sync.Mutex
 	managers map[string]*gunshu.Manager
-	relays   []*Relay
+	relays   []*RelayHandler
 	// entrances are the initiators of this config, told their cover at
 	// Start (or at their first connection, whichever comes first).
-	entrances   []*Initiator
+	entrances   []*InitiatorHandler
 	limiterKeys []string
 	cancel      context.CancelFunc
 	loops       sync.WaitGroup
@@ -265,14 +265,14 @@ func (a *App) Manager(name string) (*gunshu.Manager, error) {
 func (a *App) ManagerNames() []string { return a.managerNames() }
 
 // Relays returns the relays of this config, in provisioning order.
-func (a *App) Relays() []*Relay {
+func (a *App) Relays() []*RelayHandler {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.relays)
 }
 
 // addRelay makes r's registration loop part of the app's lifetime.
-func (a *App) addRelay(r *Relay) {
+func (a *App) addRelay(r *RelayHandler) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.relays = append(a.relays, r)
@@ -280,7 +280,7 @@ func (a *App) addRelay(r *Relay) {
 
 // addEntrance lets the app give h its cover once every relay of the
 // config is known.
-func (a *App) addEntrance(h *Initiator) {
+func (a *App) addEntrance(h *InitiatorHandler) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.entrances = append(a.entrances, h)
