@@ -337,6 +337,48 @@ func (a *App) Stop() error {
 	return nil
 }
 
+// instrument connects the app's managers to the metrics, the logs and the
+// operator tools, and makes its relays visible to the admin API. App calls
+// it at the end of Provision; Cleanup undoes it.
+func (a *App) instrument(ctx caddy.Context) error {
+	la := &liveApp{app: a}
+	liveApps.Lock()
+	defer liveApps.Unlock()
+	liveApps.list = append(liveApps.list, la)
+	for _, name := range a.ManagerNames() {
+		m, err := a.Manager(name)
+		if err != nil {
+			return err
+		}
+		untrack, err := instrumentManager(ctx, name, m, a.log)
+		if err != nil {
+			return err
+		}
+		la.untrack = append(la.untrack, untrack)
+	}
+	return nil
+}
+
+// Cleanup releases what instrument took: the app's managers and relays
+// leave the admin API, unless a newer config still has them.
+func (a *App) Cleanup() error {
+	for _, key := range a.limiterKeys {
+		_ = releaseLimiter(key)
+	}
+	liveApps.Lock()
+	defer liveApps.Unlock()
+	for i, la := range liveApps.list {
+		if la.app == a {
+			for _, untrack := range la.untrack {
+				untrack()
+			}
+			liveApps.list = append(liveApps.list[:i], liveApps.list[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
 // Interface guards
 var (
 	_ caddy.App         = (*App)(nil)
