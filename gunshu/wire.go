@@ -3,7 +3,6 @@ package gunshu
 // The wire codec: bounded line reading, counts, addresses and lists, and
 // the writers for every message. PROTOCOL.md has the normative text.
 
-
 import (
 	"errors"
 	"fmt"
