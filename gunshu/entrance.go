@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 	"go.uber.org/zap"
 )
 
@@ -26,9 +27,9 @@ type Entrance struct {
 	// IdleTimeout ends a session after this long without a byte in
 	// either direction; 0 never does.
 	IdleTimeout time.Duration
-	// Limiter bounds the client connections served at once; nil bounds
+	// SessionLimiter bounds the client connections served at once; nil bounds
 	// none.
-	Limiter *Limiter
+	SessionLimiter *SessionLimiter
 	// Username and Password, when either is set, are required of proxy
 	// clients: SOCKS5 username/password (RFC 1929) or HTTP Basic
 	// Proxy-Authorization. They need an empty Responder.
@@ -120,8 +121,8 @@ func (e *Entrance) ServeBuffered(conn net.Conn, buffered []byte) error {
 	s := startSession(e.obs, RoleInitiator, conn, e.LogAddresses)
 	s.Command = CmdEst
 	var err error
-	if release, lerr := e.Limiter.acquireConn(conn); lerr != nil {
-		resetClose(conn)
+	if release, lerr := e.SessionLimiter.acquireConn(conn); lerr != nil {
+		forward.Abort(conn)
 		err = lerr
 	} else {
 		err = e.serve(conn, buffered, &s, start)
@@ -155,7 +156,7 @@ func (e *Entrance) serve(conn net.Conn, buffered []byte, s *Session, start time.
 		case isTimeout(err):
 			release, err := e.holdSilent(start)
 			if err != nil {
-				resetClose(conn)
+				forward.Abort(conn)
 				return err
 			}
 			defer release()

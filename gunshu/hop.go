@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 	"go.uber.org/zap"
 )
 
@@ -31,7 +32,7 @@ type hop struct {
 	up, down net.Conn
 	lr       *lineReader // upstream's reader, until forward has passed
 	start    time.Time
-	watch    *idleWatch
+	watch    *forward.IdleWatch
 	// settled is closed once the route's fate before ok is known: the
 	// next hop's ok went up (state hopOK) or the hop was aborted
 	// (hopGone).
@@ -43,7 +44,7 @@ type hop struct {
 
 	// What the session records: the time to ok and the stream's bytes.
 	handshake time.Duration
-	bytes     Counts
+	bytes     forward.Counts
 
 	abortOnce sync.Once
 	cause     error // why the hop was aborted
@@ -69,7 +70,7 @@ const (
 func (h *hop) open(est []byte, fwdLen int, deadline time.Time, entries int) error {
 	r := h.relay
 	h.settled = make(chan struct{})
-	h.watch = newIdleWatch(r.IdleTimeout, func() { h.abort(ErrIdleTimeout) })
+	h.watch = forward.NewIdleWatch(r.IdleTimeout, func() { h.abort(forward.ErrIdleTimeout) })
 	_ = h.down.SetDeadline(deadline)
 	// Upstream's reads are bounded by the route's deadline (below, on
 	// down) until ok, then by the command timeout until forward.
@@ -81,7 +82,7 @@ func (h *hop) open(est []byte, fwdLen int, deadline time.Time, entries int) erro
 		h.lr.drop()
 	}
 	if _, err := h.down.Write(est); err != nil {
-		resetClose(h.down)
+		forward.Abort(h.down)
 		return replyAndClose(h.up, failLine, errNextHop{fmt.Errorf("sending est: %w", err)})
 	}
 	h.pumping.Add(1)
@@ -96,7 +97,7 @@ func (h *hop) open(est []byte, fwdLen int, deadline time.Time, entries int) erro
 		h.abort(err)
 		h.up.Close()
 		h.pumping.Wait()
-		h.watch.stop()
+		h.watch.Stop()
 		return h.why(err)
 	}
 	h.handshake = time.Since(h.start)
@@ -119,8 +120,8 @@ func (h *hop) runPump(fwdHeld bool, n int64) {
 // runs with serve's frames gone (see Relay.ServeBuffered): this is where
 // a session spends its life, on a small stack.
 func (h *hop) forward() error {
-	defer h.watch.stop()
-	n, err := copyDirection(h.up, h.down, nil, h.watch)
+	defer h.watch.Stop()
+	n, err := forward.OneWay(h.up, h.down, nil, h.watch)
 	h.bytes.Down += n
 	if err != nil {
 		h.abort(err)
@@ -129,8 +130,8 @@ func (h *hop) forward() error {
 	h.bytes.Up = h.upBytes
 	h.up.Close()
 	h.down.Close()
-	if h.watch.fired() {
-		return ErrIdleTimeout
+	if h.watch.Fired() {
+		return forward.ErrIdleTimeout
 	}
 	return errors.Join(h.upErr, err)
 }
@@ -138,7 +139,7 @@ func (h *hop) forward() error {
 // passReply waits for the next hop's first line and passes an ok up with
 // the bytes that came with it. It returns how many of those were stream.
 func (h *hop) passReply() (int, error) {
-	whole, lineLen, err := readEstReply(h.down, h.relay.Limits.maxLine())
+	whole, lineLen, err := readEstReply(h.down, h.relay.MessageLimits.maxLine())
 	if err != nil {
 		return 0, errNextHop{fmt.Errorf("waiting for ok: %w", err)}
 	}
@@ -154,7 +155,7 @@ func (h *hop) passReply() (int, error) {
 	}
 	h.fwdMu.Unlock()
 	close(h.settled)
-	h.watch.arm()
+	h.watch.Arm()
 	if _, err := h.up.Write(whole); err != nil {
 		return 0, fmt.Errorf("passing ok: %w", err)
 	}
@@ -173,7 +174,7 @@ func (h *hop) pump(fwdHeld bool, n int64) (int64, error) {
 	}
 	h.liftForwardBound()
 	if budget := MaxUnconfirmed - n; !h.relay.WaitForOK && budget > 0 && h.state.Load() == hopPending {
-		c, err := copyStream(h.down, h.up, h.watch, budget)
+		c, err := forward.Stream(h.down, h.up, h.watch, budget)
 		n += c
 		if err != nil || c < budget { // an error, or upstream's end
 			return n, h.halfClose(err)
@@ -182,7 +183,7 @@ func (h *hop) pump(fwdHeld bool, n int64) (int64, error) {
 	if <-h.settled; h.state.Load() == hopGone {
 		return n, nil
 	}
-	c, err := copyStream(h.down, h.up, h.watch, 0)
+	c, err := forward.Stream(h.down, h.up, h.watch, 0)
 	return n + c, h.halfClose(err)
 }
 
@@ -223,10 +224,8 @@ func (h *hop) halfClose(err error) error {
 	if err != nil {
 		return err
 	}
-	if cw, ok := h.down.(closeWriter); ok {
-		if err := cw.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
-			return err
-		}
+	if err := forward.CloseWrite(h.down); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
 	}
 	return nil
 }
@@ -269,9 +268,9 @@ func (h *hop) abort(err error) {
 		if beforeOK {
 			close(h.settled)
 		}
-		resetClose(h.down)
+		forward.Abort(h.down)
 		if !beforeOK {
-			resetClose(h.up)
+			forward.Abort(h.up)
 		}
 	})
 }

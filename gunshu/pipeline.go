@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 )
 
 // pipeline carries a client's stream onto a route that is not yet
@@ -21,7 +23,7 @@ type pipeline struct {
 	client net.Conn
 	// proven, when set, is called once at the client's first byte.
 	proven func()
-	watch  *idleWatch
+	watch  *forward.IdleWatch
 	cancel context.CancelFunc // ends the attempts when the client is gone
 
 	mu    sync.Mutex
@@ -61,7 +63,7 @@ func (p *pipeline) send(conn net.Conn, est []byte) error {
 		return err
 	}
 	if p.eof {
-		closeWrite(conn)
+		_ = forward.CloseWrite(conn)
 	}
 	p.route = conn
 	return nil
@@ -82,7 +84,7 @@ func (p *pipeline) confirm() {
 	p.state, p.held = confirmed, nil
 	p.cond.Broadcast()
 	p.mu.Unlock()
-	p.watch.arm()
+	p.watch.Arm()
 }
 
 // fail aborts the session with a reset on both sides, once.
@@ -97,9 +99,9 @@ func (p *pipeline) fail(err error) {
 	p.cond.Broadcast()
 	p.mu.Unlock()
 	p.cancel()
-	resetClose(p.client)
+	forward.Abort(p.client)
 	if route != nil {
-		resetClose(route)
+		forward.Abort(route)
 	}
 }
 
@@ -113,10 +115,10 @@ func (p *pipeline) pump() (int64, error) {
 	p.mu.Lock()
 	route := p.route
 	p.mu.Unlock()
-	c, err := copyStream(route, p.client, p.watch, 0)
+	c, err := forward.Stream(route, p.client, p.watch, 0)
 	p.sent += c
 	if err == nil {
-		closeWrite(route)
+		_ = forward.CloseWrite(route)
 	}
 	return p.sent, err
 }
@@ -126,8 +128,8 @@ func (p *pipeline) pump() (int64, error) {
 // was silent). It returns -1 when the client ended its stream or the
 // session ended.
 func (p *pipeline) pumpHeld() (int, error) {
-	bufp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bufp)
+	bufp := forward.Buffer()
+	defer forward.PutBuffer(bufp)
 	for {
 		p.mu.Lock()
 		for p.state == pending && len(p.held) >= MaxUnconfirmed {
@@ -169,7 +171,7 @@ func (p *pipeline) pumpHeld() (int, error) {
 // Before ok a failed write is the route's failure, which its reply shows;
 // the bytes go out again on the next route.
 func (p *pipeline) pass(b []byte) error {
-	p.watch.touch()
+	p.watch.Touch()
 	p.mu.Lock()
 	p.sent += int64(len(b))
 	if p.state != pending {
@@ -192,7 +194,7 @@ func (p *pipeline) clientEnded() {
 	p.mu.Lock()
 	p.eof = true
 	if p.route != nil {
-		closeWrite(p.route)
+		_ = forward.CloseWrite(p.route)
 	}
 	p.mu.Unlock()
 }
@@ -207,12 +209,6 @@ func (p *pipeline) why(err error) error {
 	return err
 }
 
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(closeWriter); ok {
-		_ = cw.CloseWrite()
-	}
-}
-
 // carry takes client's stream to target through a pipelined route (see
 // pipeline), held being the client's bytes read so far. answer, when not
 // nil, tells a proxy client how the route went, before any byte of the
@@ -223,8 +219,8 @@ func (e *Entrance) carry(client net.Conn, target string, held []byte, answer fun
 	defer cancel()
 	p := newPipeline(client, held, cancel)
 	p.proven = proven
-	p.watch = newIdleWatch(e.IdleTimeout, func() { p.fail(ErrIdleTimeout) })
-	defer p.watch.stop()
+	p.watch = forward.NewIdleWatch(e.IdleTimeout, func() { p.fail(forward.ErrIdleTimeout) })
+	defer p.watch.Stop()
 	type result struct {
 		n   int64
 		err error
@@ -241,7 +237,7 @@ func (e *Entrance) carry(client net.Conn, target string, held []byte, answer fun
 	if err == nil && answer != nil {
 		_ = client.SetWriteDeadline(handshakeDeadline(time.Now(), e.HandshakeTimeout))
 		if aerr := answer(nil); aerr != nil {
-			resetClose(route.Conn)
+			forward.Abort(route.Conn)
 			route, err = nil, aerr
 		}
 		_ = client.SetWriteDeadline(time.Time{})
@@ -260,16 +256,16 @@ func (e *Entrance) carry(client net.Conn, target string, held []byte, answer fun
 	p.confirm()
 	s.Handshake = time.Since(start)
 	var down int64
-	down, err = copyDirection(client, route.Conn, route.Rest, p.watch)
+	down, err = forward.OneWay(client, route.Conn, route.Rest, p.watch)
 	if err != nil {
 		p.fail(err)
 	}
 	up := <-pumped
 	client.Close()
 	route.Conn.Close()
-	s.Bytes = Counts{Up: up.n, Down: down}
-	if p.watch.fired() {
-		return ErrIdleTimeout
+	s.Bytes = forward.Counts{Up: up.n, Down: down}
+	if p.watch.Fired() {
+		return forward.ErrIdleTimeout
 	}
 	return errors.Join(up.err, err)
 }

@@ -1,6 +1,8 @@
 package gunshu
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"context"
 	"errors"
 	"fmt"
@@ -65,16 +67,16 @@ func orDefault(d, def time.Duration) time.Duration {
 // value is ready to use with the defaults.
 type Relay struct {
 	// Policy decides which next hops may be dialed.
-	Policy Policy
-	Limits Limits
+	Policy        Policy
+	MessageLimits MessageLimits
 	// Timeouts bound the handshake; forwarding itself has no deadline
 	// unless IdleTimeout is set.
 	Timeouts Timeouts
 	// IdleTimeout ends a forwarding session (with a reset on every hop)
 	// after this long without a byte in either direction; 0 never does.
 	IdleTimeout time.Duration
-	// Limiter bounds the sessions held at once; nil bounds none.
-	Limiter *Limiter
+	// SessionLimiter bounds the sessions held at once; nil bounds none.
+	SessionLimiter *SessionLimiter
 	// WaitForOK makes the relay behave as a 2003 one: it passes nothing
 	// of upstream's past est on until its next hop answered ok. By
 	// default it passes upstream's bytes at once (cut-through, at most
@@ -126,7 +128,7 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 	start := time.Now()
 	s := startSession(r.obs, RoleRelay, conn, r.LogAddresses)
 	var err error
-	if release, lerr := r.Limiter.acquireConn(conn); lerr != nil {
+	if release, lerr := r.SessionLimiter.acquireConn(conn); lerr != nil {
 		err = r.serveBusy(conn, buffered, &s, lerr)
 	} else {
 		id := r.sessions.add(conn)
@@ -164,7 +166,7 @@ func (r *Relay) serveBusy(conn net.Conn, buffered []byte, s *Session, limited er
 		return replyAndClose(conn, failLine, limited)
 	}
 	defer r.busy.Add(-1)
-	lr := newLineReader(conn, buffered, r.Limits.maxLine())
+	lr := newLineReader(conn, buffered, r.MessageLimits.maxLine())
 	defer lr.drop()
 	_ = conn.SetReadDeadline(time.Now().Add(min(r.Timeouts.command(), busyCommandTimeout)))
 	cmd, err := lr.readLine()
@@ -181,7 +183,7 @@ func (r *Relay) serveBusy(conn net.Conn, buffered []byte, s *Session, limited er
 // serve reads est and opens the route; it returns the hop once the
 // route is established, or why it is not.
 func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time) (*hop, error) {
-	lr := newLineReader(up, buffered, r.Limits.maxLine())
+	lr := newLineReader(up, buffered, r.MessageLimits.maxLine())
 	h := &hop{relay: r, up: up, lr: lr, start: start}
 	defer func() {
 		if h.down == nil { // the hop never took the reader over
@@ -202,7 +204,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	default:
 		return nil, replyAndClose(up, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
 	}
-	list, err := lr.readList(r.Limits.maxList())
+	list, err := lr.readList(r.MessageLimits.maxList())
 	if err == nil {
 		err = r.checkList(list)
 	}
@@ -350,6 +352,6 @@ func (ss *sessionSet) abortAll() {
 	}
 	ss.mu.Unlock()
 	for _, c := range conns {
-		resetClose(c)
+		forward.Abort(c)
 	}
 }

@@ -1,9 +1,11 @@
-package gunshu
+package forward
 
 import (
 	"net"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // spliceStream moves src to dst through a kernel pipe with splice(2),
@@ -19,7 +21,7 @@ import (
 // its sessions, at the price of a buffer each while they copy.
 //
 // With limit > 0 it stops after limit bytes.
-func spliceStream(dst, src *net.TCPConn, watch *idleWatch, limit int64) (written int64, handled bool, err error) {
+func spliceStream(dst, src *net.TCPConn, watch *IdleWatch, limit int64) (written int64, handled bool, err error) {
 	srcRaw, err := src.SyscallConn()
 	if err != nil {
 		return 0, false, nil
@@ -50,7 +52,7 @@ func spliceStream(dst, src *net.TCPConn, watch *idleWatch, limit int64) (written
 				}
 			}
 			inPipe, readErr = splice(int(fd), p.w, chunk)
-			if readErr == syscall.EAGAIN {
+			if readErr == unix.EAGAIN {
 				// Nothing to read: park without the pipe. The EAGAIN was
 				// seen after the poller reset its readiness, so no
 				// wake-up can be lost.
@@ -66,7 +68,7 @@ func spliceStream(dst, src *net.TCPConn, watch *idleWatch, limit int64) (written
 		if p == nil && readErr != nil {
 			return written, false, nil // no pipe: copy in user space
 		}
-		if readErr == syscall.EINVAL && written == 0 {
+		if readErr == unix.EINVAL && written == 0 {
 			return 0, false, nil
 		}
 		if readErr != nil {
@@ -75,7 +77,7 @@ func spliceStream(dst, src *net.TCPConn, watch *idleWatch, limit int64) (written
 		if inPipe == 0 {
 			return written, true, nil // EOF
 		}
-		watch.touch()
+		watch.Touch()
 		n, err := drainPipe(dstRaw, p, inPipe)
 		written += int64(n)
 		if err != nil {
@@ -96,7 +98,7 @@ func drainPipe(dstRaw syscall.RawConn, p *kernelPipe, inPipe int) (int, error) {
 		var spliceErr error
 		err := dstRaw.Write(func(fd uintptr) bool {
 			n, spliceErr = splice(p.r, int(fd), inPipe-written)
-			return spliceErr != syscall.EAGAIN
+			return spliceErr != unix.EAGAIN
 		})
 		if err != nil {
 			return written, err
@@ -105,7 +107,7 @@ func drainPipe(dstRaw syscall.RawConn, p *kernelPipe, inPipe int) (int, error) {
 			return written, spliceErr
 		}
 		if n == 0 {
-			return written, syscall.EPIPE
+			return written, unix.EPIPE
 		}
 		written += n
 	}
@@ -114,18 +116,15 @@ func drainPipe(dstRaw syscall.RawConn, p *kernelPipe, inPipe int) (int, error) {
 
 const (
 	// maxSpliceChunk bounds one splice from a socket, and is the pipe's size.
-	maxSpliceChunk   = 1 << 20
-	spliceMove       = 0x1
-	fcntlSetPipeSize = 1031 // F_SETPIPE_SZ
-	spliceNonblock   = 0x2
+	maxSpliceChunk = 1 << 20
 	// idlePipes bounds the pool; more pipes than this are closed on return.
 	idlePipes = 256
 )
 
 func splice(in, out, max int) (int, error) {
 	for {
-		n, err := syscall.Splice(in, nil, out, nil, max, spliceMove|spliceNonblock)
-		if err == syscall.EINTR {
+		n, err := unix.Splice(in, nil, out, nil, max, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err == unix.EINTR {
 			continue
 		}
 		return int(n), err
@@ -135,8 +134,8 @@ func splice(in, out, max int) (int, error) {
 type kernelPipe struct{ r, w int }
 
 func (p *kernelPipe) close() {
-	syscall.Close(p.r)
-	syscall.Close(p.w)
+	unix.Close(p.r)
+	unix.Close(p.w)
 }
 
 // pipePool keeps a bounded stack of empty pipes. Unlike a sync.Pool it
@@ -158,12 +157,12 @@ func (pp *pipePool) get() (*kernelPipe, error) {
 	}
 	pp.mu.Unlock()
 	var fds [2]int
-	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil, err
 	}
 	// A larger pipe lets one splice move more; pages are allocated only
 	// when used, so an idle pipe stays small. Failure is harmless.
-	_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, uintptr(fds[0]), fcntlSetPipeSize, maxSpliceChunk)
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, maxSpliceChunk)
 	return &kernelPipe{r: fds[0], w: fds[1]}, nil
 }
 

@@ -1,10 +1,10 @@
 //go:build !linux
 
-package gunshu
+package forward
 
 import "net"
 
 // spliceStream is Linux-only; elsewhere the caller copies in user space.
-func spliceStream(dst, src *net.TCPConn, watch *idleWatch, limit int64) (int64, bool, error) {
+func spliceStream(dst, src *net.TCPConn, watch *IdleWatch, limit int64) (int64, bool, error) {
 	return 0, false, nil
 }

@@ -1,4 +1,9 @@
-package gunshu
+// Package forward moves a route's bytes once it is established: both
+// directions at once, in the kernel (splice) between two TCP sockets,
+// half-closes passed on, an error in either direction ending both with a
+// reset, and an optional idle timeout. It knows nothing of the protocol;
+// every role of package gunshu uses it for its forward mode.
+package forward
 
 import (
 	"errors"
@@ -20,27 +25,33 @@ type closeWriter interface {
 	CloseWrite() error
 }
 
-// Forward copies bytes both ways between up (toward the initiator) and
-// down (toward the responder) until both directions end, then closes both.
-// upRest and downRest are bytes already read from up and down that were
-// not yet passed on; they go first. An orderly end of one direction is
-// passed on as a half-close; an error in either direction closes both at
-// once with a reset, so every hop of the route ends.
-//
-// Between two *net.TCPConn on Linux the copy runs in the kernel (splice)
-// and an idle direction holds no pipe and no buffer.
-func Forward(up, down net.Conn, upRest, downRest []byte) (Counts, error) {
-	return ForwardIdle(up, down, upRest, downRest, 0)
+// CloseWrite half-closes c when it can: what a server that shuts down
+// its sending side expects of a TCP connection.
+func CloseWrite(c net.Conn) error {
+	if cw, ok := c.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("half-close not supported")
 }
 
 // ErrIdleTimeout ends a session that moved no byte for its idle timeout.
 var ErrIdleTimeout = errors.New("idle timeout")
 
-// ForwardIdle is Forward that also ends the session, like an error would,
-// once no byte has moved in either direction for idle; idle <= 0 never
-// does. The copy loops only store a timestamp per chunk; one timer per
-// session looks at it, so no deadline is set per read.
-func ForwardIdle(up, down net.Conn, upRest, downRest []byte, idle time.Duration) (Counts, error) {
+// Copy copies bytes both ways between up (toward the initiator) and down
+// (toward the responder) until both directions end, then closes both.
+// upRest and downRest are bytes already read from up and down that were
+// not yet passed on; they go first. An orderly end of one direction is
+// passed on as a half-close; an error in either direction closes both at
+// once with a reset, so every hop of the route ends.
+//
+// Once no byte has moved in either direction for idle, the session ends
+// as an error would, with ErrIdleTimeout; idle <= 0 never ends it. The
+// copy loops only store a timestamp per chunk; one timer per session
+// looks at it, so no deadline is set per read.
+//
+// Between two *net.TCPConn on Linux the copy runs in the kernel (splice)
+// and an idle direction holds no pipe and no buffer.
+func Copy(up, down net.Conn, upRest, downRest []byte, idle time.Duration) (Counts, error) {
 	var (
 		counts  Counts
 		downErr error
@@ -49,40 +60,40 @@ func ForwardIdle(up, down net.Conn, upRest, downRest []byte, idle time.Duration)
 	)
 	fail := func() {
 		abort.Do(func() {
-			resetClose(up)
-			resetClose(down)
+			Abort(up)
+			Abort(down)
 		})
 	}
-	watch := newIdleWatch(idle, fail)
-	watch.arm()
-	defer watch.stop()
+	watch := NewIdleWatch(idle, fail)
+	watch.Arm()
+	defer watch.Stop()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		counts.Down, downErr = copyDirection(up, down, downRest, watch)
+		counts.Down, downErr = OneWay(up, down, downRest, watch)
 		if downErr != nil {
 			fail()
 		}
 	}()
 	var upErr error
-	counts.Up, upErr = copyDirection(down, up, upRest, watch)
+	counts.Up, upErr = OneWay(down, up, upRest, watch)
 	if upErr != nil {
 		fail()
 	}
 	wg.Wait()
 	up.Close()
 	down.Close()
-	if watch.fired() {
+	if watch.Fired() {
 		return counts, ErrIdleTimeout
 	}
 	return counts, errors.Join(upErr, downErr)
 }
 
-// idleWatch ends a session after idle without activity. The copy loops
-// call touch (an atomic store) per chunk moved; the timer, once armed,
+// IdleWatch ends a session after idle without activity. The copy loops
+// call Touch (an atomic store) per chunk moved; the timer, once armed,
 // sleeps again for whatever is left of idle since the last touch. A nil
 // watch (no idle timeout) does nothing.
-type idleWatch struct {
+type IdleWatch struct {
 	idle   time.Duration
 	base   time.Time
 	last   atomic.Int64 // nanoseconds since base of the latest touch
@@ -92,21 +103,21 @@ type idleWatch struct {
 	done   atomic.Bool
 }
 
-// newIdleWatch returns a watch that calls expire after idle without a
-// touch, counted from arm; nil when idle <= 0.
-func newIdleWatch(idle time.Duration, expire func()) *idleWatch {
+// NewIdleWatch returns a watch that calls expire after idle without a
+// touch, counted from Arm; nil when idle <= 0.
+func NewIdleWatch(idle time.Duration, expire func()) *IdleWatch {
 	if idle <= 0 {
 		return nil
 	}
-	return &idleWatch{idle: idle, base: time.Now(), expire: expire}
+	return &IdleWatch{idle: idle, base: time.Now(), expire: expire}
 }
 
-// arm starts the clock: a session's handshake has bounds of its own.
-func (w *idleWatch) arm() {
+// Arm starts the clock: a session's handshake has bounds of its own.
+func (w *IdleWatch) Arm() {
 	if w == nil {
 		return
 	}
-	w.touch()
+	w.Touch()
 	w.mu.Lock()
 	if w.timer == nil {
 		w.timer = time.AfterFunc(w.idle, w.check)
@@ -114,13 +125,14 @@ func (w *idleWatch) arm() {
 	w.mu.Unlock()
 }
 
-func (w *idleWatch) touch() {
+// Touch records activity now.
+func (w *IdleWatch) Touch() {
 	if w != nil {
 		w.last.Store(int64(time.Since(w.base)))
 	}
 }
 
-func (w *idleWatch) check() {
+func (w *IdleWatch) check() {
 	quiet := time.Since(w.base) - time.Duration(w.last.Load())
 	if quiet < w.idle {
 		w.mu.Lock()
@@ -132,7 +144,8 @@ func (w *idleWatch) check() {
 	w.expire()
 }
 
-func (w *idleWatch) stop() {
+// Stop ends the watch; it does not call expire afterwards.
+func (w *IdleWatch) Stop() {
 	if w == nil {
 		return
 	}
@@ -143,11 +156,12 @@ func (w *idleWatch) stop() {
 	w.mu.Unlock()
 }
 
-func (w *idleWatch) fired() bool { return w != nil && w.done.Load() }
+// Fired reports whether the watch expired the session.
+func (w *IdleWatch) Fired() bool { return w != nil && w.done.Load() }
 
-// copyDirection copies src to dst after writing rest, then half-closes dst.
+// OneWay copies src to dst after writing rest, then half-closes dst.
 // An orderly EOF is no error. watch, when not nil, is touched per chunk.
-func copyDirection(dst, src net.Conn, rest []byte, watch *idleWatch) (int64, error) {
+func OneWay(dst, src net.Conn, rest []byte, watch *IdleWatch) (int64, error) {
 	var n int64
 	if len(rest) > 0 {
 		w, err := dst.Write(rest)
@@ -156,7 +170,7 @@ func copyDirection(dst, src net.Conn, rest []byte, watch *idleWatch) (int64, err
 			return n, err
 		}
 	}
-	c, err := copyStream(dst, src, watch, 0)
+	c, err := Stream(dst, src, watch, 0)
 	n += c
 	if err != nil {
 		return n, err
@@ -169,9 +183,9 @@ func copyDirection(dst, src net.Conn, rest []byte, watch *idleWatch) (int64, err
 	return n, nil
 }
 
-// copyStream copies until EOF, or until limit bytes when limit > 0 (a
+// Stream copies until EOF, or until limit bytes when limit > 0 (a
 // copy that moved fewer met EOF), in the kernel when both ends allow it.
-func copyStream(dst, src net.Conn, watch *idleWatch, limit int64) (int64, error) {
+func Stream(dst, src net.Conn, watch *IdleWatch, limit int64) (int64, error) {
 	var spliced int64
 	if d, ok := dst.(*net.TCPConn); ok {
 		if s, ok := src.(*net.TCPConn); ok {
@@ -196,14 +210,14 @@ func copyStream(dst, src net.Conn, watch *idleWatch, limit int64) (int64, error)
 	return spliced + n, err
 }
 
-// touchingWriter touches an idleWatch per write.
+// touchingWriter touches an IdleWatch per write.
 type touchingWriter struct {
 	w     io.Writer
-	watch *idleWatch
+	watch *IdleWatch
 }
 
 func (t touchingWriter) Write(p []byte) (int, error) {
-	t.watch.touch()
+	t.watch.Touch()
 	return t.w.Write(p)
 }
 
@@ -211,14 +225,21 @@ const copyBufSize = 32 << 10
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
+// Buffer lends a copy buffer of the pool Stream uses; give it back with
+// PutBuffer.
+func Buffer() *[]byte { return copyBufPool.Get().(*[]byte) }
+
+// PutBuffer gives back a buffer lent by Buffer.
+func PutBuffer(b *[]byte) { copyBufPool.Put(b) }
+
 // readerOnly and writerOnly hide ReadFrom/WriteTo so io.CopyBuffer uses our
 // pooled buffer instead of a fresh one.
 type readerOnly struct{ io.Reader }
 type writerOnly struct{ io.Writer }
 
-// resetClose closes c so that its peer sees a reset rather than an
-// orderly end: an aborted session must not look like a finished one.
-func resetClose(c net.Conn) {
+// Abort closes c so that its peer sees a reset rather than an orderly
+// end: an aborted session must not look like a finished one.
+func Abort(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
