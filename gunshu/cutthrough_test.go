@@ -36,6 +36,17 @@ func fixedRelay(t testing.TB, waitForOK bool, obs Observer, tm Timeouts) string 
 // answers the SHA-256 of what it received; every stream's bytes are also
 // counted in received.
 func digestResponder(t testing.TB, received *atomic.Int64) string {
+	return appResponder(t, func(c net.Conn) {
+		h := sha256.New()
+		n, _ := io.Copy(h, c)
+		received.Add(n)
+		_, _ = c.Write(h.Sum(nil))
+	})
+}
+
+// appResponder serves a responder whose application is app, and returns
+// its address.
+func appResponder(t testing.TB, app func(net.Conn)) string {
 	t.Helper()
 	ln := listen(t)
 	rl := (&Responder{}).Listen(ln, 0)
@@ -44,10 +55,7 @@ func digestResponder(t testing.TB, received *atomic.Int64) string {
 		defer close(done)
 		_ = acceptLoop(rl, func(c net.Conn) {
 			defer c.Close()
-			h := sha256.New()
-			n, _ := io.Copy(h, c)
-			received.Add(n)
-			_, _ = c.Write(h.Sum(nil))
+			app(c)
 		})
 	}()
 	t.Cleanup(func() { rl.Close(); rl.Wait(); <-done })
@@ -255,6 +263,35 @@ func TestCutThroughBoundsUnconfirmed(t *testing.T) {
 // holds afterBytes of stream, and then answers fail or hangs up. It
 // records how much stream it got.
 func failingHop(t testing.TB, afterBytes int, answer string, got *atomic.Int64) string {
+	return serveEach(t, func(c net.Conn) {
+		lr := newLineReader(c, nil, DefaultMaxLine)
+		defer lr.drop()
+		if _, err := lr.readLine(); err != nil {
+			return
+		}
+		if _, err := lr.readList(DefaultMaxList); err != nil {
+			return
+		}
+		if err := lr.expectLine(CmdForward); err != nil {
+			return
+		}
+		n := int64(len(lr.held()))
+		rest := make([]byte, 32<<10)
+		for n < int64(afterBytes) {
+			k, err := c.Read(rest)
+			n += int64(k)
+			if err != nil {
+				break
+			}
+		}
+		got.Store(n)
+		_, _ = io.WriteString(c, answer)
+	})
+}
+
+// serveEach serves every connection to a fresh loopback listener with
+// handle (within 5 s each) until the test ends, and returns the address.
+func serveEach(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
 	ln := listen(t)
 	var wg sync.WaitGroup
@@ -271,28 +308,7 @@ func failingHop(t testing.TB, afterBytes int, answer string, got *atomic.Int64) 
 				defer wg.Done()
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				lr := newLineReader(c, nil, DefaultMaxLine)
-				defer lr.drop()
-				if _, err := lr.readLine(); err != nil {
-					return
-				}
-				if _, err := lr.readList(DefaultMaxList); err != nil {
-					return
-				}
-				if err := lr.expectLine(CmdForward); err != nil {
-					return
-				}
-				n := int64(len(lr.held()))
-				rest := make([]byte, 32<<10)
-				for n < int64(afterBytes) {
-					k, err := c.Read(rest)
-					n += int64(k)
-					if err != nil {
-						break
-					}
-				}
-				got.Store(n)
-				_, _ = io.WriteString(c, answer)
+				handle(c)
 			}()
 		}
 	}()
@@ -357,27 +373,8 @@ func TestEntranceReplaysFailedRoute(t *testing.T) {
 
 // listManager answers every list request with what list returns.
 func listManager(t testing.TB, list func() []string) string {
-	t.Helper()
-	ln := listen(t)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-				_, _ = c.Read(make([]byte, 64))
-				_, _ = c.Write(appendList(nil, list()))
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
+	return serveEach(t, func(c net.Conn) {
+		_, _ = c.Read(make([]byte, 64))
+		_, _ = c.Write(appendList(nil, list()))
+	})
 }

@@ -20,21 +20,11 @@ func (o *countingObserver) SessionEnded(Session) {}
 // bannerResponder is a responder whose application speaks first: it
 // writes a banner, then echoes.
 func bannerResponder(t testing.TB, banner string) string {
-	t.Helper()
-	ln := listen(t)
-	rl := (&Responder{}).Listen(ln, 0)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = acceptLoop(rl, func(c net.Conn) {
-			defer c.Close()
-			if _, err := io.WriteString(c, banner); err == nil {
-				_, _ = io.Copy(c, c)
-			}
-		})
-	}()
-	t.Cleanup(func() { rl.Close(); rl.Wait(); <-done })
-	return ln.Addr().String()
+	return appResponder(t, func(c net.Conn) {
+		if _, err := io.WriteString(c, banner); err == nil {
+			_, _ = io.Copy(c, c)
+		}
+	})
 }
 
 // TestEntranceSilentClients (#16.7): a fixed entrance builds few routes
