@@ -31,12 +31,12 @@ type hop struct {
 	relay    *Relay
 	up, down net.Conn
 	lr       *lineReader // upstream's reader, until forward has passed
-	start    time.Time
 	watch    *forward.IdleWatch
-	// settled is closed once the route's fate before ok is known: the
+	// settled is done once the route's fate before ok is known: the
 	// next hop's ok went up (state hopOK) or the hop was aborted
-	// (hopGone).
-	settled chan struct{}
+	// (hopGone). A WaitGroup rather than a channel: it lives inside the
+	// hop, and a relayed session should cost as little as it can.
+	settled sync.WaitGroup
 	state   atomic.Int32
 	pumping sync.WaitGroup
 	upBytes int64 // the pump's count and error, once pumping is done
@@ -67,9 +67,9 @@ const (
 // starts the pump and waits for the next hop's answer; after a nil error
 // the route is established and forward serves it. entries is the size of
 // the list the relay received, for the debug log.
-func (h *hop) open(est []byte, fwdLen int, deadline time.Time, entries int) error {
+func (h *hop) open(est []byte, fwdLen int, start, deadline time.Time, entries int) error {
 	r := h.relay
-	h.settled = make(chan struct{})
+	h.settled.Add(1)
 	h.watch = forward.NewIdleWatch(r.IdleTimeout, func() { h.abort(forward.ErrIdleTimeout) })
 	_ = h.down.SetDeadline(deadline)
 	// Upstream's reads are bounded by the route's deadline (below, on
@@ -80,6 +80,7 @@ func (h *hop) open(est []byte, fwdLen int, deadline time.Time, entries int) erro
 		upBytes = int64(len(h.lr.held()) - fwdLen)
 		est = append(est, h.lr.held()...)
 		h.lr.drop()
+		h.lr = nil
 	}
 	if _, err := h.down.Write(est); err != nil {
 		forward.Abort(h.down)
@@ -100,19 +101,37 @@ func (h *hop) open(est []byte, fwdLen int, deadline time.Time, entries int) erro
 		h.watch.Stop()
 		return h.why(err)
 	}
-	h.handshake = time.Since(h.start)
+	h.handshake = time.Since(start)
 	h.bytes.Down = int64(down)
 	r.log.Debug("route extended", zap.Int("list_entries", entries), zap.Duration("handshake", h.handshake))
 	return nil
 }
 
+// runPump runs the pump, upstream to the next hop (see pump). When the
+// forward line is still to come, reading it happens first, and the long
+// copy then moves to a fresh goroutine: reading a line grows a stack that
+// a parked goroutine would keep for the whole session.
 func (h *hop) runPump(fwdHeld bool, n int64) {
+	if !fwdHeld {
+		var err error
+		n, err = h.passForward()
+		h.lr.drop() // the pump owns upstream's reader
+		h.lr = nil
+		if err != nil || n < 0 {
+			h.pumpDone(max(n, 0), err)
+			return
+		}
+		go func() { h.pumpDone(h.pump(n)) }()
+		return
+	}
+	h.pumpDone(h.pump(n))
+}
+
+func (h *hop) pumpDone(n int64, err error) {
 	defer h.pumping.Done()
-	h.upBytes, h.upErr = h.pump(fwdHeld, n)
-	h.lr.drop() // the pump owns upstream's reader
-	h.lr = nil
-	if h.upErr != nil {
-		h.abort(h.upErr)
+	h.upBytes, h.upErr = n, err
+	if err != nil {
+		h.abort(err)
 	}
 }
 
@@ -154,7 +173,7 @@ func (h *hop) passReply() (int, error) {
 		_ = h.up.SetReadDeadline(time.Now().Add(h.relay.Timeouts.command()))
 	}
 	h.fwdMu.Unlock()
-	close(h.settled)
+	h.settled.Done()
 	h.watch.Arm()
 	if _, err := h.up.Write(whole); err != nil {
 		return 0, fmt.Errorf("passing ok: %w", err)
@@ -162,16 +181,10 @@ func (h *hop) passReply() (int, error) {
 	return len(whole) - lineLen, nil
 }
 
-// pump passes upstream's bytes to the next hop: the forward line (unless
-// run already sent it), at most MaxUnconfirmed stream bytes before ok,
-// then the rest. n counts stream bytes, already-sent ones included.
-func (h *hop) pump(fwdHeld bool, n int64) (int64, error) {
-	if !fwdHeld {
-		var err error
-		if n, err = h.passForward(); err != nil || n < 0 {
-			return max(n, 0), err
-		}
-	}
+// pump passes upstream's stream to the next hop, forward having passed:
+// at most MaxUnconfirmed bytes before ok, then the rest. n counts stream
+// bytes, already-sent ones included.
+func (h *hop) pump(n int64) (int64, error) {
 	h.liftForwardBound()
 	if budget := MaxUnconfirmed - n; !h.relay.WaitForOK && budget > 0 && h.state.Load() == hopPending {
 		c, err := forward.Stream(h.down, h.up, h.watch, budget)
@@ -180,7 +193,7 @@ func (h *hop) pump(fwdHeld bool, n int64) (int64, error) {
 			return n, h.halfClose(err)
 		}
 	}
-	if <-h.settled; h.state.Load() == hopGone {
+	if h.settled.Wait(); h.state.Load() == hopGone {
 		return n, nil
 	}
 	c, err := forward.Stream(h.down, h.up, h.watch, 0)
@@ -193,7 +206,7 @@ func (h *hop) pump(fwdHeld bool, n int64) (int64, error) {
 // ended before forward or the route is gone.
 func (h *hop) passForward() (int64, error) {
 	if h.relay.WaitForOK {
-		if <-h.settled; h.state.Load() == hopGone {
+		if h.settled.Wait(); h.state.Load() == hopGone {
 			return -1, nil
 		}
 	}
@@ -266,7 +279,7 @@ func (h *hop) abort(err error) {
 		h.cause = err
 		beforeOK := h.state.CompareAndSwap(hopPending, hopGone)
 		if beforeOK {
-			close(h.settled)
+			h.settled.Done()
 		}
 		forward.Abort(h.down)
 		if !beforeOK {

@@ -184,7 +184,7 @@ func (r *Relay) serveBusy(conn net.Conn, buffered []byte, s *Session, limited er
 // route is established, or why it is not.
 func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time) (*hop, error) {
 	lr := newLineReader(up, buffered, r.MessageLimits.maxLine())
-	h := &hop{relay: r, up: up, lr: lr, start: start}
+	h := &hop{relay: r, up: up, lr: lr}
 	defer func() {
 		if h.down == nil { // the hop never took the reader over
 			lr.drop()
@@ -224,7 +224,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	if h.down, err = r.dialAside(next, deadline); err != nil {
 		return nil, replyAndClose(up, failLine, err)
 	}
-	if err := h.open(estMessage(rest), fwdLen, deadline, len(list)); err != nil {
+	if err := h.open(estMessage(rest), fwdLen, start, deadline, len(list)); err != nil {
 		return nil, err
 	}
 	return h, nil
