@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -167,6 +168,22 @@ func TestEntranceEarlyReply(t *testing.T) {
 		}
 		if c.early && !isReset(err) {
 			t.Fatalf("early reply, failed route: %v, want a reset", err)
+		}
+	}
+	// HTTP CONNECT the same way.
+	for _, c := range []struct {
+		early bool
+		want  string
+	}{
+		{false, "HTTP/1.1 502 "},
+		{true, "HTTP/1.1 200 Connection established\r\n\r\n"},
+	} {
+		entrance := serveEntrance(t, &Entrance{Dialer: dialer(), EarlyReply: c.early})
+		conn := dialRaw(t, entrance)
+		writeRaw(t, conn, "CONNECT responder.example:80 HTTP/1.1\r\nHost: responder.example:80\r\n\r\n")
+		got, err := io.ReadAll(conn)
+		if !strings.HasPrefix(string(got), c.want) || c.early && string(got) != c.want {
+			t.Fatalf("early %v: got %q (%v), want %q", c.early, got, err, c.want)
 		}
 	}
 }
