@@ -174,7 +174,11 @@ func (p *pipeline) pass(b []byte) error {
 	p.watch.Touch()
 	p.mu.Lock()
 	p.sent += int64(len(b))
-	if p.state != pending {
+	if p.state == ended {
+		p.mu.Unlock()
+		return net.ErrClosed
+	}
+	if p.state == confirmed {
 		// Confirmed: only this goroutine writes, and the lock must
 		// stay free for fail while the write waits.
 		route := p.route
