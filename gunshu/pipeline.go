@@ -78,13 +78,18 @@ func (p *pipeline) drop(conn net.Conn) {
 }
 
 // confirm is told the route answered ok: what was held is no longer
-// needed and the client's bytes may flow unbounded.
-func (p *pipeline) confirm() {
+// needed and the client's bytes may flow unbounded. It reports false
+// when the session ended meanwhile.
+func (p *pipeline) confirm() bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != pending {
+		return false
+	}
 	p.state, p.held = confirmed, nil
 	p.cond.Broadcast()
-	p.mu.Unlock()
 	p.watch.Arm()
+	return true
 }
 
 // fail aborts the session with a reset on both sides, once.
@@ -257,7 +262,11 @@ func (e *Entrance) carry(client net.Conn, target string, held []byte, answer fun
 		<-pumped
 		return err
 	}
-	p.confirm()
+	if !p.confirm() {
+		forward.Abort(route.Conn)
+		<-pumped
+		return p.why(net.ErrClosed)
+	}
 	s.Handshake = time.Since(start)
 	var down int64
 	down, err = forward.OneWay(client, route.Conn, route.Rest, p.watch)
