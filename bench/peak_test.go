@@ -50,22 +50,33 @@ func resetPeak(pid int) error {
 // route). splice is a chain of minimal Go relays (io.Copy, which splices);
 // gunshu a chain of gunshu.Relay, reached by a client that pipelines est,
 // forward and its bytes. Run with -benchtime=1x.
+//
+// caddy1 is one Caddy process running gunshu_relay (its next hop is random,
+// so its routes hold one relay: the responder is the only entry), against
+// gunshu1 and splice1, the same one-relay routes.
 func BenchmarkPeakMemory(b *testing.B) {
-	for _, role := range []string{"splice", "gunshu"} {
-		b.Run(role, func(b *testing.B) {
+	for _, c := range []struct {
+		role string
+		hops int
+	}{{"splice", peakRelays}, {"gunshu", peakRelays}, {"splice", 1}, {"gunshu", 1}, {"caddy", 1}} {
+		name := c.role
+		if c.hops != peakRelays {
+			name = fmt.Sprintf("%s%d", c.role, c.hops)
+		}
+		b.Run(name, func(b *testing.B) {
 			for range b.N {
-				b.ReportMetric(peakPerSession(b, role)/1024, "KiB/session")
+				b.ReportMetric(peakPerSession(b, c.role, c.hops)/1024, "KiB/session")
 			}
 		})
 	}
 }
 
-func peakPerSession(b *testing.B, role string) float64 {
+func peakPerSession(b *testing.B, role string, hops int) float64 {
 	var relays []*child
 	var dial func() (net.Conn, error)
 	if role == "splice" {
 		next := startChild(b, "plain", "").addr
-		for range peakRelays {
+		for range hops {
 			r := startChild(b, "splice", next)
 			relays = append(relays, r)
 			next = r.addr
@@ -73,8 +84,8 @@ func peakPerSession(b *testing.B, role string) float64 {
 		dial = func() (net.Conn, error) { return dialPlain(next, []byte{opEcho}) }
 	} else {
 		responder := startChild(b, "responder", "").addr
-		for range peakRelays {
-			relays = append(relays, startChild(b, "gunshu", ""))
+		for range hops {
+			relays = append(relays, startChild(b, role, ""))
 		}
 		list := []string{}
 		for _, r := range relays[1:] {
@@ -125,7 +136,7 @@ func peakPerSession(b *testing.B, role string) float64 {
 		}
 		peak += hwm
 	}
-	return (float64(peak) - float64(before)) / float64(peakSessions*peakRelays)
+	return (float64(peak) - float64(before)) / float64(peakSessions*hops)
 }
 
 // echoSessions opens count sessions through dial, and once all are open

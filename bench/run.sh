@@ -32,7 +32,7 @@ for round in $(seq "$ROUNDS"); do
 done
 echo "# idle sessions: 1,000 through one relay process"
 run -test.bench '^BenchmarkIdleSessions$' -test.benchtime 1x >"$out/idle.txt"
-echo "# peak memory: 300 sessions echoing 64 KiB at once through 3 relay processes, $ROUNDS rounds"
+echo "# peak memory: 300 sessions echoing 64 KiB at once through relay processes, $ROUNDS rounds"
 run -test.bench '^BenchmarkPeakMemory$' -test.benchtime 1x -test.count "$ROUNDS" >"$out/peak.txt"
 if [ "$CAPACITY" = 1 ]; then
 	echo "# capacity: up to 10,000 sessions through one relay process"
@@ -129,6 +129,9 @@ echo "== peak memory per relayed session: 300 sessions x 64 KiB echo, 3 relay pr
 ps=$(median BenchmarkPeakMemory/splice KiB/session "$P")
 pg=$(median BenchmarkPeakMemory/gunshu KiB/session "$P")
 printf '  splice %s KiB, gunshu %s KiB (%sx the splice relay; target 16 KiB)\n' "$ps" "$pg" "$(ratio "$pg" "$ps")"
+printf '  one-relay routes: splice %s KiB, gunshu %s KiB, a Caddy gunshu_relay process %s KiB\n' \
+	"$(median BenchmarkPeakMemory/splice1 KiB/session "$P")" "$(median BenchmarkPeakMemory/gunshu1 KiB/session "$P")" \
+	"$(median BenchmarkPeakMemory/caddy1 KiB/session "$P")"
 
 if [ "$CAPACITY" = 1 ]; then
 	echo

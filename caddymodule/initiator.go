@@ -202,11 +202,12 @@ func (h *InitiatorHandler) Validate() error {
 	return h.SessionLimits.validate()
 }
 
-// Handle carries the connection through a route. The session runs on the
-// underlying socket, so both ends of the client's leg splice.
+// Handle carries the connection through a route. The session runs on its
+// own goroutine and a duplicate of the underlying socket (see
+// serveHandedOff), so both ends of the client's leg splice.
 func (h *InitiatorHandler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	h.prepare()
-	serveDetached(cx, h.log, "entrance session", h.entrance)
+	serveHandedOff(cx, h.log, "entrance session", h.entrance)
 	return nil
 }
 

@@ -164,12 +164,12 @@ func (h *RelayHandler) denyPorts() []uint16 {
 // Cleanup releases this config's reference to the pooled limiter.
 func (h *RelayHandler) Cleanup() error { return releaseLimiter(h.limiterKey) }
 
-// Handle serves one connection as a relay. The session runs on the
-// underlying socket (see detach) and logs itself without addresses, so
-// the handler returns nil: caddy-l4 would log the client's address with
-// an error.
+// Handle serves one connection as a relay. The session runs on its own
+// goroutine and a duplicate of the underlying socket (see
+// serveHandedOff), and logs itself without addresses, so the handler
+// returns nil: caddy-l4 would log the client's address with an error.
 func (h *RelayHandler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
-	serveDetached(cx, h.log, "relay session", h.relay)
+	serveHandedOff(cx, h.log, "relay session", h.relay)
 	return nil
 }
 
