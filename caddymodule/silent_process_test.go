@@ -224,27 +224,11 @@ func isTimeoutErr(err error) bool {
 // bannerResponder runs a responder outside Caddy whose application
 // writes banner first, then holds the stream until the client ends it.
 func bannerResponder(t *testing.T, n *entNet, banner string) string {
-	t.Helper()
-	ln := entListen(t)
-	rl := (&gunshu.Responder{}).Listen(ln, 0)
-	n.closers = append(n.closers, func() { rl.Close(); rl.Wait() })
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		for {
-			c, err := rl.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := io.WriteString(c, banner); err == nil {
-					_, _ = io.Copy(io.Discard, c)
-				}
-			}()
+	return appResponder(t, n, func(c net.Conn) {
+		if _, err := io.WriteString(c, banner); err == nil {
+			_, _ = io.Copy(io.Discard, c)
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // waitForCond polls cond for up to 10 s.

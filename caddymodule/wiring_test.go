@@ -38,6 +38,12 @@ func loadCaddyfile(t *testing.T, text string) {
 // echoResponder runs a gunshu responder outside Caddy that echoes every
 // stream.
 func echoResponder(t *testing.T, n *entNet) string {
+	return appResponder(t, n, func(c net.Conn) { _, _ = io.Copy(c, c) })
+}
+
+// appResponder runs a gunshu responder outside Caddy whose application is
+// app, and returns its address.
+func appResponder(t *testing.T, n *entNet, app func(net.Conn)) string {
 	t.Helper()
 	ln := entListen(t)
 	rl := (&gunshu.Responder{}).Listen(ln, 0)
@@ -52,7 +58,7 @@ func echoResponder(t *testing.T, n *entNet) string {
 			}
 			go func() {
 				defer c.Close()
-				_, _ = io.Copy(c, c)
+				app(c)
 			}()
 		}
 	}()
