@@ -12,18 +12,10 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/gunshu/caddy-gunshu/internal/registrytest"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
-
-func loopbackPolicy() gunshu.Policy { return gunshu.Policy{Allow: []string{"127.0.0.0/8"}} }
-
-func listen(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
 
 // testManager is one in-process manager with its own listener and its own
 // connection to the shared Redis: what a separate Caddy instance would be.
@@ -44,11 +36,11 @@ func startManagers(t testing.TB, srv *redistest.Server, n int, o Options, config
 	var out []*testManager
 	for range n {
 		reg := newRegistry(t, srv, o)
-		m := &gunshu.Manager{Registry: reg, Policy: loopbackPolicy(), TestTimeout: time.Second}
+		m := &gunshu.Manager{Registry: reg, Policy: testnet.LoopbackPolicy(), TestTimeout: time.Second}
 		if configure != nil {
 			configure(m)
 		}
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		tm := &testManager{Manager: m, reg: reg, addr: ln.Addr().String(), ln: ln, cancel: cancel}
 		tm.wg.Add(1)
@@ -114,9 +106,9 @@ func startRelays(t testing.TB, n int) []*testRelay {
 	t.Helper()
 	var out []*testRelay
 	for range n {
-		ln := &countingListener{Listener: listen(t)}
+		ln := &countingListener{Listener: testkit.Listen(t)}
 		r := &testRelay{addr: ln.Addr().String(), ln: ln}
-		relay := &gunshu.Relay{Policy: loopbackPolicy(), Self: []string{r.addr}}
+		relay := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Self: []string{r.addr}}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -157,7 +149,7 @@ func TestRegisteredAtOneListedByAll(t *testing.T) {
 	if got := ms[0].list(t); !slices.Equal(got, []string{relays[0].addr}) {
 		t.Fatalf("A lists %v right after the registration", got)
 	}
-	eventually(t, time.Second, "B and C list the relay registered at A", func() bool {
+	testkit.Eventually(t, time.Second, "B and C list the relay registered at A", func() bool {
 		return slices.Equal(ms[1].list(t), []string{relays[0].addr}) &&
 			slices.Equal(ms[2].list(t), []string{relays[0].addr})
 	})
@@ -211,7 +203,7 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 	}
 	perHostCount := map[string]int{}
 	for _, s := range svcs {
-		perHostCount[hostPart(s.Addr)]++
+		perHostCount[registrytest.HostPart(s.Addr)]++
 		if acked[s.Addr] == 0 {
 			t.Errorf("%s is registered but no reg for it got ok", s.Addr)
 		}
@@ -224,7 +216,7 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 	if len(acked) != maxServices {
 		t.Errorf("%d addresses got ok, want %d", len(acked), maxServices)
 	}
-	eventually(t, time.Second, "every manager lists the 100 services once", func() bool {
+	testkit.Eventually(t, time.Second, "every manager lists the 100 services once", func() bool {
 		for _, m := range ms {
 			list := m.list(t)
 			if len(list) != maxServices || len(slices.Compact(list)) != maxServices {
@@ -251,7 +243,7 @@ func TestPatrolSharedAmongManagers(t *testing.T) {
 	for i, r := range relays {
 		register(t, ms[i%3].addr, r.addr)
 	}
-	eventually(t, time.Second, "every manager lists the 10 relays", func() bool {
+	testkit.Eventually(t, time.Second, "every manager lists the 10 relays", func() bool {
 		for _, m := range ms {
 			if !slices.Equal(m.list(t), addrsOf(relays)) {
 				return false
@@ -323,7 +315,7 @@ func TestRedisOutage(t *testing.T) {
 		}()
 	}
 	want := addrsOf(relays)
-	eventually(t, 3*time.Second, "both managers list the 5 relays", func() bool {
+	testkit.Eventually(t, 3*time.Second, "both managers list the 5 relays", func() bool {
 		return slices.Equal(ms[0].list(t), want) && slices.Equal(ms[1].list(t), want)
 	})
 
@@ -339,7 +331,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("reg failed after %v: %v", took, err)
 	}
 	t.Logf("reg with Redis down: %v after %v", err, time.Since(start))
-	eventually(t, time.Second, "the managers notice Redis is down", func() bool {
+	testkit.Eventually(t, time.Second, "the managers notice Redis is down", func() bool {
 		_, e0 := ms[0].reg.SnapshotAge()
 		_, e1 := ms[1].reg.SnapshotAge()
 		return e0 != nil && e1 != nil
@@ -356,7 +348,7 @@ func TestRedisOutage(t *testing.T) {
 	// backoff is capped there), plus 10% jitter; then a snapshot refresh.
 	// The stale snapshots list them all along: check that Redis holds them
 	// again and that both snapshots come from it.
-	eventually(t, registerInterval+registerInterval/10+200*time.Millisecond, "every live relay listed again", func() bool {
+	testkit.Eventually(t, registerInterval+registerInterval/10+200*time.Millisecond, "every live relay listed again", func() bool {
 		svcs, err := ms[0].reg.Services(context.Background())
 		if err != nil || len(svcs) != len(want) {
 			return false
@@ -377,7 +369,7 @@ func TestEntranceThroughManagersOnOneRedis(t *testing.T) {
 	relays := startRelays(t, 2)
 	register(t, ms[0].addr, relays[0].addr) // at A
 	register(t, ms[2].addr, relays[1].addr) // at C
-	eventually(t, time.Second, "B lists the relays of A and C", func() bool {
+	testkit.Eventually(t, time.Second, "B lists the relays of A and C", func() bool {
 		return slices.Equal(ms[1].list(t), addrsOf(relays))
 	})
 	responder := echoResponder(t)
@@ -385,7 +377,7 @@ func TestEntranceThroughManagersOnOneRedis(t *testing.T) {
 		Dialer:    &gunshu.Dialer{Manager: ms[1].addr, MaxRelays: -1},
 		Responder: responder,
 	}
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -447,7 +439,7 @@ func roundTrip(t testing.TB, addr, msg string) string {
 // returns its address.
 func echoResponder(t testing.TB) string {
 	t.Helper()
-	rl := (&gunshu.Responder{}).Listen(listen(t), 0)
+	rl := (&gunshu.Responder{}).Listen(testkit.Listen(t), 0)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

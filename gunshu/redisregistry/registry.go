@@ -288,6 +288,9 @@ func (r *Registry) Register(ctx context.Context, addr, group string, now time.Ti
 	case -1:
 		return gunshu.ErrRegistryFull
 	case -2:
+		// A refresh into a full group dropped the service: this manager
+		// stops listing it at once, as after Remove.
+		r.forget(addr)
 		return gunshu.ErrGroupFull
 	case 1:
 		// This manager lists a new service at once; the others within a
@@ -311,10 +314,15 @@ func (r *Registry) Remove(ctx context.Context, addr string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("redis registry: %w", err)
 	}
+	r.forget(addr)
+	return res == 1, nil
+}
+
+// forget drops addr from the local snapshot.
+func (r *Registry) forget(addr string) {
 	r.mu.Lock()
 	r.addrs = slices.DeleteFunc(r.addrs, func(a string) bool { return a == addr })
 	r.mu.Unlock()
-	return res == 1, nil
 }
 
 // RecordTest implements gunshu.Registry; the failures are counted in
