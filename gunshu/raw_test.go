@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"errors"
@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // ioWait bounds every read a test makes, so a server that fails to
@@ -117,7 +120,7 @@ type fakeHop struct {
 
 func newFakeHop(t testing.TB) *fakeHop {
 	t.Helper()
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	t.Cleanup(func() { ln.Close() })
 	return &fakeHop{ln: ln.(*net.TCPListener), addr: ln.Addr().String()}
 }
@@ -158,9 +161,9 @@ func TestConstSourcePicks(t *testing.T) {
 }
 
 // serveRelay runs a relay on a fresh loopback listener until the test ends.
-func serveRelay(t testing.TB, r *Relay) string {
+func serveRelay(t testing.TB, r *gunshu.Relay) string {
 	t.Helper()
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	addr := ln.Addr().String()
 	if r.Self == nil {
 		r.Self = []string{addr}
@@ -179,9 +182,9 @@ func serveRelay(t testing.TB, r *Relay) string {
 }
 
 // serveManager runs m on a fresh loopback listener until the test ends.
-func serveManager(t testing.TB, m *Manager) string {
+func serveManager(t testing.TB, m *gunshu.Manager) string {
 	t.Helper()
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -196,9 +199,9 @@ func serveManager(t testing.TB, m *Manager) string {
 
 // serveResponder runs a responder listener whose streams go to handle,
 // until the test ends.
-func serveResponder(t testing.TB, r *Responder, handle func(net.Conn)) (string, *Listener) {
+func serveResponder(t testing.TB, r *gunshu.Responder, handle func(net.Conn)) (string, *gunshu.Listener) {
 	t.Helper()
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	rl := r.Listen(ln, 0)
 	done := make(chan struct{})
 	go func() {
@@ -217,16 +220,4 @@ func serveResponder(t testing.TB, r *Responder, handle func(net.Conn)) (string, 
 		rl.Wait()
 	})
 	return ln.Addr().String(), rl
-}
-
-// waitFor polls cond until it holds or wait passes.
-func waitFor(t testing.TB, wait time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", wait, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -25,13 +25,13 @@ var Loopback = []string{"127.0.0.0/8"}
 // the test ends.
 func Listen(t testing.TB) net.Listener {
 	t.Helper()
-	return ListenOn(t, "127.0.0.1")
+	return ListenOn(t, "127.0.0.1:0")
 }
 
-// ListenOn is Listen on another loopback address, such as 127.0.0.2.
-func ListenOn(t testing.TB, ip string) net.Listener {
+// ListenOn is Listen on another address, such as 127.0.0.2:0.
+func ListenOn(t testing.TB, addr string) net.Listener {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

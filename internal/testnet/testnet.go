@@ -131,26 +131,13 @@ func (n *Network) Dialer(seed uint64) *gunshu.Dialer {
 }
 
 // EchoResponder starts a responder that echoes every stream back, and
-// returns its address.
-func (n *Network) EchoResponder(t testing.TB) string {
+// returns its address. When the test ends it closes the responder and
+// every stream.
+func EchoResponder(t testing.TB) string {
 	t.Helper()
 	ln := testkit.Listen(t)
 	rl := (&gunshu.Responder{}).Listen(ln, 0)
-	n.Serve(ln, func() {
-		var streams sync.WaitGroup
-		defer streams.Wait()
-		for {
-			c, err := rl.Accept()
-			if err != nil {
-				return
-			}
-			streams.Add(1)
-			go func() {
-				defer streams.Done()
-				testkit.Echo(c)
-			}()
-		}
-	})
-	n.AtClose(func() { rl.Close(); rl.Wait() })
+	t.Cleanup(rl.Wait)
+	testkit.Serve(t, rl, testkit.Echo)
 	return ln.Addr().String()
 }
