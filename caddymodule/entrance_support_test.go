@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,76 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
-
-// entNet is a Gunshu network on loopback for the tests of this file's
-// modules: a manager and relays from package gunshu, no Caddy needed.
-type entNet struct {
-	manager string
-	relays  []string
-	wg      sync.WaitGroup
-	closers []func()
-}
-
-func entLoopbackPolicy() gunshu.Policy { return gunshu.Policy{Allow: []string{"127.0.0.0/8"}} }
-
-func entListen(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
-func newEntNet(t testing.TB, relays int) *entNet {
-	t.Helper()
-	n := &entNet{}
-	t.Cleanup(n.close)
-	m := &gunshu.Manager{Policy: entLoopbackPolicy(), TestTimeout: time.Second}
-	ln := entListen(t)
-	n.manager = ln.Addr().String()
-	n.serve(ln, func() { _ = m.Serve(ln) })
-	for range relays {
-		rln := entListen(t)
-		addr := rln.Addr().String()
-		r := &gunshu.Relay{Policy: entLoopbackPolicy(), Self: []string{addr}}
-		n.serve(rln, func() { _ = r.Serve(rln) })
-		n.closers = append(n.closers, func() { _ = r.Close() })
-		if err := gunshu.Register(context.Background(), n.manager, addr, 5*time.Second); err != nil {
-			t.Fatalf("registering relay: %v", err)
-		}
-		n.relays = append(n.relays, addr)
-	}
-	return n
-}
-
-func (n *entNet) serve(ln net.Listener, run func()) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		run()
-	}()
-	n.closers = append(n.closers, func() { ln.Close() })
-}
-
-func (n *entNet) close() {
-	for _, c := range n.closers {
-		c()
-	}
-	n.wg.Wait()
-}
-
-func (n *entNet) dialer() *gunshu.Dialer { return &gunshu.Dialer{Manager: n.manager} }
-
-// freePort returns a loopback port that was free a moment ago.
-func freePortNum(t testing.TB) int {
-	t.Helper()
-	ln := entListen(t)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // loadCaddy runs config (JSON, with {admin} standing for the test admin
 // address) in the in-process Caddy of caddytest, with its storage (where
@@ -129,23 +60,11 @@ type teeProxy struct {
 	record []byte
 }
 
-func newTeeProxy(t testing.TB, n *entNet, target string) *teeProxy {
+func newTeeProxy(t testing.TB, target string) *teeProxy {
 	t.Helper()
-	ln := entListen(t)
+	ln := testkit.Listen(t)
 	p := &teeProxy{addr: ln.Addr().String()}
-	n.serve(ln, func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.wg.Add(1)
-			go func() {
-				defer n.wg.Done()
-				p.pipe(c, target)
-			}()
-		}
-	})
+	testkit.Serve(t, ln, func(c net.Conn) { p.pipe(c, target) })
 	return p
 }
 

@@ -3,8 +3,6 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // exampleNet is Caddyfile.example running in this process, its fixed
@@ -37,7 +36,7 @@ func newExampleNet(t *testing.T) *exampleNet {
 	}
 	n := &exampleNet{t: t, caddyfile: string(src), ports: map[string]string{}}
 	for _, p := range examplePorts {
-		n.ports[p] = freePort(t)
+		n.ports[p] = testkit.FreePort(t)
 	}
 	return n
 }
@@ -114,14 +113,4 @@ func (n *exampleNet) waitList(want ...string) {
 
 func (n *exampleNet) relays() []string {
 	return []string{n.addr("7001"), n.addr("7002"), n.addr("7003")}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }

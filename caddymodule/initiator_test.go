@@ -11,14 +11,16 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestInitiatorWithoutRelays: when the manager lists no relay, the
 // entrance ends the client's connection with a reset at once, so the
 // client sees a failure and not an empty answer or a hang.
 func TestInitiatorWithoutRelays(t *testing.T) {
-	manager := "127.0.0.1:" + freePort(t)
-	entrance := "127.0.0.1:" + freePort(t)
+	manager := "127.0.0.1:" + testkit.FreePort(t)
+	entrance := "127.0.0.1:" + testkit.FreePort(t)
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true, "config": {"persist": false}},
 		"apps": {"layer4": {"servers": {

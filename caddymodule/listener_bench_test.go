@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // BenchmarkListenerPlainRequest measures what sorting costs a plain HTTP
@@ -20,7 +21,7 @@ func BenchmarkListenerPlainRequest(b *testing.B) {
 			name = "sorting"
 		}
 		b.Run(name, func(b *testing.B) {
-			var ln net.Listener = entListen(b)
+			var ln net.Listener = testkit.Listen(b)
 			if sorted {
 				ln = newSortingListener(ln, &gunshu.Responder{}, 0, 0)
 			}

@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 func TestOpeningSortsFirstBytes(t *testing.T) {
@@ -49,7 +51,7 @@ func TestOpeningSortsFirstBytes(t *testing.T) {
 // listener; the handler answers "echo <uri>".
 func serveSorted(t *testing.T, timeout time.Duration) (*sortingListener, string) {
 	t.Helper()
-	ln := entListen(t)
+	ln := testkit.Listen(t)
 	sl := newSortingListener(ln, &gunshu.Responder{}, timeout, 0)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "echo %s", r.RequestURI)
@@ -113,7 +115,7 @@ func TestSortingListenerPassesSilentConnections(t *testing.T) {
 }
 
 func TestSortingListenerCloseEndsPendingSorts(t *testing.T) {
-	ln := entListen(t)
+	ln := testkit.Listen(t)
 	sl := newSortingListener(ln, &gunshu.Responder{}, time.Minute, 0)
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -146,21 +148,21 @@ func TestSortingListenerCloseEndsPendingSorts(t *testing.T) {
 // HTTP and half through Gunshu routes: every answer must match its own
 // request.
 func TestListenerWrapperMixedClients(t *testing.T) {
-	n := newEntNet(t, 4)
-	port := freePortNum(t)
+	n := testnet.New(t, 4)
+	port := testkit.FreePort(t)
 	loadCaddy(t, fmt.Sprintf(`{
 		"admin": {"listen": "{admin}"},
 		"logging": {"logs": {"default": {"level": "ERROR"}}},
 		"apps": {"http": {"servers": {"responder": {
-			"listen": ["127.0.0.1:%d"],
+			"listen": ["127.0.0.1:%s"],
 			"listener_wrappers": [{"wrapper": "gunshu", "timeout": "5s"}],
 			"automatic_https": {"disable": true},
 			"routes": [{"handle": [{"handler": "static_response", "body": "echo {http.request.method} {http.request.uri}"}]}]
 		}}}}
 	}`, port))
-	responder := fmt.Sprintf("127.0.0.1:%d", port)
+	responder := "127.0.0.1:" + port
 
-	d := n.dialer()
+	d := n.Dialer(1)
 	viaGunshu := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
@@ -289,7 +291,7 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 }
 
 func TestSortingListenerSurvivesDescriptorExhaustion(t *testing.T) {
-	ln := &flakyListener{Listener: entListen(t), failures: 3}
+	ln := &flakyListener{Listener: testkit.Listen(t), failures: 3}
 	sl := newSortingListener(ln, &gunshu.Responder{}, time.Second, 0)
 	defer sl.Close()
 	c, err := net.Dial("tcp", ln.Addr().String())

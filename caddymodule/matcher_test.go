@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	_ "github.com/mholt/caddy-l4/modules/l4echo"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // startMatcherServer runs one layer4 server: Gunshu traffic goes to a
@@ -16,7 +18,7 @@ import (
 // matcher that waited for bytes that never come would show.
 func startMatcherServer(t *testing.T, commands string) string {
 	t.Helper()
-	addr := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + testkit.FreePort(t)
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true, "config": {"persist": false}},
 		"apps": {"layer4": {"servers": {"srv0": {

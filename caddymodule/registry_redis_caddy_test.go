@@ -18,6 +18,7 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // threeManagersCaddyfile is three managers on one Redis, each on its own
@@ -130,7 +131,7 @@ func TestThreeCaddyManagersOnOneRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	addrs := map[string]string{"{redis}": srv.Addr, "{ECHO}": echoServer(t)}
 	for _, name := range []string{"A", "B", "C", "R1", "R2", "RESP", "ENT"} {
-		addrs["{"+name+"}"] = freePort(t)
+		addrs["{"+name+"}"] = testkit.FreePort(t)
 	}
 	text := threeManagersCaddyfile
 	for placeholder, addr := range addrs {

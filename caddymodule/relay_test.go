@@ -9,15 +9,16 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestRelayRegistersFromEnv: a relay whose addresses are {env.*}
 // placeholders registers the expanded address, and only a relay with
 // managers registers.
 func TestRelayRegistersFromEnv(t *testing.T) {
-	manager := "127.0.0.1:" + freePort(t)
-	relay := "127.0.0.1:" + freePort(t)
-	quiet := "127.0.0.1:" + freePort(t)
+	manager := "127.0.0.1:" + testkit.FreePort(t)
+	relay := "127.0.0.1:" + testkit.FreePort(t)
+	quiet := "127.0.0.1:" + testkit.FreePort(t)
 	t.Setenv("GUNSHU_TEST_MANAGER", manager)
 	t.Setenv("GUNSHU_TEST_PORT", relay[len("127.0.0.1:"):])
 	cfg := fmt.Sprintf(`{

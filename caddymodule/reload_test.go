@@ -20,6 +20,7 @@ import (
 	_ "github.com/mholt/caddy-l4/modules/l4echo"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // reloadCaddyfile is a network in one Caddy: a manager, relays, an echoing
@@ -104,9 +105,9 @@ func (n *reloadNet) config(patrol string, relays []string) []byte {
 // intact; new sessions use the new config.
 func TestReloadKeepsSessionsFlowing(t *testing.T) {
 	const sessions = 200
-	n := &reloadNet{t: t, manager: "127.0.0.1:" + freePort(t), responder: "127.0.0.1:" + freePort(t),
-		entrance: "127.0.0.1:" + freePort(t), storage: t.TempDir()}
-	relays := []string{"127.0.0.1:" + freePort(t), "127.0.0.1:" + freePort(t), "127.0.0.1:" + freePort(t)}
+	n := &reloadNet{t: t, manager: "127.0.0.1:" + testkit.FreePort(t), responder: "127.0.0.1:" + testkit.FreePort(t),
+		entrance: "127.0.0.1:" + testkit.FreePort(t), storage: t.TempDir()}
+	relays := []string{"127.0.0.1:" + testkit.FreePort(t), "127.0.0.1:" + testkit.FreePort(t), "127.0.0.1:" + testkit.FreePort(t)}
 	if err := caddy.Load(n.config("30s", relays), true); err != nil {
 		t.Fatalf("loading: %v", err)
 	}
@@ -134,7 +135,7 @@ func TestReloadKeepsSessionsFlowing(t *testing.T) {
 	oldRelays := newestApp().Relays()
 
 	// The reload: one more relay, another patrol interval.
-	relays = append(relays, "127.0.0.1:"+freePort(t))
+	relays = append(relays, "127.0.0.1:"+testkit.FreePort(t))
 	if err := caddy.Load(n.config("20s", relays), true); err != nil {
 		t.Fatalf("reloading: %v", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestResponderLogsNoAddress ends a route at a responder whose next
@@ -18,8 +20,8 @@ import (
 // line names the last relay's address.
 func TestResponderLogsNoAddress(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
-	addr := "127.0.0.1:" + freePort(t)
-	deadUpstream := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + testkit.FreePort(t)
+	deadUpstream := "127.0.0.1:" + testkit.FreePort(t)
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true, "config": {"persist": false}},
 		"logging": {"logs": {"default": {"level": "INFO", "writer": {"output": "file", "filename": %q}}}},

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -41,11 +42,11 @@ func ListenOn(t testing.TB, addr string) net.Listener {
 
 // FreePort returns a port of 127.0.0.1 that was free a moment ago, for a
 // server the test configures but does not start itself (Caddy's).
-func FreePort(t testing.TB) int {
+func FreePort(t testing.TB) string {
 	t.Helper()
 	ln := Listen(t)
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // TCPPair returns both ends of a loopback TCP connection, closed when the

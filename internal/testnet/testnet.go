@@ -114,6 +114,17 @@ func (n *Network) AddRelayOn(t testing.TB, ln net.Listener, configure func(*guns
 	return r
 }
 
+// RelayAddrs are the relays' addresses.
+func (n *Network) RelayAddrs() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	addrs := make([]string, len(n.Relays))
+	for i, r := range n.Relays {
+		addrs[i] = r.Addr
+	}
+	return addrs
+}
+
 func (n *Network) close() {
 	n.mu.Lock()
 	closers := n.closers
