@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"runtime"
@@ -17,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // get fetches path through the example's entrance on a fresh connection,
@@ -137,28 +137,6 @@ func TestExampleThroughEntrance(t *testing.T) {
 	})
 }
 
-// startOutsideRelay runs a plain gunshu relay on a free loopback port, as
-// a relay outside this Caddy would be.
-func startOutsideRelay(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay := &gunshu.Relay{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = relay.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		relay.Close()
-		<-done
-	})
-	return ln.Addr().String()
-}
-
 func TestReloadKeepsRegistrations(t *testing.T) {
 	n := newExampleNet(t)
 	// The outside relay is a fourth service on 127.0.0.1.
@@ -166,7 +144,7 @@ func TestReloadKeepsRegistrations(t *testing.T) {
 	n.load(fourPerIP)
 	n.waitList(n.relays()...)
 
-	outside := startOutsideRelay(t)
+	outside := testnet.ServeRelay(t, &gunshu.Relay{})
 	if err := gunshu.Register(context.Background(), n.addr("7000"), outside, 5*time.Second); err != nil {
 		t.Fatalf("registering %s: %v", outside, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,38 +97,9 @@ const threeManagersCaddyfile = `{
 	}
 }`
 
-// echoServer echoes every connection until the test ends.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
-}
-
 func TestThreeCaddyManagersOnOneRedis(t *testing.T) {
 	srv := redistest.Start(t)
-	addrs := map[string]string{"{redis}": srv.Addr, "{ECHO}": echoServer(t)}
+	addrs := map[string]string{"{redis}": srv.Addr, "{ECHO}": testkit.EchoServer(t)}
 	for _, name := range []string{"A", "B", "C", "R1", "R2", "RESP", "ENT"} {
 		addrs["{"+name+"}"] = testkit.FreePort(t)
 	}

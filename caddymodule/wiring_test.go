@@ -60,25 +60,17 @@ func echoThrough(t *testing.T, conn net.Conn, r io.Reader, msg string) {
 // warn. Another entrance, for a manager no relay of this Caddy registers
 // with, warns that it has no cover.
 func TestEntranceCoverInCaddy(t *testing.T) {
-	n := testnet.New(t, 0)
 	responder := testnet.EchoResponder(t)
 	// Outside relays send from 127.0.0.3 and log their predecessor: a
 	// predecessor 127.0.0.2 is the entrance, under its cover.
 	core, logs := observer.New(zap.InfoLevel)
 	var outside []string
 	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.3:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
 		r := &gunshu.Relay{
-			Policy: testnet.LoopbackPolicy(), Self: []string{addr}, LogAddresses: true, Logger: zap.New(core),
+			Policy: testnet.LoopbackPolicy(), LogAddresses: true, Logger: zap.New(core),
 			Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}},
 		}
-		n.Serve(ln, func() { _ = r.Serve(ln) })
-		n.AtClose(func() { _ = r.Close() })
-		outside = append(outside, addr)
+		outside = append(outside, testnet.ServeRelayOn(t, r, testkit.ListenOn(t, "127.0.0.3:0")))
 	}
 	manager := "127.0.0.1:" + testkit.FreePort(t)
 	coverRelay := "127.0.0.2:" + testkit.FreePort(t)
@@ -330,21 +322,11 @@ func waitReply(t *testing.T, addr, want string) {
 // require_source_match refuses a service on another address than the
 // registering one.
 func TestManagerCapsInCaddy(t *testing.T) {
-	n := testnet.New(t, 0)
 	var relays []string
 	for range 3 {
-		ln := testkit.Listen(t)
-		r := &gunshu.Relay{}
-		n.Serve(ln, func() { _ = r.Serve(ln) })
-		relays = append(relays, ln.Addr().String())
+		relays = append(relays, testnet.ServeRelay(t, &gunshu.Relay{}))
 	}
-	ln2, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2 := &gunshu.Relay{}
-	n.Serve(ln2, func() { _ = r2.Serve(ln2) })
-	other := ln2.Addr().String()
+	other := testnet.ServeRelayOn(t, &gunshu.Relay{}, testkit.ListenOn(t, "127.0.0.2:0"))
 
 	capped, rated, strict := "127.0.0.1:"+testkit.FreePort(t), "127.0.0.1:"+testkit.FreePort(t), "127.0.0.1:"+testkit.FreePort(t)
 	loadCaddyfile(t, strings.NewReplacer("{capped}", capped, "{rated}", rated, "{strict}", strict).Replace(`{

@@ -23,7 +23,7 @@ import (
 func TestLogsNameNoPredecessor(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core)
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Logger: log, Timeouts: gunshu.Timeouts{Command: 300 * time.Millisecond}})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Logger: log, Timeouts: gunshu.Timeouts{Command: 300 * time.Millisecond}})
 	resp, _ := serveResponder(t, &gunshu.Responder{Logger: log}, func(c net.Conn) { c.Close() })
 	dead := testkit.Listen(t)
 	deadAddr := dead.Addr().String()
@@ -80,7 +80,7 @@ func TestLogsNameNoPredecessor(t *testing.T) {
 // TestLogsNamePredecessorWhenAsked: LogAddresses puts it back.
 func TestLogsNamePredecessorWhenAsked(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Logger: zap.New(core), LogAddresses: true})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Logger: zap.New(core), LogAddresses: true})
 	c := dialRaw(t, relay)
 	client := c.LocalAddr().String()
 	writeRaw(t, c, "test\n")

@@ -7,13 +7,13 @@ import (
 	"net"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // cannedServer answers every connection with reply and closes it; with
@@ -22,41 +22,15 @@ import (
 func cannedServer(t testing.TB, reply string, hold bool) string {
 	t.Helper()
 	ln := testkit.Listen(t)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var held []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if hold {
-				mu.Lock()
-				held = append(held, c)
-				mu.Unlock()
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-				_, _ = c.Read(make([]byte, 4096))
-				_, _ = c.Write([]byte(reply))
-			}()
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		if hold {
+			_, _ = io.Copy(io.Discard, c) // until the test ends and closes c
+			return
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		_, _ = c.Read(make([]byte, 4096))
+		_, _ = c.Write([]byte(reply))
 	})
 	return ln.Addr().String()
 }
@@ -87,11 +61,11 @@ func newBadEnv(t *testing.T) *badEnv {
 	env.closer = cannedServer(t, "", false)
 	env.silent = cannedServer(t, "", true)
 	env.closed = closedPort(t)
-	env.manager = serveManager(t, &gunshu.Manager{Policy: local(), TestTimeout: time.Second, Timeouts: tm})
+	env.manager = testnet.ServeManager(t, &gunshu.Manager{Policy: local(), TestTimeout: time.Second, Timeouts: tm})
 
 	relayLn := testkit.Listen(t)
 	env.relayServer = &gunshu.Relay{Policy: local(), Timeouts: tm, Self: []string{relayLn.Addr().String()}}
-	env.relay = serveRelayOn(t, env.relayServer, relayLn)
+	env.relay = testnet.ServeRelayOn(t, env.relayServer, relayLn)
 
 	respLn := testkit.Listen(t)
 	rl := (&gunshu.Responder{Timeouts: tm}).Listen(respLn, 0)

@@ -61,8 +61,8 @@ func badInputServers(t *testing.T) map[string]string {
 	timeouts := gunshu.Timeouts{Command: 2 * time.Second, Route: 2 * time.Second}
 	resp, _ := serveResponder(t, &gunshu.Responder{Timeouts: timeouts}, func(c net.Conn) { c.Close() })
 	return map[string]string{
-		"relay":     serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts}),
-		"manager":   serveManager(t, &gunshu.Manager{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts, TestTimeout: time.Second}),
+		"relay":     testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts}),
+		"manager":   testnet.ServeManager(t, &gunshu.Manager{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts, TestTimeout: time.Second}),
 		"responder": resp,
 	}
 }
@@ -115,8 +115,8 @@ func TestBadInputNoNewline(t *testing.T) {
 	timeouts := gunshu.Timeouts{Command: 300 * time.Millisecond}
 	resp, _ := serveResponder(t, &gunshu.Responder{Timeouts: timeouts}, func(c net.Conn) { c.Close() })
 	servers := map[string]string{
-		"relay":     serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts}),
-		"manager":   serveManager(t, &gunshu.Manager{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts}),
+		"relay":     testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts}),
+		"manager":   testnet.ServeManager(t, &gunshu.Manager{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts}),
 		"responder": resp,
 	}
 	for role, addr := range servers {
@@ -155,7 +155,7 @@ func TestBadInputDataBeforeForward(t *testing.T) {
 	for _, junk := range []string{"GET / HTTP/1.0\r\n", "forwardx\n", "ok\n", "est\n0\n"} {
 		t.Run(junk, func(t *testing.T) {
 			next := newFakeHop(t)
-			relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+			relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 			up := dialRaw(t, relay)
 			writeRaw(t, up, "est\n1\n"+next.addr+"\n")
 			down := next.accept(t)
@@ -186,7 +186,7 @@ func TestBadInputDataBeforeForward(t *testing.T) {
 
 // TestBadInputRouteLoops: a relay refuses a list naming itself.
 func TestBadInputRouteLoops(t *testing.T) {
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 	if got := exchange(t, relay, "est\n2\n192.0.2.1:7001\n"+relay+"\n"); got != "fail\n" {
 		t.Fatalf("got %q, want %q", got, "fail\n")
 	}
@@ -195,7 +195,7 @@ func TestBadInputRouteLoops(t *testing.T) {
 // TestBadInputLimits: configured limits are applied, not the defaults.
 func TestBadInputLimits(t *testing.T) {
 	next := newFakeHop(t)
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), MessageLimits: gunshu.MessageLimits{MaxLine: 32, MaxList: 2}})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), MessageLimits: gunshu.MessageLimits{MaxLine: 32, MaxList: 2}})
 	if got := exchange(t, relay, "est\n3\n"); got != "fail\n" {
 		t.Fatalf("count 3 with limit 2: got %q", got)
 	}
@@ -216,7 +216,7 @@ func TestBadInputLimits(t *testing.T) {
 func TestBadInputMappedSpellings(t *testing.T) {
 	mapped := func(addr string) string { return "[::ffff:" + strings.Replace(addr, ":", "]:", 1) }
 	var count estCounter
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Observer: &count})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Observer: &count})
 	next := newFakeHop(t)
 	for _, list := range [][]string{{next.addr, mapped(next.addr)}, {mapped(relay)}} {
 		before := count.started.Load()

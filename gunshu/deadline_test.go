@@ -27,8 +27,8 @@ func TestSlowlorisCutAtCommandDeadline(t *testing.T) {
 	roles := []struct {
 		name, addr, request string
 	}{
-		{"relay", serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: tm}), "est\n1\n" + target + "\n"},
-		{"manager", serveManager(t, &gunshu.Manager{Policy: testnet.LoopbackPolicy(), Timeouts: tm}), "reg\n" + target + "\n"},
+		{"relay", testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: tm}), "est\n1\n" + target + "\n"},
+		{"manager", testnet.ServeManager(t, &gunshu.Manager{Policy: testnet.LoopbackPolicy(), Timeouts: tm}), "reg\n" + target + "\n"},
 		{"responder", responder(), "est\n1\n" + target + "\n"},
 	}
 	for _, role := range roles {
@@ -77,7 +77,7 @@ func TestSlowlorisCutAtCommandDeadline(t *testing.T) {
 // TestSilentPeerCutAtCommandDeadline connects and sends nothing.
 func TestSilentPeerCutAtCommandDeadline(t *testing.T) {
 	const deadline = 300 * time.Millisecond
-	addr := serveRelay(t, &gunshu.Relay{Timeouts: gunshu.Timeouts{Command: deadline}})
+	addr := testnet.ServeRelay(t, &gunshu.Relay{Timeouts: gunshu.Timeouts{Command: deadline}})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -20,8 +20,8 @@ import (
 
 func TestExchangeRegOK(t *testing.T) {
 	m := &gunshu.Manager{Policy: testnet.LoopbackPolicy(), TestTimeout: time.Second}
-	mgr := serveManager(t, m)
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	mgr := testnet.ServeManager(t, m)
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 
 	if got := exchange(t, mgr, "reg\n"+relay+"\n"); got != "ok\n" {
 		t.Fatalf("reg: got %q, want %q", got, "ok\n")
@@ -42,8 +42,8 @@ func TestExchangeRegFail(t *testing.T) {
 	dead.Close()
 	silent := newFakeHop(t) // accepts, never answers test
 
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
-	other := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	other := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 
 	cases := []struct {
 		name, addr string
@@ -65,7 +65,7 @@ func TestExchangeRegFail(t *testing.T) {
 			if tc.registry != nil {
 				m.Registry = tc.registry
 			}
-			mgr := serveManager(t, m)
+			mgr := testnet.ServeManager(t, m)
 			if tc.registry != nil {
 				if got := exchange(t, mgr, "reg\n"+relay+"\n"); got != "ok\n" {
 					t.Fatalf("filling the list: got %q", got)
@@ -86,7 +86,7 @@ func TestExchangeRegFail(t *testing.T) {
 }
 
 func TestExchangeTest(t *testing.T) {
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 	if got := exchange(t, relay, "test\n"); got != "ok\n" {
 		t.Fatalf("relay: got %q, want %q", got, "ok\n")
 	}
@@ -105,7 +105,7 @@ func TestExchangeTest(t *testing.T) {
 
 func TestExchangeList(t *testing.T) {
 	m := &gunshu.Manager{Policy: testnet.LoopbackPolicy(), DisableVerify: true}
-	mgr := serveManager(t, m)
+	mgr := testnet.ServeManager(t, m)
 	if got := exchange(t, mgr, "list\n"); got != "0\n" {
 		t.Fatalf("empty list: got %q, want %q", got, "0\n")
 	}
@@ -150,7 +150,7 @@ func TestExchangeList(t *testing.T) {
 
 func TestExchangeEstAtRelay(t *testing.T) {
 	next := newFakeHop(t)
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 
 	up := dialRaw(t, relay)
 	writeRaw(t, up, "est\n1\n"+next.addr+"\n")
@@ -187,7 +187,7 @@ func TestExchangeEstPassesRest(t *testing.T) {
 		{"last", pickLast, c, "2\n" + a.addr + "\n" + b.addr + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: tc.pick})
+			relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: tc.pick})
 			up := dialRaw(t, relay)
 			// Entries arrive with blanks and CRs; they leave canonical.
 			writeRaw(t, up, "est\r\n 3\r\n"+a.addr+"\r\n\t"+b.addr+" \n"+c.addr+"\n")
@@ -208,7 +208,7 @@ func TestExchangeEstRelayFails(t *testing.T) {
 
 	t.Run("next hop answers fail", func(t *testing.T) {
 		next := newFakeHop(t)
-		relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+		relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 		up := dialRaw(t, relay)
 		writeRaw(t, up, "est\n1\n"+next.addr+"\n")
 		down := next.accept(t)
@@ -221,7 +221,7 @@ func TestExchangeEstRelayFails(t *testing.T) {
 	})
 	t.Run("next hop closes", func(t *testing.T) {
 		next := newFakeHop(t)
-		relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+		relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 		up := dialRaw(t, relay)
 		writeRaw(t, up, "est\n1\n"+next.addr+"\n")
 		down := next.accept(t)
@@ -232,13 +232,13 @@ func TestExchangeEstRelayFails(t *testing.T) {
 		}
 	})
 	t.Run("next hop unreachable", func(t *testing.T) {
-		relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+		relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 		if got := exchange(t, relay, "est\n1\n"+deadAddr+"\n"); got != "fail\n" {
 			t.Fatalf("got %q, want %q", got, "fail\n")
 		}
 	})
 	t.Run("next hop denied by policy", func(t *testing.T) {
-		relay := serveRelay(t, &gunshu.Relay{}) // default policy: no loopback
+		relay := testnet.ServeRelay(t, &gunshu.Relay{}) // default policy: no loopback
 		next := newFakeHop(t)
 		if got := exchange(t, relay, "est\n1\n"+next.addr+"\n"); got != "fail\n" {
 			t.Fatalf("got %q, want %q", got, "fail\n")
@@ -246,7 +246,7 @@ func TestExchangeEstRelayFails(t *testing.T) {
 	})
 	t.Run("next hop silent", func(t *testing.T) {
 		next := newFakeHop(t)
-		relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: gunshu.Timeouts{Route: 300 * time.Millisecond}})
+		relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: gunshu.Timeouts{Route: 300 * time.Millisecond}})
 		up := dialRaw(t, relay)
 		writeRaw(t, up, "est\n1\n"+next.addr+"\n")
 		down := next.accept(t)
@@ -300,8 +300,8 @@ func TestExchangeEstAtResponderEmptyList(t *testing.T) {
 // handshake sent in one write before any reply, as a pipelining peer may.
 func TestExchangeForwardThroughTwoRelays(t *testing.T) {
 	end := newFakeHop(t)
-	second := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst})
-	first := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst})
+	second := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst})
+	first := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst})
 
 	up := dialRaw(t, first)
 	writeRaw(t, up, fmt.Sprintf("est\n2\n%s\n%s\n", second, end.addr))

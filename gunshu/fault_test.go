@@ -23,7 +23,7 @@ func chain(t *testing.T, n int) ([]*gunshu.Relay, []string) {
 	addrs := make([]string, n)
 	for i := range relays {
 		relays[i] = &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst}
-		addrs[i] = serveRelay(t, relays[i])
+		addrs[i] = testnet.ServeRelay(t, relays[i])
 	}
 	return relays, addrs
 }

@@ -56,7 +56,7 @@ func routeTo(t testing.TB, relay, responder string) net.Conn {
 func TestRelayIdleTimeout(t *testing.T) {
 	const idle = 1500 * time.Millisecond
 	rec := newRecorder()
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), IdleTimeout: idle, Observer: rec})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), IdleTimeout: idle, Observer: rec})
 	c := routeTo(t, relay, testnet.EchoResponder(t))
 	// Traffic more often than idle keeps the session for several idle
 	// periods.
@@ -82,7 +82,7 @@ func TestRelayIdleTimeout(t *testing.T) {
 }
 
 func TestRelayWithoutIdleTimeoutKeepsQuietSessions(t *testing.T) {
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 	c := routeTo(t, relay, testnet.EchoResponder(t))
 	time.Sleep(700 * time.Millisecond)
 	if err := testkit.EchoByte(c, 'x'); err != nil {

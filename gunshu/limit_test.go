@@ -7,6 +7,7 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // holdConn opens a connection from local IP from that sends nothing, so
@@ -26,7 +27,7 @@ func holdConn(t testing.TB, from, to string) net.Conn {
 func TestRelayLimiter(t *testing.T) {
 	lim := &gunshu.SessionLimiter{MaxSessions: 3, MaxPerIP: 2}
 	r := &gunshu.Relay{SessionLimiter: lim}
-	addr := serveRelay(t, r)
+	addr := testnet.ServeRelay(t, r)
 	h1, h2 := holdConn(t, "127.0.0.1", addr), holdConn(t, "127.0.0.1", addr)
 	testkit.Eventually(t, 2*time.Second, "two sessions", func() bool { return lim.Sessions() == 2 })
 	if got := readReply(t, holdConn(t, "127.0.0.1", addr)); got != "fail\n" {

@@ -23,7 +23,7 @@ func (*brokenRegistry) Addrs(context.Context) ([]string, error) {
 // TestManagerListFailsWhenRegistryFails: an unreadable registry is not an
 // empty network, so list answers fail rather than "0".
 func TestManagerListFailsWhenRegistryFails(t *testing.T) {
-	mgr := serveManager(t, &gunshu.Manager{Registry: &brokenRegistry{}})
+	mgr := testnet.ServeManager(t, &gunshu.Manager{Registry: &brokenRegistry{}})
 	if got := exchange(t, mgr, "list\n"); got != "fail\n" {
 		t.Fatalf("got %q, want %q", got, "fail\n")
 	}
@@ -38,7 +38,7 @@ func TestManagerListCappedAtMaxList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mgr := serveManager(t, m)
+	mgr := testnet.ServeManager(t, m)
 	got := exchange(t, mgr, "list\n")
 	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
 	if lines[0] != "3" || len(lines) != 4 {
@@ -54,8 +54,8 @@ func TestManagerListCappedAtMaxList(t *testing.T) {
 // reports the ones it cannot, and stops when its context ends.
 func TestRegistrar(t *testing.T) {
 	m := &gunshu.Manager{Policy: testnet.LoopbackPolicy(), TestTimeout: time.Second}
-	mgr := serveManager(t, m)
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	mgr := testnet.ServeManager(t, m)
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 	dead := testkit.Listen(t)
 	deadAddr := dead.Addr().String()
 	dead.Close()

@@ -18,15 +18,7 @@ import (
 // relayOn serves a relay answering test on addr and returns its address.
 func relayOn(t testing.TB, addr string) string {
 	t.Helper()
-	return serveRelayOn(t, &gunshu.Relay{}, testkit.ListenOn(t, addr))
-}
-
-func serveRelayOn(t testing.TB, r *gunshu.Relay, ln net.Listener) string {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Serve(ln) }()
-	t.Cleanup(func() { ln.Close(); _ = r.Close(); <-done })
-	return ln.Addr().String()
+	return testnet.ServeRelayOn(t, &gunshu.Relay{}, testkit.ListenOn(t, addr))
 }
 
 // regFrom sends reg for addr to the manager from local IP from and
@@ -58,7 +50,7 @@ func TestManagerMaxPerIP(t *testing.T) {
 		Policy:      gunshu.Policy{Allow: []string{"127.0.0.0/8"}, Resolver: dns.resolver()},
 		TestTimeout: time.Second,
 	}
-	mgr := serveManager(t, m)
+	mgr := testnet.ServeManager(t, m)
 	steps := []struct {
 		addr, want string
 	}{
@@ -127,7 +119,7 @@ func TestManagerRequireSourceMatch(t *testing.T) {
 		RequireSourceMatch: true,
 		TestTimeout:        time.Second,
 	}
-	mgr := serveManager(t, m)
+	mgr := testnet.ServeManager(t, m)
 	if got := regFrom(t, mgr, "127.0.0.1", relay); got != "fail\n" {
 		t.Fatalf("reg of another machine's address = %q, want fail", got)
 	}
@@ -154,7 +146,7 @@ func TestManagerRegisterRate(t *testing.T) {
 		TestTimeout:  time.Second,
 		OnRegister:   func(string, error) { verified.Add(1) },
 	}
-	mgr := serveManager(t, m)
+	mgr := testnet.ServeManager(t, m)
 	for i := range 3 {
 		if got := regFrom(t, mgr, "127.0.0.1", relay); got != "ok\n" {
 			t.Fatalf("reg %d within the burst = %q", i, got)
@@ -184,7 +176,7 @@ func TestManagerRegisterRate(t *testing.T) {
 func TestRegistrarSourceAddress(t *testing.T) {
 	relay := relayOn(t, "127.0.0.2:0")
 	m := &gunshu.Manager{Registry: &gunshu.MemoryRegistry{}, Policy: testnet.LoopbackPolicy(), RequireSourceMatch: true, TestTimeout: time.Second}
-	mgr := serveManager(t, m)
+	mgr := testnet.ServeManager(t, m)
 	for _, from := range []string{"127.0.0.1", "127.0.0.2"} {
 		reg := &gunshu.Registrar{Managers: []string{mgr}, Advertise: relay, Timeout: 2 * time.Second,
 			Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}}

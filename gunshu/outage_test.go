@@ -134,7 +134,7 @@ func TestRelayProcessKilledMidStream(t *testing.T) {
 	}
 	r1 := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst}
 	r3 := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst}
-	a1, a3 := serveRelay(t, r1), serveRelay(t, r3)
+	a1, a3 := testnet.ServeRelay(t, r1), testnet.ServeRelay(t, r3)
 	resp := newStreamingResponder(t)
 	broken := streamRoute(t, []string{a1, middle, a3}, resp.addr)
 	testkit.Eventually(t, 2*time.Second, "the route through the process", func() bool { return r1.Active() == 1 && r3.Active() == 1 })
@@ -160,7 +160,7 @@ func TestRelayProcessKilledMidStream(t *testing.T) {
 // being down long enough for them to fail.
 func TestRelaysReregisterAfterManagerRestart(t *testing.T) {
 	const interval = time.Second
-	relay := serveRelay(t, &gunshu.Relay{})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{})
 	ln := testkit.Listen(t)
 	mgrAddr := ln.Addr().String()
 	startManager := func(ln net.Listener) (*gunshu.Manager, func()) {
@@ -214,7 +214,7 @@ func TestRelaysReregisterAfterManagerRestart(t *testing.T) {
 func TestSilentNextHopFailsWithinRouteTimeout(t *testing.T) {
 	const route = 700 * time.Millisecond
 	silent := cannedServer(t, "", true)
-	relay := serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: gunshu.Timeouts{Route: route}})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: gunshu.Timeouts{Route: route}})
 	start := time.Now()
 	if got := exchange(t, relay, "est\n1\n"+silent+"\n"); got != "fail\n" {
 		t.Fatalf("relay reply %q, want fail", got)

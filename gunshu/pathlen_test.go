@@ -122,7 +122,7 @@ func TestPathLengthRelayChoice(t *testing.T) {
 	relays := make([]string, 4)
 	for i := range relays {
 		seed++
-		relays[i] = serveRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Observer: &count, Rand: rand.NewPCG(seed, 7)})
+		relays[i] = testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Observer: &count, Rand: rand.NewPCG(seed, 7)})
 	}
 	resp, _ := serveResponder(t, &gunshu.Responder{}, func(c net.Conn) { c.Close() })
 	const routes = 300

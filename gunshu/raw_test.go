@@ -160,43 +160,6 @@ func TestConstSourcePicks(t *testing.T) {
 	}
 }
 
-// serveRelay runs a relay on a fresh loopback listener until the test ends.
-func serveRelay(t testing.TB, r *gunshu.Relay) string {
-	t.Helper()
-	ln := testkit.Listen(t)
-	addr := ln.Addr().String()
-	if r.Self == nil {
-		r.Self = []string{addr}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = r.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		_ = r.Close()
-		<-done
-	})
-	return addr
-}
-
-// serveManager runs m on a fresh loopback listener until the test ends.
-func serveManager(t testing.TB, m *gunshu.Manager) string {
-	t.Helper()
-	ln := testkit.Listen(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = m.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-	})
-	return ln.Addr().String()
-}
-
 // serveResponder runs a responder listener whose streams go to handle,
 // until the test ends.
 func serveResponder(t testing.TB, r *gunshu.Responder, handle func(net.Conn)) (string, *gunshu.Listener) {

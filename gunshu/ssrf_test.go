@@ -14,6 +14,7 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // trap is a listener that must never be reached: it counts connections
@@ -191,7 +192,7 @@ func TestRelayRefusesSSRF(t *testing.T) {
 	target := newTrap(t, "tcp", "127.0.0.1:0")
 	target6 := newTrap(t, "tcp", "[::1]:"+target.port)
 	r := &gunshu.Relay{Policy: gunshu.Policy{Resolver: dns.resolver()}, Timeouts: gunshu.Timeouts{Dial: time.Second, Route: 2 * time.Second}}
-	relayAddr := serveRelay(t, r)
+	relayAddr := testnet.ServeRelay(t, r)
 	addrs := append(ssrfSpellings(target.port), "169.254.169.254:80", "10.0.0.1:80", "192.168.0.1:80")
 	for _, addr := range addrs {
 		t.Run(addr, func(t *testing.T) {
@@ -243,7 +244,7 @@ func TestRelayDialsTheCheckedAddress(t *testing.T) {
 		}
 	}()
 	r := &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.2/32"}, Resolver: dns.resolver()}}
-	relayAddr := serveRelay(t, r)
+	relayAddr := testnet.ServeRelay(t, r)
 	conn := dialT(t, relayAddr)
 	if _, err := conn.Write([]byte("est\n1\nrebind.test:" + port + "\n")); err != nil {
 		t.Fatal(err)
@@ -275,7 +276,7 @@ func TestManagerNeverTestsDeniedAddresses(t *testing.T) {
 	dns := ssrfResolver(t)
 	target := newTrap(t, "tcp", "127.0.0.1:0")
 	m := &gunshu.Manager{Policy: gunshu.Policy{Resolver: dns.resolver()}, TestTimeout: time.Second}
-	mgrAddr := serveManager(t, m)
+	mgrAddr := testnet.ServeManager(t, m)
 	for _, addr := range ssrfSpellings(target.port) {
 		if reply := exchange(t, mgrAddr, "reg\n"+addr+"\n"); reply != "fail\n" {
 			t.Errorf("reg %s: %q, want fail", addr, reply)

@@ -107,19 +107,8 @@ func startRelays(t testing.TB, n int) []*testRelay {
 	var out []*testRelay
 	for range n {
 		ln := &countingListener{Listener: testkit.Listen(t)}
-		r := &testRelay{addr: ln.Addr().String(), ln: ln}
-		relay := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Self: []string{r.addr}}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_ = relay.Serve(ln)
-		}()
-		t.Cleanup(func() {
-			ln.Close()
-			_ = relay.Close()
-			<-done
-		})
-		out = append(out, r)
+		addr := testnet.ServeRelayOn(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()}, ln)
+		out = append(out, &testRelay{addr: addr, ln: ln})
 	}
 	return out
 }
@@ -372,29 +361,13 @@ func TestEntranceThroughManagersOnOneRedis(t *testing.T) {
 	testkit.Eventually(t, time.Second, "B lists the relays of A and C", func() bool {
 		return slices.Equal(ms[1].list(t), addrsOf(relays))
 	})
-	responder := echoResponder(t)
+	responder := testnet.EchoResponder(t)
 	entrance := &gunshu.Entrance{
 		Dialer:    &gunshu.Dialer{Manager: ms[1].addr, MaxRelays: -1},
 		Responder: responder,
 	}
 	ln := testkit.Listen(t)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = entrance.ServeConn(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	testkit.Serve(t, ln, func(c net.Conn) { _ = entrance.ServeConn(c) })
 
 	before := []int64{relays[0].ln.accepted.Load(), relays[1].ln.accepted.Load()}
 	for i := range 10 {
@@ -433,45 +406,4 @@ func roundTrip(t testing.TB, addr, msg string) string {
 		}
 	}
 	return string(buf)
-}
-
-// echoResponder serves a Gunshu responder echoing each stream, and
-// returns its address.
-func echoResponder(t testing.TB) string {
-	t.Helper()
-	rl := (&gunshu.Responder{}).Listen(testkit.Listen(t), 0)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := rl.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						if cw, ok := c.(interface{ CloseWrite() error }); ok {
-							_ = cw.CloseWrite()
-						}
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() { rl.Close(); rl.Wait(); wg.Wait() })
-	return rl.Addr().String()
 }

@@ -1,8 +1,8 @@
 // Package testnet is the test fixture of a whole Gunshu network on
 // loopback, without Caddy: a manager, relays registered with it, echo
-// responders and seeded initiators. Every package's tests that need a
-// network of package gunshu's roles use it; the helpers that need no
-// Gunshu are in package testkit.
+// responders and seeded initiators, each served until the test ends.
+// Every package's tests that need package gunshu's roles on sockets use
+// it; the helpers that need no Gunshu are in package testkit.
 package testnet
 
 import (
@@ -21,8 +21,65 @@ import (
 // refuse by default.
 func LoopbackPolicy() gunshu.Policy { return gunshu.Policy{Allow: testkit.Loopback} }
 
-// Network is a manager and relays on loopback, and whatever the test adds
-// with Serve and AtClose. Everything stops when the test ends.
+// ServeRelay serves r on a fresh loopback port until the test ends, and
+// returns its address; r.Self defaults to that address.
+func ServeRelay(t testing.TB, r *gunshu.Relay) string {
+	t.Helper()
+	return ServeRelayOn(t, r, testkit.Listen(t))
+}
+
+// ServeRelayOn is ServeRelay on ln. When the test ends it closes ln, ends
+// r's sessions with a reset and waits for them.
+func ServeRelayOn(t testing.TB, r *gunshu.Relay, ln net.Listener) string {
+	t.Helper()
+	addr := ln.Addr().String()
+	if r.Self == nil {
+		r.Self = []string{addr}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		_ = r.Close()
+		<-done
+	})
+	return addr
+}
+
+// ServeManager serves m on a fresh loopback port until the test ends, and
+// returns its address.
+func ServeManager(t testing.TB, m *gunshu.Manager) string {
+	t.Helper()
+	ln := testkit.Listen(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = m.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// EchoResponder starts a responder that echoes every stream back, and
+// returns its address. When the test ends it closes the responder and
+// every stream.
+func EchoResponder(t testing.TB) string {
+	t.Helper()
+	ln := testkit.Listen(t)
+	rl := (&gunshu.Responder{}).Listen(ln, 0)
+	t.Cleanup(rl.Wait)
+	testkit.Serve(t, rl, testkit.Echo)
+	return ln.Addr().String()
+}
+
+// Network is a manager and relays registered with it, on loopback, until
+// the test ends.
 type Network struct {
 	Manager *gunshu.Manager
 	// ManagerAddr is where the manager listens.
@@ -31,9 +88,7 @@ type Network struct {
 	Relays []*Relay
 
 	configure func(*gunshu.Relay)
-	wg        sync.WaitGroup
 	mu        sync.Mutex
-	closers   []func()
 }
 
 // Relay is one relay of a Network.
@@ -56,33 +111,11 @@ func NewWith(t testing.TB, relays int, configure func(*gunshu.Relay)) *Network {
 	t.Helper()
 	n := &Network{configure: configure}
 	n.Manager = &gunshu.Manager{Policy: LoopbackPolicy(), TestTimeout: time.Second}
-	ln := testkit.Listen(t)
-	n.ManagerAddr = ln.Addr().String()
-	n.Serve(ln, func() { _ = n.Manager.Serve(ln) })
-	t.Cleanup(n.close)
+	n.ManagerAddr = ServeManager(t, n.Manager)
 	for range relays {
 		n.AddRelay(t)
 	}
 	return n
-}
-
-// Serve runs run on a goroutine of its own; when the network stops it
-// closes ln and waits for run to return.
-func (n *Network) Serve(ln net.Listener, run func()) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		run()
-	}()
-	n.AtClose(func() { ln.Close() })
-}
-
-// AtClose adds f to what stopping the network does, in order, before it
-// waits for what Serve started.
-func (n *Network) AtClose(f func()) {
-	n.mu.Lock()
-	n.closers = append(n.closers, f)
-	n.mu.Unlock()
 }
 
 // AddRelay starts a relay on a fresh loopback port and registers it.
@@ -103,8 +136,7 @@ func (n *Network) AddRelayOn(t testing.TB, ln net.Listener, configure func(*guns
 			c(r.Relay)
 		}
 	}
-	n.Serve(ln, func() { _ = r.Serve(ln) })
-	n.AtClose(func() { _ = r.Close() })
+	ServeRelayOn(t, r.Relay, ln)
 	if err := gunshu.Register(context.Background(), n.ManagerAddr, r.Addr, 5*time.Second); err != nil {
 		t.Fatalf("registering relay %s: %v", r.Addr, err)
 	}
@@ -125,30 +157,8 @@ func (n *Network) RelayAddrs() []string {
 	return addrs
 }
 
-func (n *Network) close() {
-	n.mu.Lock()
-	closers := n.closers
-	n.mu.Unlock()
-	for _, c := range closers {
-		c()
-	}
-	n.wg.Wait()
-}
-
 // Dialer returns an initiator of the network whose routes are drawn from
 // a source seeded with seed.
 func (n *Network) Dialer(seed uint64) *gunshu.Dialer {
 	return &gunshu.Dialer{Manager: n.ManagerAddr, Rand: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)}
-}
-
-// EchoResponder starts a responder that echoes every stream back, and
-// returns its address. When the test ends it closes the responder and
-// every stream.
-func EchoResponder(t testing.TB) string {
-	t.Helper()
-	ln := testkit.Listen(t)
-	rl := (&gunshu.Responder{}).Listen(ln, 0)
-	t.Cleanup(rl.Wait)
-	testkit.Serve(t, rl, testkit.Echo)
-	return ln.Addr().String()
 }
