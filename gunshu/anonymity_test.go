@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gunshu/caddy-gunshu/gunshu"
-	"github.com/gunshu/caddy-gunshu/internal/testkit"
-	"github.com/gunshu/caddy-gunshu/internal/testnet"
-
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // TestLogsNameNoPredecessor: whatever happens to a session (refused

@@ -1,11 +1,6 @@
 package gunshu_test
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu"
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-	"github.com/gunshu/caddy-gunshu/internal/testkit"
-	"github.com/gunshu/caddy-gunshu/internal/testnet"
-
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +9,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // chain starts n relays that always extend a route to the first entry of

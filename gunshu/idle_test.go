@@ -1,15 +1,15 @@
 package gunshu_test
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu"
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-	"github.com/gunshu/caddy-gunshu/internal/testkit"
-	"github.com/gunshu/caddy-gunshu/internal/testnet"
-
 	"errors"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // recorder is an Observer that keeps the finished sessions.

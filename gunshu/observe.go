@@ -1,8 +1,6 @@
 package gunshu
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-
 	"context"
 	"errors"
 	"io"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 )
 
 // Role names the part a session played.

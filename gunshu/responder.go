@@ -1,8 +1,6 @@
 package gunshu
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 )
 
 // ErrTestAnswered reports a connection that was a test exchange: it was

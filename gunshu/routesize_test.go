@@ -6,11 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gunshu/caddy-gunshu/gunshu"
-	"github.com/gunshu/caddy-gunshu/internal/testnet"
-
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // lawOf returns the route-size law of a Dialer configured by d.
