@@ -55,11 +55,8 @@ func (ListenerWrapper) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets up the responder.
 func (lw *ListenerWrapper) Provision(ctx caddy.Context) error {
-	if lw.Timeout < 0 {
-		return errNegative("timeout", time.Duration(lw.Timeout))
-	}
-	if lw.MaxPending < 0 {
-		return errNegative("max_pending", lw.MaxPending)
+	if err := notNegative(durationOption("timeout", lw.Timeout), countOption("max_pending", lw.MaxPending)); err != nil {
+		return err
 	}
 	lw.logger = ctx.Logger(lw)
 	observer, err := newMetricsObserver(ctx)
