@@ -95,6 +95,19 @@ func (s *Session) finish(obs Observer, log *zap.Logger, start time.Time, err err
 	logSession(log, *s)
 }
 
+// finishExchange is finish for a manager's one-shot exchange: the reply
+// is the whole exchange, so its handshake is its duration, and it writes
+// no session line, only a failure at debug level, redacted: the peer may
+// be an initiator asking for the list.
+func (s *Session) finishExchange(obs Observer, log *zap.Logger, start time.Time, err error) {
+	s.end(start, err)
+	s.Handshake = s.Duration
+	obs.SessionEnded(*s)
+	if err != nil {
+		log.Debug("exchange failed", zap.String("command", s.Command), zap.String("error", RedactedError(err)))
+	}
+}
+
 // Observer receives session events, for metrics. Implementations must be
 // safe for concurrent use and fast: they run on the session's goroutine.
 type Observer interface {
