@@ -17,8 +17,8 @@ import (
 func BenchmarkEntranceSession(b *testing.B) {
 	n := testnet.New(b, 3)
 	echo := testnet.EchoResponder(b)
-	fixed := entranceOn(b, n, &gunshu.Entrance{Responder: echo})
-	proxy := entranceOn(b, n, &gunshu.Entrance{})
+	fixed := n.ServeEntrance(b, &gunshu.Entrance{Responder: echo})
+	proxy := n.ServeEntrance(b, &gunshu.Entrance{})
 	socksRequest := socksConnect(echo)
 	connectRequest := "CONNECT " + echo + " HTTP/1.1\r\n\r\n"
 	line := []byte("ping\n")

@@ -2,7 +2,6 @@ package gunshu_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -10,9 +9,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,37 +21,6 @@ import (
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
-
-// entranceOn serves e, with an initiator of n unless it has one, on a
-// loopback listener and returns its address.
-func entranceOn(t testing.TB, n *testnet.Network, e *gunshu.Entrance) string {
-	t.Helper()
-	if e.Dialer == nil {
-		e.Dialer = n.Dialer(7)
-	}
-	if err := e.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ln := testkit.Listen(t)
-	testkit.Serve(t, ln, func(c net.Conn) { _ = e.ServeConn(c) })
-	return ln.Addr().String()
-}
-
-const testPage = `<!DOCTYPE html><html><head><title>Gunshu responder</title></head>` +
-	`<body style="font:32px sans-serif"><h1>Gunshu responder</h1><p id="msg">hello through the crowd</p></body></html>`
-
-// pageResponder serves testPage at / and "path <path>" elsewhere.
-func pageResponder(t testing.TB) string {
-	return httpResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/" {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			io.WriteString(w, testPage)
-			return
-		}
-		body, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "path %s host %s body %s", r.URL.Path, r.Host, body)
-	}))
-}
 
 func proxyClient(proxy string) *http.Client {
 	u, _ := url.Parse(proxy)
@@ -85,8 +50,8 @@ func getBody(c *http.Client, url string) (int, string, error) {
 
 func TestEntranceProxiesWithGoClients(t *testing.T) {
 	n := testnet.New(t, 4)
-	responder := pageResponder(t)
-	entrance := entranceOn(t, n, &gunshu.Entrance{Username: "alice", Password: "s3cret"})
+	responder := testnet.PageResponder(t)
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{Username: "alice", Password: "s3cret"})
 	for _, scheme := range []string{"socks5", "http"} {
 		t.Run(scheme, func(t *testing.T) {
 			c := proxyClient(scheme + "://alice:s3cret@" + entrance)
@@ -124,8 +89,8 @@ func TestEntranceProxiesWithGoClients(t *testing.T) {
 
 func TestEntranceHTTPForwardsBody(t *testing.T) {
 	n := testnet.New(t, 3)
-	responder := pageResponder(t)
-	entrance := entranceOn(t, n, &gunshu.Entrance{})
+	responder := testnet.PageResponder(t)
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{})
 	c := proxyClient("http://" + entrance)
 	body := strings.Repeat("upload ", 50000)
 	resp, err := c.Post("http://"+responder+"/up", "text/plain", strings.NewReader(body))
@@ -136,91 +101,6 @@ func TestEntranceHTTPForwardsBody(t *testing.T) {
 	got, _ := io.ReadAll(resp.Body)
 	if want := "path /up host " + responder + " body " + body; string(got) != want {
 		t.Fatalf("got %d bytes, want %d", len(got), len(want))
-	}
-}
-
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s is needed (Debian package %s): %v", name, name, err)
-	}
-	return p
-}
-
-func runCurl(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, requireTool(t, "curl"), append([]string{"-sS", "--max-time", "20"}, args...)...).CombinedOutput()
-	return string(out), err
-}
-
-func TestEntranceWithCurl(t *testing.T) {
-	n := testnet.New(t, 4)
-	responder := pageResponder(t)
-	open := entranceOn(t, n, &gunshu.Entrance{})
-	locked := entranceOn(t, n, &gunshu.Entrance{Username: "bob", Password: "pw"})
-	url := "http://" + responder + "/curl"
-	want := "path /curl host " + responder + " body "
-	tests := []struct {
-		name string
-		args []string
-	}{
-		{"socks5 hostname", []string{"--socks5-hostname", open, url}},
-		{"socks5 local resolution", []string{"--socks5", open, url}},
-		{"socks5 with credentials", []string{"--socks5-hostname", locked, "--proxy-user", "bob:pw", url}},
-		{"http connect", []string{"--proxy", "http://" + open, "--proxytunnel", url}},
-		{"http absolute form", []string{"--proxy", "http://" + open, url}},
-		{"http with credentials", []string{"--proxy", "http://" + locked, "--proxy-user", "bob:pw", url}},
-		{"connect with credentials", []string{"--proxy", "http://" + locked, "--proxy-user", "bob:pw", "--proxytunnel", url}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, err := runCurl(t, tt.args...)
-			if err != nil || out != want {
-				t.Fatalf("curl %v: %v\n%s", tt.args, err, out)
-			}
-		})
-	}
-	if out, err := runCurl(t, "-o", "/dev/null", "-w", "%{http_code}", "--proxy", "http://"+locked, "--proxy-user", "bob:no", url); out != "407" {
-		t.Errorf("wrong password over HTTP: %q %v, want 407", out, err)
-	}
-	if out, err := runCurl(t, "--socks5-hostname", locked, "--proxy-user", "bob:no", url); err == nil {
-		t.Errorf("wrong password over SOCKS5 succeeded: %q", out)
-	}
-}
-
-func TestEntranceWithChromium(t *testing.T) {
-	chromium := requireTool(t, "chromium")
-	n := testnet.New(t, 3)
-	responder := pageResponder(t)
-	entrance := entranceOn(t, n, &gunshu.Entrance{})
-	shot, err := filepath.Abs("../artifacts/entrance-socks5-chromium.png")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(shot), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(shot)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
-		"--proxy-server=socks5://"+entrance, "--proxy-bypass-list=<-loopback>",
-		"--disable-background-networking", "--disable-component-update",
-		"--disable-features=NetworkTimeServiceQuerying", "--no-first-run",
-		"--user-data-dir="+t.TempDir(), "--window-size=800,600",
-		"--screenshot="+shot, "--dump-dom", "http://"+responder+"/")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), `<p id="msg">hello through the crowd</p>`) {
-		t.Fatalf("DOM lacks the responder's text:\n%s", out)
-	}
-	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
-		t.Fatalf("no screenshot at %s: %v", shot, err)
 	}
 }
 
@@ -256,7 +136,7 @@ func (o *recordingObserver) wait(t *testing.T, count int) []gunshu.Session {
 func TestEntranceHandshakeTimeout(t *testing.T) {
 	n := testnet.New(t, 2)
 	obs := &recordingObserver{}
-	entrance := entranceOn(t, n, &gunshu.Entrance{HandshakeTimeout: 200 * time.Millisecond, Observer: obs})
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{HandshakeTimeout: 200 * time.Millisecond, Observer: obs})
 	for _, partial := range []string{"", "\x05\x01", "CONNECT a.example:443 HTTP/1.1\r\n"} {
 		conn, err := net.Dial("tcp", entrance)
 		if err != nil {
@@ -282,12 +162,8 @@ func TestEntranceAnswersRouteFailure(t *testing.T) {
 	ln := testkit.Listen(t)
 	dead := ln.Addr().String()
 	ln.Close() // nothing listens here: the last relay cannot connect
-	entrance := entranceOn(t, n, &gunshu.Entrance{Dialer: &gunshu.Dialer{Manager: n.ManagerAddr, Attempts: 1}})
-
-	out, err := runCurl(t, "--proxy", "http://"+entrance, "--proxytunnel", "http://"+dead+"/")
-	if !strings.Contains(out, "CONNECT tunnel failed, response 502") {
-		t.Errorf("CONNECT to a dead responder: %q %v, want 502", out, err)
-	}
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{Dialer: &gunshu.Dialer{Manager: n.ManagerAddr, Attempts: 1}})
+	// (curl's CONNECT to it gets 502: e2e's TestEntranceAnswersRouteFailureToCurl.)
 	conn, err := net.Dial("tcp", entrance)
 	if err != nil {
 		t.Fatal(err)
@@ -306,9 +182,9 @@ func TestEntranceAnswersRouteFailure(t *testing.T) {
 
 func TestEntranceLogsNoClientAddress(t *testing.T) {
 	n := testnet.New(t, 2)
-	responder := pageResponder(t)
+	responder := testnet.PageResponder(t)
 	core, logs := observer.New(zap.DebugLevel)
-	entrance := entranceOn(t, n, &gunshu.Entrance{Logger: zap.New(core), Username: "u", Password: "p"})
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{Logger: zap.New(core), Username: "u", Password: "p"})
 	var clients []string
 	for _, creds := range []string{"u:p", "u:bad"} {
 		conn, err := net.Dial("tcp", entrance)

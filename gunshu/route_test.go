@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
-	"github.com/gunshu/caddy-gunshu/internal/testkit"
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
@@ -40,22 +39,6 @@ func TestEchoThroughRoute(t *testing.T) {
 	}
 }
 
-// httpResponder serves h behind a Gunshu responder until the test ends
-// and returns its address.
-func httpResponder(t testing.TB, h http.Handler) string {
-	t.Helper()
-	ln := testkit.Listen(t)
-	rl := (&gunshu.Responder{}).Listen(ln, 0)
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(rl)
-	}()
-	t.Cleanup(func() { srv.Close(); rl.Wait(); <-done })
-	return ln.Addr().String()
-}
-
 func gunshuClient(d *gunshu.Dialer) *http.Client {
 	return &http.Client{
 		Timeout: 10 * time.Second,
@@ -70,7 +53,7 @@ func gunshuClient(d *gunshu.Dialer) *http.Client {
 
 func TestHTTPThroughRoutes(t *testing.T) {
 	n := testnet.New(t, 5)
-	addr := httpResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := testnet.HTTPResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "page %s", r.URL.Path)
 	}))
 	client := gunshuClient(n.Dialer(2))
@@ -116,7 +99,7 @@ func TestHTTPThroughRoutes(t *testing.T) {
 // routes of up to five relays and checks every byte both ways.
 func TestHTTPLargeBodies(t *testing.T) {
 	n := testnet.New(t, 5)
-	addr := httpResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := testnet.HTTPResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
