@@ -294,7 +294,10 @@ func holdSession(t *testing.T, addr string) net.Conn {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond) // let the relay take it first
+		// The relay serves (and counts) it before the probe, as a rule.
+		testkit.Eventually(t, 5*time.Second, "the relay serving the silent session", func() bool {
+			return value(t, gunshuMetrics.sessionsActive.WithLabelValues("relay")) >= 1
+		})
 		if got, err := opsExchange(addr, "test\n"); err == nil && strings.TrimSpace(got) == "fail" {
 			return held
 		}

@@ -54,8 +54,9 @@ func pump(w io.Writer) {
 }
 
 // streamRoute opens a route through the chain of relays to responder,
-// and starts data flowing both ways. broken receives when the client's
-// side of the route ended.
+// starts data flowing both ways and returns once the responder's first
+// bytes came back through it. broken receives when the client's side of
+// the route ended.
 func streamRoute(t testing.TB, chain []string, responder string) (broken chan time.Time) {
 	t.Helper()
 	c := dialT(t, chain[0])
@@ -71,6 +72,9 @@ func streamRoute(t testing.TB, chain []string, responder string) (broken chan ti
 	}
 	broken = make(chan time.Time, 1)
 	go pump(c)
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatalf("no byte came back through the route: %v", err)
+	}
 	go func() {
 		_, _ = io.Copy(io.Discard, c)
 		broken <- time.Now()
@@ -138,7 +142,6 @@ func TestRelayProcessKilledMidStream(t *testing.T) {
 	resp := newStreamingResponder(t)
 	broken := streamRoute(t, []string{a1, middle, a3}, resp.addr)
 	testkit.Eventually(t, 2*time.Second, "the route through the process", func() bool { return r1.Active() == 1 && r3.Active() == 1 })
-	time.Sleep(100 * time.Millisecond)
 	killed := time.Now()
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
