@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -188,16 +186,9 @@ const commandAdminCaddyfile = `{
 `
 
 func TestCommandListFromAdminAPI(t *testing.T) {
-	admin, manager := opsPort(t), opsPort(t)
+	admin, manager := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	caddyfile := strings.NewReplacer("{admin}", admin, "{manager}", manager, "{storage}", t.TempDir()).Replace(commandAdminCaddyfile)
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
-	if err != nil {
-		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading config: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	loadCaddyfile(t, caddyfile)
 
 	// One live relay, run by the test, and one registered then stopped.
 	ln := testkit.Listen(t)
@@ -264,7 +255,7 @@ func TestCommandListFromAdminAPI(t *testing.T) {
 
 	// Errors: an unknown manager (the default name here), a Caddy that
 	// does not answer, --manager with --admin, --no-test with --admin.
-	closed := opsPort(t)
+	closed := testkit.FreeAddr(t)
 	for _, c := range []struct {
 		args []string
 		want string

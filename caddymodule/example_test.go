@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
@@ -82,10 +81,7 @@ func (n *exampleNet) config(edit func(string) string) []byte {
 // stops Caddy.
 func (n *exampleNet) load(edit func(string) string) {
 	n.t.Helper()
-	if err := caddy.Load(n.config(edit), true); err != nil {
-		n.t.Fatalf("loading the example: %v", err)
-	}
-	n.t.Cleanup(func() { _ = caddy.Stop() })
+	runConfig(n.t, n.config(edit))
 }
 
 // list asks the example's manager for its list, sorted.

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -22,20 +21,6 @@ import (
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
-
-// loadCaddyfile adapts text and loads it, with the admin endpoint off;
-// Caddy is stopped when the test ends.
-func loadCaddyfile(t *testing.T, text string) {
-	t.Helper()
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
-	if err != nil {
-		t.Fatalf("adapting: %v\n%s", err, text)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-}
 
 // echoThrough sends msg through a session on conn and wants it back.
 func echoThrough(t *testing.T, conn net.Conn, r io.Reader, msg string) {
@@ -72,9 +57,9 @@ func TestEntranceCoverInCaddy(t *testing.T) {
 		}
 		outside = append(outside, testnet.ServeRelayOn(t, r, testkit.ListenOn(t, "127.0.0.3:0")))
 	}
-	manager := "127.0.0.1:" + testkit.FreePort(t)
+	manager := testkit.FreeAddr(t)
 	coverRelay := "127.0.0.2:" + testkit.FreePort(t)
-	covered, uncovered := "127.0.0.1:"+testkit.FreePort(t), "127.0.0.1:"+testkit.FreePort(t)
+	covered, uncovered := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	storage, logFile := t.TempDir(), filepath.Join(t.TempDir(), "caddy.log")
 	loadCaddyfile(t, strings.NewReplacer("{storage}", storage, "{log}", logFile, "{manager}", manager,
 		"{cover}", coverRelay, "{covered}", covered, "{uncovered}", uncovered, "{responder}", responder).Replace(`{
@@ -187,7 +172,7 @@ func TestProxyEntranceInCaddy(t *testing.T) {
 	n := testnet.New(t, 3)
 	responder := testnet.EchoResponder(t)
 	t.Setenv("GUNSHU_TEST_PROXY_PASSWORD", "s3cret")
-	entrance := "127.0.0.1:" + testkit.FreePort(t)
+	entrance := testkit.FreeAddr(t)
 	loadCaddyfile(t, strings.NewReplacer("{storage}", t.TempDir(), "{manager}", n.ManagerAddr, "{entrance}", entrance).Replace(`{
 	admin off
 	storage file_system {storage}
@@ -252,7 +237,7 @@ func TestProxyEntranceInCaddy(t *testing.T) {
 // the sessions it holds, and a reload keeps the count (the limiter is
 // pooled by the advertised address), until the session ends.
 func TestRelayLimitKeptAcrossReload(t *testing.T) {
-	relay := "127.0.0.1:" + testkit.FreePort(t)
+	relay := testkit.FreeAddr(t)
 	text := strings.NewReplacer("{relay}", relay).Replace(`{
 	admin off
 	log default {
@@ -331,7 +316,7 @@ func TestManagerCapsInCaddy(t *testing.T) {
 	}
 	other := testnet.ServeRelayOn(t, &gunshu.Relay{}, testkit.ListenOn(t, "127.0.0.2:0"))
 
-	capped, rated, strict := "127.0.0.1:"+testkit.FreePort(t), "127.0.0.1:"+testkit.FreePort(t), "127.0.0.1:"+testkit.FreePort(t)
+	capped, rated, strict := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	loadCaddyfile(t, strings.NewReplacer("{capped}", capped, "{rated}", rated, "{strict}", strict).Replace(`{
 	admin off
 	log default {

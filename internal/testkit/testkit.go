@@ -49,6 +49,12 @@ func FreePort(t testing.TB) string {
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
+// FreeAddr is 127.0.0.1 with a FreePort.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return "127.0.0.1:" + FreePort(t)
+}
+
 // TCPPair returns both ends of a loopback TCP connection, closed when the
 // test ends: near was accepted, far dialed.
 func TCPPair(t testing.TB) (near, far *net.TCPConn) {
