@@ -1,55 +1,16 @@
 package caddymodule
 
 import (
-	"encoding/json"
-	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
-
-// loadCaddy runs config (JSON, with {admin} standing for the test admin
-// address) in the in-process Caddy of caddytest, with its storage (where
-// entrances keep their guards) in a temporary directory, whose path it
-// returns.
-func loadCaddy(t *testing.T, config string) string {
-	t.Helper()
-	config = strings.ReplaceAll(config, "{admin}", fmt.Sprintf("localhost:%d", caddytest.Default.AdminPort))
-	var cfg map[string]any
-	if err := json.Unmarshal([]byte(config), &cfg); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	var root string
-	if _, set := cfg["storage"]; !set {
-		storage := testStorage(t)
-		root = storage["root"].(string)
-		cfg["storage"] = storage
-	}
-	out, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tester := caddytest.NewTester(t)
-	tester.InitServer(string(out), "json")
-	if t.Failed() {
-		t.FailNow()
-	}
-	return root
-}
-
-// testStorage is a storage config in a fresh temporary directory, so no
-// test writes to the user's Caddy data directory.
-func testStorage(t testing.TB) map[string]any {
-	return map[string]any{"module": "file_system", "root": t.TempDir()}
-}
 
 // teeProxy forwards TCP connections to target and records every byte in
 // both directions: it sees exactly what the last relay of a route

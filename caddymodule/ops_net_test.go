@@ -182,9 +182,18 @@ func (n *opsNet) adminJSON(method, path string, v any) (int, []byte) {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	resp, err := opsHTTP.Do(req)
-	if err != nil {
-		n.t.Fatalf("%s %s: %v", method, path, err)
+	// Every config load replaces the admin endpoint and shuts the old one
+	// down in the background: a request right after a load may meet it
+	// closing. The new one answers within moments.
+	var resp *http.Response
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if resp, err = opsHTTP.Do(req); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("%s %s: %v", method, path, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
