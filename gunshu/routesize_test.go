@@ -74,31 +74,15 @@ func TestExposureOfOldRules(t *testing.T) {
 	if want := 2.0 / (n + 1); math.Abs(whole.Revealing-want) > 1e-12 || math.Abs(whole.MeanRoute-10.5) > 1e-12 {
 		t.Errorf("2003 rule: revealing %v, mean route %v; want %v, 10.5", whole.Revealing, whole.MeanRoute, want)
 	}
-	capped := make([]float64, 5)
-	capped[4] = 1
-	fixed := gunshu.ComputeExposure(capped, n, 1)
+	fixed := gunshu.ComputeExposure(gunshu.FixedLaw(5), n, 1)
 	if math.Abs(fixed.Revealing-1.0/3) > 1e-12 || math.Abs(fixed.MeanRoute-3) > 1e-12 {
 		t.Errorf("fixed cap 5: revealing %v, mean route %v; want 1/3, 3", fixed.Revealing, fixed.MeanRoute)
 	}
-	geo := gunshu.ComputeExposure(geometricLaw(0.8, 20), n, 1)
+	geo := gunshu.ComputeExposure(gunshu.GeometricLaw(0.8, 20), n, 1)
 	if math.Round(1000*geo.Revealing) != 3 || math.Round(100*geo.MeanPosterior) != 35 || math.Round(10*geo.MeanRoute) != 29 {
 		t.Errorf("geometric r=0.8: revealing %v, mean posterior %v, mean route %v; issue 9 gives 0.3%%, 0.35, 2.9",
 			geo.Revealing, geo.MeanPosterior, geo.MeanRoute)
 	}
-}
-
-// geometricLaw is P(k) ∝ r^(k-1) on 1..bound, the law issue 9 proposes.
-func geometricLaw(r float64, bound int) []float64 {
-	law := make([]float64, bound)
-	total := 0.0
-	for k := range law {
-		law[k] = math.Pow(r, float64(k))
-		total += law[k]
-	}
-	for k := range law {
-		law[k] /= total
-	}
-	return law
 }
 
 func TestRouteSizeBounds(t *testing.T) {
