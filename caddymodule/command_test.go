@@ -275,9 +275,7 @@ func TestCommandListFromAdminAPI(t *testing.T) {
 }
 
 func TestCommandErrors(t *testing.T) {
-	ln := testkit.Listen(t)
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := testkit.ClosedAddr(t)
 	for _, args := range [][]string{
 		{"list"},
 		{"list", "--manager", "not an address"},

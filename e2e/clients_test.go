@@ -106,9 +106,7 @@ func TestEntranceWithChromium(t *testing.T) {
 // responder is a 502 to an HTTP CONNECT client.
 func TestEntranceAnswersRouteFailureToCurl(t *testing.T) {
 	n := testnet.New(t, 2)
-	ln := testkit.Listen(t)
-	dead := ln.Addr().String()
-	ln.Close() // nothing listens here: the last relay cannot connect
+	dead := testkit.ClosedAddr(t) // nothing listens here: the last relay cannot connect
 	entrance := n.ServeEntrance(t, &gunshu.Entrance{Dialer: &gunshu.Dialer{Manager: n.ManagerAddr, Attempts: 1}})
 	out, err := runCurl(t, "--proxy", "http://"+entrance, "--proxytunnel", "http://"+dead+"/")
 	if !strings.Contains(out, "CONNECT tunnel failed, response 502") {

@@ -35,14 +35,6 @@ func cannedServer(t testing.TB, reply string, hold bool) string {
 	return ln.Addr().String()
 }
 
-// closedPort returns a loopback address where nothing listens.
-func closedPort(t testing.TB) string {
-	ln := testkit.Listen(t)
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // badEnv is one server of each role plus misbehaving peers for them.
 type badEnv struct {
 	manager, relay, responder, entrance string
@@ -60,7 +52,7 @@ func newBadEnv(t *testing.T) *badEnv {
 	env.garbler = cannedServer(t, "nope\n", false)
 	env.closer = cannedServer(t, "", false)
 	env.silent = cannedServer(t, "", true)
-	env.closed = closedPort(t)
+	env.closed = testkit.ClosedAddr(t)
 	env.manager = testnet.ServeManager(t, &gunshu.Manager{Policy: local(), TestTimeout: time.Second, Timeouts: tm})
 
 	relayLn := testkit.Listen(t)

@@ -159,9 +159,7 @@ func TestEntranceHandshakeTimeout(t *testing.T) {
 
 func TestEntranceAnswersRouteFailure(t *testing.T) {
 	n := testnet.New(t, 2)
-	ln := testkit.Listen(t)
-	dead := ln.Addr().String()
-	ln.Close() // nothing listens here: the last relay cannot connect
+	dead := testkit.ClosedAddr(t) // nothing listens here: the last relay cannot connect
 	entrance := n.ServeEntrance(t, &gunshu.Entrance{Dialer: &gunshu.Dialer{Manager: n.ManagerAddr, Attempts: 1}})
 	// (curl's CONNECT to it gets 502: e2e's TestEntranceAnswersRouteFailureToCurl.)
 	conn, err := net.Dial("tcp", entrance)

@@ -120,9 +120,7 @@ func TestGuardReplacedAfterDialFailures(t *testing.T) {
 // responder can make them, never cost the guard its place.
 func TestGuardKeptWhenRoutesFailDownstream(t *testing.T) {
 	n := testnet.New(t, 4)
-	ln := testkit.Listen(t)
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := testkit.ClosedAddr(t)
 	d := n.Dialer(8)
 	d.Attempts = 1
 	d.Guards = &gunshu.Guards{MaxFailures: 2}

@@ -55,6 +55,15 @@ func FreeAddr(t testing.TB) string {
 	return "127.0.0.1:" + FreePort(t)
 }
 
+// ClosedAddr is an address of 127.0.0.1 where nothing listens: a dial to
+// it is refused.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln := Listen(t)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // TCPPair returns both ends of a loopback TCP connection, closed when the
 // test ends: near was accepted, far dialed.
 func TCPPair(t testing.TB) (near, far *net.TCPConn) {
