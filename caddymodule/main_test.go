@@ -15,5 +15,8 @@ func TestMain(m *testing.M) {
 		// its default logger), and with it timberjack's rotation
 		// goroutine: Caddy's, not ours.
 		goleak.IgnoreTopFunction("github.com/DeRuina/timberjack.(*Logger).millRun"),
+		// certmagic refreshes a storage lock file every 5 s and notices
+		// only then that it was unlocked.
+		goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.keepLockfileFresh"),
 	)
 }
