@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
@@ -51,17 +51,11 @@ func TestExampleThroughEntrance(t *testing.T) {
 	entrance := n.addr("8000")
 
 	t.Run("curl", func(t *testing.T) {
-		curl, err := exec.LookPath("curl")
-		if err != nil {
-			t.Fatal("curl is needed: the issue names it as the client of the example")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, curl, "-sS", "--noproxy", "*", "-m", "10", "http://"+entrance+"/").CombinedOutput()
+		out, err := testkit.Curl(t, "--noproxy", "*", "http://"+entrance+"/")
 		if err != nil {
 			t.Fatalf("curl: %v: %s", err, out)
 		}
-		if !strings.Contains(string(out), "Hello from behind the crowd") {
+		if !strings.Contains(out, "Hello from behind the crowd") {
 			t.Fatalf("curl got %.200q, want the example page", out)
 		}
 	})
@@ -76,23 +70,17 @@ func TestExampleThroughEntrance(t *testing.T) {
 		{"absolute-form", "--proxy", "http://" + proxy},
 	} {
 		t.Run("curl via "+mode.name, func(t *testing.T) {
-			curl, err := exec.LookPath("curl")
-			if err != nil {
-				t.Fatal("curl is needed: the issue names it as the client of the proxy entrance")
-			}
-			args := []string{"-sS", "-m", "10", mode.flag, mode.proxyURL}
+			args := []string{mode.flag, mode.proxyURL}
 			if mode.name == "connect" {
-				args = []string{"-sS", "-m", "10", "--proxytunnel", "--proxy", mode.proxyURL}
+				args = []string{"--proxytunnel", "--proxy", mode.proxyURL}
 			}
 			for i := range 3 {
 				path := fmt.Sprintf("/echo/%s-%d", mode.name, i)
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-				out, err := exec.CommandContext(ctx, curl, append(args, "http://"+responder+path)...).CombinedOutput()
-				cancel()
+				out, err := testkit.Curl(t, append(args, "http://"+responder+path)...)
 				if err != nil {
 					t.Fatalf("curl %v: %v: %s", args, err, out)
 				}
-				if string(out) != path {
+				if out != path {
 					t.Fatalf("curl via %s got %.200q, want %q", mode.name, out, path)
 				}
 			}

@@ -12,10 +12,8 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -238,25 +236,18 @@ func TestTransportEndToEndTLS(t *testing.T) {
 		t.Fatalf("the transports' guard set in Caddy's storage: %s (%v), want one of %v", stored, err, n.RelayAddrs())
 	}
 	// And with a real client.
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Fatalf("curl is needed (Debian package curl): %v", err)
-	}
-	out, err := exec.Command(curl, "-sS", "--max-time", "20", "http://127.0.0.1:"+tlsFront+"/secret-path-8ff2?curl").CombinedOutput()
-	if want := "TOP-SECRET-ANSWER for /secret-path-8ff2?curl"; err != nil || string(out) != want {
+	out, err := testkit.Curl(t, "http://127.0.0.1:"+tlsFront+"/secret-path-8ff2?curl")
+	if want := "TOP-SECRET-ANSWER for /secret-path-8ff2?curl"; err != nil || out != want {
 		t.Fatalf("curl: %v %q, want %q", err, out, want)
 	}
 
 	// A proxy entrance with curl speaking TLS through it to the same
 	// responder: the route ends at the same tee.
-	entranceLn := testkit.Listen(t)
-	entrance := &gunshu.Entrance{Dialer: n.Dialer(1)}
-	testkit.Serve(t, entranceLn, func(c net.Conn) { _ = entrance.ServeConn(c) })
-	out, err = exec.Command(curl, "-sS", "--max-time", "20", "--cacert", certFile,
-		"--socks5-hostname", entranceLn.Addr().String(),
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{Dialer: n.Dialer(1)})
+	out, err = testkit.Curl(t, "--cacert", certFile, "--socks5-hostname", entrance,
 		"--connect-to", "responder.test:443:"+tlsTee.addr,
-		"https://responder.test/secret-path-8ff2?socks").CombinedOutput()
-	if want := "TOP-SECRET-ANSWER for /secret-path-8ff2?socks"; err != nil || string(out) != want {
+		"https://responder.test/secret-path-8ff2?socks")
+	if want := "TOP-SECRET-ANSWER for /secret-path-8ff2?socks"; err != nil || out != want {
 		t.Fatalf("curl over SOCKS5 and TLS: %v %q, want %q", err, out, want)
 	}
 

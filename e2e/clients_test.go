@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
@@ -16,23 +13,6 @@ import (
 
 // The clients people use, curl and Chromium, through entrances of an
 // in-process Gunshu network.
-
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s is needed (Debian package %s): %v", name, name, err)
-	}
-	return p
-}
-
-func runCurl(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, requireTool(t, "curl"), append([]string{"-sS", "--max-time", "20"}, args...)...).CombinedOutput()
-	return string(out), err
-}
 
 func TestEntranceWithCurl(t *testing.T) {
 	n := testnet.New(t, 4)
@@ -55,22 +35,21 @@ func TestEntranceWithCurl(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := runCurl(t, tt.args...)
+			out, err := testkit.Curl(t, tt.args...)
 			if err != nil || out != want {
 				t.Fatalf("curl %v: %v\n%s", tt.args, err, out)
 			}
 		})
 	}
-	if out, err := runCurl(t, "-o", "/dev/null", "-w", "%{http_code}", "--proxy", "http://"+locked, "--proxy-user", "bob:no", url); out != "407" {
+	if out, err := testkit.Curl(t, "-o", "/dev/null", "-w", "%{http_code}", "--proxy", "http://"+locked, "--proxy-user", "bob:no", url); out != "407" {
 		t.Errorf("wrong password over HTTP: %q %v, want 407", out, err)
 	}
-	if out, err := runCurl(t, "--socks5-hostname", locked, "--proxy-user", "bob:no", url); err == nil {
+	if out, err := testkit.Curl(t, "--socks5-hostname", locked, "--proxy-user", "bob:no", url); err == nil {
 		t.Errorf("wrong password over SOCKS5 succeeded: %q", out)
 	}
 }
 
 func TestEntranceWithChromium(t *testing.T) {
-	chromium := requireTool(t, "chromium")
 	n := testnet.New(t, 3)
 	responder := testnet.PageResponder(t)
 	entrance := n.ServeEntrance(t, &gunshu.Entrance{})
@@ -82,19 +61,9 @@ func TestEntranceWithChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Remove(shot)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
-		"--proxy-server=socks5://"+entrance, "--proxy-bypass-list=<-loopback>",
-		"--disable-background-networking", "--disable-component-update",
-		"--disable-features=NetworkTimeServiceQuerying", "--no-first-run",
-		"--user-data-dir="+t.TempDir(), "--window-size=800,600",
+	out := testkit.Chromium(t, "--proxy-server=socks5://"+entrance, "--window-size=800,600",
 		"--screenshot="+shot, "--dump-dom", "http://"+responder+"/")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), testnet.Message) {
+	if !strings.Contains(out, testnet.Message) {
 		t.Fatalf("DOM lacks the responder's text:\n%s", out)
 	}
 	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
@@ -108,7 +77,7 @@ func TestEntranceAnswersRouteFailureToCurl(t *testing.T) {
 	n := testnet.New(t, 2)
 	dead := testkit.ClosedAddr(t) // nothing listens here: the last relay cannot connect
 	entrance := n.ServeEntrance(t, &gunshu.Entrance{Dialer: &gunshu.Dialer{Manager: n.ManagerAddr, Attempts: 1}})
-	out, err := runCurl(t, "--proxy", "http://"+entrance, "--proxytunnel", "http://"+dead+"/")
+	out, err := testkit.Curl(t, "--proxy", "http://"+entrance, "--proxytunnel", "http://"+dead+"/")
 	if !strings.Contains(out, "CONNECT tunnel failed, response 502") {
 		t.Errorf("CONNECT to a dead responder: %q %v, want 502", out, err)
 	}
