@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // pickFirst makes a relay extend every route to the first entry of its
@@ -22,8 +23,6 @@ import (
 type pickFirst struct{}
 
 func (pickFirst) Uint64() uint64 { return 1 << 32 }
-
-func loopbackPolicy() gunshu.Policy { return gunshu.Policy{Allow: []string{"127.0.0.0/8"}} }
 
 // network is everything one benchmark started; stop ends it all.
 type network struct {
@@ -159,7 +158,7 @@ func acceptAll(ln net.Listener, handle func(net.Conn)) {
 // until its next hop's ok (the relays before cut-through).
 func (n *network) gunshuRelayMode(waitForOK bool) string {
 	ln := n.listen()
-	r := &gunshu.Relay{Policy: loopbackPolicy(), Rand: pickFirst{}, WaitForOK: waitForOK}
+	r := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst{}, WaitForOK: waitForOK}
 	n.serve(ln, func() { _ = r.Serve(ln) })
 	n.stops = append(n.stops, func() { _ = r.Close() })
 	return ln.Addr().String()

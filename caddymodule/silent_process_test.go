@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // TestHelperCaddyProcess is not a test: run by caddyProcess as a child,
@@ -122,21 +123,18 @@ func (o *routeCounter) SessionEnded(s gunshu.Session) {
 // serves a protocol whose server speaks first.
 func TestSilentClientsInCaddyProcess(t *testing.T) {
 	const maxSilent = 4
-	n := newEntNet(t, 0)
 	// One relay, max_relays 1: every route holds exactly one relay, so
-	// its sessions count routes.
+	// its est sessions count routes.
 	obs := &routeCounter{}
-	rln := entListen(t)
-	relay := rln.Addr().String()
-	r := &gunshu.Relay{Policy: entLoopbackPolicy(), Self: []string{relay}, Observer: obs}
-	n.serve(rln, func() { _ = r.Serve(rln) })
-	n.closers = append(n.closers, func() { _ = r.Close() })
-	if err := gunshu.Register(context.Background(), n.manager, relay, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	responder := bannerResponder(t, n, "220 ready\r\n")
-	entrance := "127.0.0.1:" + freePort(t)
-	stop := caddyProcess(t, strings.NewReplacer("{entrance}", entrance, "{manager}", n.manager, "{responder}", responder).Replace(`{
+	n := testnet.New(t, 0)
+	r := n.AddRelayOn(t, testkit.Listen(t), func(r *gunshu.Relay) { r.Observer = obs })
+	responder := appResponder(t, func(c net.Conn) {
+		if _, err := io.WriteString(c, "220 ready\r\n"); err == nil {
+			_, _ = io.Copy(io.Discard, c)
+		}
+	})
+	entrance := testkit.FreeAddr(t)
+	stop := caddyProcess(t, strings.NewReplacer("{entrance}", entrance, "{manager}", n.ManagerAddr, "{responder}", responder).Replace(`{
 	admin off
 	log default {
 		level ERROR
@@ -171,7 +169,7 @@ func TestSilentClientsInCaddyProcess(t *testing.T) {
 	// Every route they got has ended once the relay is idle; wait a
 	// little past the last connection so its route has started.
 	time.Sleep(200 * time.Millisecond)
-	waitForCond(t, "the relay's sessions to end", func() bool { return r.Active() == 0 })
+	testkit.Eventually(t, 10*time.Second, "the relay's sessions to end", func() bool { return r.Active() == 0 })
 	empty := obs.routes.Load()
 	if bound := maxSilent + 1 + int64(time.Since(begin)/time.Second); empty > bound {
 		t.Fatalf("%d routes for 200 empty connections, want at most %d", empty, bound)
@@ -210,7 +208,7 @@ func TestSilentClientsInCaddyProcess(t *testing.T) {
 		t.Fatalf("%d of %d silent clients refused, want %d", refused, len(silent), len(silent)-maxSilent)
 	}
 	stop() // every session of the entrance ends, and so its routes
-	waitForCond(t, "the relay's sessions to end", func() bool { return r.Active() == 0 })
+	testkit.Eventually(t, 10*time.Second, "the relay's sessions to end", func() bool { return r.Active() == 0 })
 	if routes := obs.routes.Load() - empty; routes != 1+maxSilent {
 		t.Fatalf("%d routes for 1 speaking and 12 silent clients, want %d", routes, 1+maxSilent)
 	}
@@ -221,22 +219,13 @@ func isTimeoutErr(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// bannerResponder runs a responder outside Caddy whose application
-// writes banner first, then holds the stream until the client ends it.
-func bannerResponder(t *testing.T, n *entNet, banner string) string {
-	return appResponder(t, n, func(c net.Conn) {
-		if _, err := io.WriteString(c, banner); err == nil {
-			_, _ = io.Copy(io.Discard, c)
-		}
-	})
-}
-
-// waitForCond polls cond for up to 10 s.
-func waitForCond(t *testing.T, what string, cond func() bool) {
+// appResponder runs a gunshu responder outside Caddy whose application is
+// app, and returns its address.
+func appResponder(t *testing.T, app func(net.Conn)) string {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 10 s for %s", what)
-		}
-	}
+	ln := testkit.Listen(t)
+	rl := (&gunshu.Responder{}).Listen(ln, 0)
+	t.Cleanup(rl.Wait)
+	testkit.Serve(t, rl, app)
+	return ln.Addr().String()
 }

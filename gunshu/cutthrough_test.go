@@ -1,17 +1,24 @@
-package gunshu
+package gunshu_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // firstEntry makes a relay extend every route to the first entry of its
@@ -21,15 +28,12 @@ type firstEntry struct{}
 func (firstEntry) Uint64() uint64 { return 1 << 32 }
 
 // fixedRelay serves a relay that always picks the first entry of its list.
-func fixedRelay(t testing.TB, waitForOK bool, obs Observer, tm Timeouts) string {
+func fixedRelay(t testing.TB, waitForOK bool, obs gunshu.Observer, tm gunshu.Timeouts) string {
 	t.Helper()
-	ln := listen(t)
-	r := &Relay{Policy: loopbackPolicy(), Rand: firstEntry{}, WaitForOK: waitForOK, Observer: obs, Timeouts: tm}
+	ln := testkit.Listen(t)
+	r := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: firstEntry{}, WaitForOK: waitForOK, Observer: obs, Timeouts: tm}
 	r.Self = []string{ln.Addr().String()}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Serve(ln) }()
-	t.Cleanup(func() { ln.Close(); _ = r.Close(); <-done })
-	return ln.Addr().String()
+	return testnet.ServeRelayOn(t, r, ln)
 }
 
 // digestResponder is a responder that reads each stream to its end and
@@ -48,17 +52,13 @@ func digestResponder(t testing.TB, received *atomic.Int64) string {
 // its address.
 func appResponder(t testing.TB, app func(net.Conn)) string {
 	t.Helper()
-	ln := listen(t)
-	rl := (&Responder{}).Listen(ln, 0)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = acceptLoop(rl, func(c net.Conn) {
-			defer c.Close()
-			app(c)
-		})
-	}()
-	t.Cleanup(func() { rl.Close(); rl.Wait(); <-done })
+	ln := testkit.Listen(t)
+	rl := (&gunshu.Responder{}).Listen(ln, 0)
+	t.Cleanup(rl.Wait)
+	testkit.Serve(t, rl, func(c net.Conn) {
+		defer c.Close()
+		app(c)
+	})
 	return ln.Addr().String()
 }
 
@@ -130,10 +130,10 @@ func TestCutThroughRoute(t *testing.T) {
 	rec := newRecorder()
 	relays := make([]string, 3)
 	for i := range relays {
-		relays[i] = fixedRelay(t, false, rec, Timeouts{})
+		relays[i] = fixedRelay(t, false, rec, gunshu.Timeouts{})
 	}
 	list := append(append([]string{}, relays[1:]...), responder)
-	for _, size := range []int{0, 1, 1000, MaxUnconfirmed, 3 * MaxUnconfirmed} {
+	for _, size := range []int{0, 1, 1000, gunshu.MaxUnconfirmed, 3 * gunshu.MaxUnconfirmed} {
 		for _, pipelined := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%d bytes, pipelined %v", size, pipelined), func(t *testing.T) {
 				payload := randomBytes(uint64(size), size)
@@ -141,7 +141,7 @@ func TestCutThroughRoute(t *testing.T) {
 				// Every relay counts the stream, not the protocol's lines.
 				for range relays {
 					s := rec.next(t)
-					if s.Outcome != OutcomeOK || s.Command != CmdEst || s.Handshake <= 0 {
+					if s.Outcome != gunshu.OutcomeOK || s.Command != gunshu.CmdEst || s.Handshake <= 0 {
 						t.Fatalf("relay session %+v, want an ok est", s)
 					}
 					if s.Bytes.Up != int64(size) || s.Bytes.Down != sha256.Size {
@@ -158,9 +158,9 @@ func TestCutThroughRoute(t *testing.T) {
 func TestCutThroughMixedRoute(t *testing.T) {
 	var received atomic.Int64
 	responder := digestResponder(t, &received)
-	oldA, oldB := fixedRelay(t, true, nil, Timeouts{}), fixedRelay(t, true, nil, Timeouts{})
-	newA, newB := fixedRelay(t, false, nil, Timeouts{}), fixedRelay(t, false, nil, Timeouts{})
-	payload := randomBytes(7, 2*MaxUnconfirmed+123)
+	oldA, oldB := fixedRelay(t, true, nil, gunshu.Timeouts{}), fixedRelay(t, true, nil, gunshu.Timeouts{})
+	newA, newB := fixedRelay(t, false, nil, gunshu.Timeouts{}), fixedRelay(t, false, nil, gunshu.Timeouts{})
+	payload := randomBytes(7, 2*gunshu.MaxUnconfirmed+123)
 	for name, path := range map[string][]string{
 		"new old new old": {newA, oldA, newB, oldB},
 		"old new old new": {oldA, newA, oldB, newB},
@@ -179,16 +179,16 @@ func TestCutThroughMixedRoute(t *testing.T) {
 func TestCutThroughNextHopFails(t *testing.T) {
 	const routeTimeout = 300 * time.Millisecond
 	rec := newRecorder()
-	relay := fixedRelay(t, false, rec, Timeouts{Route: routeTimeout})
+	relay := fixedRelay(t, false, rec, gunshu.Timeouts{Route: routeTimeout})
 	for _, c := range []struct {
 		name    string
 		next    string
-		outcome Outcome
+		outcome gunshu.Outcome
 	}{
-		{"answers fail", cannedServer(t, "fail\n", false), OutcomeNextHopFailed},
-		{"closes", cannedServer(t, "", false), OutcomeNextHopFailed},
-		{"silent past route_timeout", cannedServer(t, "", true), OutcomeTimeout},
-		{"not listening", closedPort(t), OutcomeDialFailed},
+		{"answers fail", cannedServer(t, "fail\n", false), gunshu.OutcomeNextHopFailed},
+		{"closes", cannedServer(t, "", false), gunshu.OutcomeNextHopFailed},
+		{"silent past route_timeout", cannedServer(t, "", true), gunshu.OutcomeTimeout},
+		{"not listening", testkit.ClosedAddr(t), gunshu.OutcomeDialFailed},
 	} {
 		for _, pipelined := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s, pipelined %v", c.name, pipelined), func(t *testing.T) {
@@ -211,7 +211,7 @@ func TestCutThroughNextHopFails(t *testing.T) {
 				if s.Outcome != c.outcome || s.Handshake != 0 {
 					t.Fatalf("session %+v (%v), want outcome %s", s, s.Err, c.outcome)
 				}
-				if c.outcome == OutcomeTimeout && time.Since(start) < routeTimeout {
+				if c.outcome == gunshu.OutcomeTimeout && time.Since(start) < routeTimeout {
 					t.Fatalf("fail after %v, before route_timeout %v", time.Since(start), routeTimeout)
 				}
 			})
@@ -220,23 +220,23 @@ func TestCutThroughNextHopFails(t *testing.T) {
 }
 
 // TestCutThroughBoundsUnconfirmed: before ok a relay passes at most
-// MaxUnconfirmed bytes past forward on, then stops reading upstream.
+// gunshu.MaxUnconfirmed bytes past forward on, then stops reading upstream.
 func TestCutThroughBoundsUnconfirmed(t *testing.T) {
-	next := listen(t)
+	next := testkit.Listen(t)
 	defer next.Close()
-	relay := fixedRelay(t, false, nil, Timeouts{})
+	relay := fixedRelay(t, false, nil, gunshu.Timeouts{})
 	c := dialT(t, relay)
 	defer c.Close()
 	est := estFor(next.Addr().String())
 	go func() {
-		_, _ = c.Write(append([]byte(est+"forward\n"), make([]byte, 4*MaxUnconfirmed)...))
+		_, _ = c.Write(append([]byte(est+"forward\n"), make([]byte, 4*gunshu.MaxUnconfirmed)...))
 	}()
 	down, err := next.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer down.Close()
-	want := len("est\n0\nforward\n") + MaxUnconfirmed
+	want := len("est\n0\nforward\n") + gunshu.MaxUnconfirmed
 	got := make([]byte, want+1)
 	if _, err := io.ReadFull(down, got[:want]); err != nil {
 		t.Fatal(err)
@@ -246,7 +246,7 @@ func TestCutThroughBoundsUnconfirmed(t *testing.T) {
 	}
 	// Nothing more comes before ok; 200 ms is only how long we look.
 	_ = down.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if n, err := down.Read(got[want:]); n != 0 || !isTimeout(err) {
+	if n, err := down.Read(got[want:]); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read %d more bytes before ok (%v)", n, err)
 	}
 	// After ok the rest flows.
@@ -254,7 +254,7 @@ func TestCutThroughBoundsUnconfirmed(t *testing.T) {
 	if _, err := down.Write([]byte("ok\n")); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := io.ReadFull(down, make([]byte, 3*MaxUnconfirmed)); err != nil {
+	if n, err := io.ReadFull(down, make([]byte, 3*gunshu.MaxUnconfirmed)); err != nil {
 		t.Fatalf("after ok: %d bytes, %v", n, err)
 	}
 }
@@ -264,27 +264,23 @@ func TestCutThroughBoundsUnconfirmed(t *testing.T) {
 // records how much stream it got.
 func failingHop(t testing.TB, afterBytes int, answer string, got *atomic.Int64) string {
 	return serveEach(t, func(c net.Conn) {
-		lr := newLineReader(c, nil, DefaultMaxLine)
-		defer lr.drop()
-		if _, err := lr.readLine(); err != nil {
+		br := bufio.NewReader(c)
+		line := func() string { l, _ := br.ReadString('\n'); return strings.TrimSuffix(l, "\n") }
+		if line() != gunshu.CmdEst {
 			return
 		}
-		if _, err := lr.readList(DefaultMaxList); err != nil {
+		n, err := strconv.Atoi(line())
+		if err != nil {
 			return
 		}
-		if err := lr.expectLine(CmdForward); err != nil {
+		for range n {
+			line()
+		}
+		if line() != gunshu.CmdForward {
 			return
 		}
-		n := int64(len(lr.held()))
-		rest := make([]byte, 32<<10)
-		for n < int64(afterBytes) {
-			k, err := c.Read(rest)
-			n += int64(k)
-			if err != nil {
-				break
-			}
-		}
-		got.Store(n)
+		k, _ := io.Copy(io.Discard, io.LimitReader(br, int64(afterBytes)))
+		got.Store(k)
 		_, _ = io.WriteString(c, answer)
 	})
 }
@@ -293,39 +289,25 @@ func failingHop(t testing.TB, afterBytes int, answer string, got *atomic.Int64) 
 // handle (within 5 s each) until the test ends, and returns the address.
 func serveEach(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
-	ln := listen(t)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	ln := testkit.Listen(t)
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		handle(c)
+	})
 	return ln.Addr().String()
 }
 
 // TestEntranceReplaysFailedRoute: a fixed entrance's first route fails
-// after the entrance sent it MaxUnconfirmed bytes; the entrance replays
+// after the entrance sent it gunshu.MaxUnconfirmed bytes; the entrance replays
 // them on a fresh route and the responder gets every byte exactly once.
 func TestEntranceReplaysFailedRoute(t *testing.T) {
 	for _, answer := range []string{"fail\n", ""} {
 		t.Run(fmt.Sprintf("first hop answers %q", answer), func(t *testing.T) {
 			var received, failedGot atomic.Int64
 			responder := digestResponder(t, &received)
-			bad := failingHop(t, MaxUnconfirmed, answer, &failedGot)
-			good := fixedRelay(t, false, nil, Timeouts{})
+			bad := failingHop(t, gunshu.MaxUnconfirmed, answer, &failedGot)
+			good := fixedRelay(t, false, nil, gunshu.Timeouts{})
 			// The manager lists the failing hop first, the good relay
 			// after the entrance asks again (as it does for attempt 2).
 			var lists atomic.Int32
@@ -336,12 +318,12 @@ func TestEntranceReplaysFailedRoute(t *testing.T) {
 				return []string{good}
 			})
 			rec := newRecorder()
-			entrance := serveEntrance(t, &Entrance{
-				Dialer:    &Dialer{Manager: mgr, Attempts: 2, ListTTL: -1, Guards: nil},
+			entrance := serveEntrance(t, &gunshu.Entrance{
+				Dialer:    &gunshu.Dialer{Manager: mgr, Attempts: 2, ListTTL: -1, Guards: nil},
 				Responder: responder,
 				Observer:  rec,
 			})
-			payload := randomBytes(3, 3*MaxUnconfirmed+17)
+			payload := randomBytes(3, 3*gunshu.MaxUnconfirmed+17)
 			c := dialT(t, entrance)
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -357,14 +339,14 @@ func TestEntranceReplaysFailedRoute(t *testing.T) {
 			if !bytes.Equal(got, want[:]) {
 				t.Fatalf("digest %x, want %x", got, want)
 			}
-			if n := failedGot.Load(); n != MaxUnconfirmed {
-				t.Fatalf("the failed route got %d bytes of stream, want exactly %d", n, MaxUnconfirmed)
+			if n := failedGot.Load(); n != gunshu.MaxUnconfirmed {
+				t.Fatalf("the failed route got %d bytes of stream, want exactly %d", n, gunshu.MaxUnconfirmed)
 			}
 			if n := received.Load(); n != int64(len(payload)) {
 				t.Fatalf("responder received %d bytes, want %d", n, len(payload))
 			}
 			s := rec.next(t)
-			if s.Outcome != OutcomeOK || s.Bytes.Up != int64(len(payload)) || s.Bytes.Down != sha256.Size {
+			if s.Outcome != gunshu.OutcomeOK || s.Bytes.Up != int64(len(payload)) || s.Bytes.Down != sha256.Size {
 				t.Fatalf("entrance session %+v (%v)", s, s.Err)
 			}
 		})
@@ -375,6 +357,7 @@ func TestEntranceReplaysFailedRoute(t *testing.T) {
 func listManager(t testing.TB, list func() []string) string {
 	return serveEach(t, func(c net.Conn) {
 		_, _ = c.Read(make([]byte, 64))
-		_, _ = c.Write(appendList(nil, list()))
+		l := list()
+		_, _ = fmt.Fprintf(c, "%d\n%s", len(l), strings.Join(append(l, ""), "\n"))
 	})
 }

@@ -8,8 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 	"go.uber.org/zap"
+
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 )
 
 // Entrance carries each connection it serves through a fresh Gunshu route

@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"bytes"
@@ -10,13 +10,17 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // countingObserver counts the sessions a role started.
 type countingObserver struct{ started atomic.Int64 }
 
-func (o *countingObserver) SessionStarted(Role)  { o.started.Add(1) }
-func (o *countingObserver) SessionEnded(Session) {}
+func (o *countingObserver) SessionStarted(gunshu.Role)  { o.started.Add(1) }
+func (o *countingObserver) SessionEnded(gunshu.Session) {}
 
 // bannerResponder is a responder whose application speaks first: it
 // writes a banner, then echoes.
@@ -35,12 +39,12 @@ func bannerResponder(t testing.TB, banner string) string {
 func TestEntranceSilentClients(t *testing.T) {
 	const maxSilent = 3
 	relayObs := &countingObserver{}
-	relay := fixedRelay(t, false, relayObs, Timeouts{})
+	relay := fixedRelay(t, false, relayObs, gunshu.Timeouts{})
 	responder := bannerResponder(t, "220 ready\r\n")
 	mgr := listManager(t, func() []string { return []string{relay} })
 	rec := newRecorder()
-	entrance := serveEntrance(t, &Entrance{
-		Dialer:           &Dialer{Manager: mgr, ListTTL: -1},
+	entrance := serveEntrance(t, &gunshu.Entrance{
+		Dialer:           &gunshu.Dialer{Manager: mgr, ListTTL: -1},
 		Responder:        responder,
 		SilentWait:       100 * time.Millisecond,
 		MaxSilent:        maxSilent,
@@ -59,7 +63,7 @@ func TestEntranceSilentClients(t *testing.T) {
 	for range 50 {
 		rec.next(t)
 	}
-	bound := maxSilent + 1 + int64(time.Since(begin)/silenceRefill)
+	bound := maxSilent + 1 + int64(time.Since(begin)/time.Second)
 	if n := relayObs.started.Load(); n > bound {
 		t.Fatalf("%d route hops for 50 empty connections, want at most %d", n, bound)
 	}
@@ -76,7 +80,7 @@ func TestEntranceSilentClients(t *testing.T) {
 	if got := readToEnd(t, c); got != "QUIT\r\n" {
 		t.Fatalf("echo %q", got)
 	}
-	if s := rec.next(t); s.Outcome != OutcomeOK {
+	if s := rec.next(t); s.Outcome != gunshu.OutcomeOK {
 		t.Fatalf("server-first session: %+v", s)
 	}
 
@@ -90,13 +94,13 @@ func TestEntranceSilentClients(t *testing.T) {
 	limited := 0
 	for range len(silent) - maxSilent {
 		s := rec.next(t)
-		if s.Outcome != OutcomeLimited {
+		if s.Outcome != gunshu.OutcomeLimited {
 			t.Fatalf("silent client over the bound: %+v (%v)", s, s.Err)
 		}
 		limited++
 	}
 	// The others were reset, so no more routes can come.
-	waitFor(t, 5*time.Second, "the silent clients' routes", func() bool { return relayObs.started.Load() >= maxSilent })
+	testkit.Eventually(t, 5*time.Second, "the silent clients' routes", func() bool { return relayObs.started.Load() >= maxSilent })
 	if n := relayObs.started.Load(); n != maxSilent {
 		t.Fatalf("%d route hops for %d silent clients, want %d", n, len(silent), maxSilent)
 	}
@@ -105,12 +109,26 @@ func TestEntranceSilentClients(t *testing.T) {
 	}
 }
 
+// SOCKS5 bytes (RFC 1928) the tests send and expect.
+var (
+	socksHello       = []byte{5, 1, 0} // one method: no authentication
+	socksChoseNoAuth = []byte{5, 0}
+	socksSucceeded   = byte(0)
+	socksUnreachable = byte(4)
+)
+
+func socksReply(code byte) []byte { return []byte{5, code, 0, 1, 0, 0, 0, 0, 0, 0} }
+
+func socksConnectDomain(name string, port uint16) []byte {
+	return append(append([]byte{5, 1, 0, 3, byte(len(name))}, name...), byte(port>>8), byte(port))
+}
+
 // socksHandshake sends a SOCKS5 greeting and reads the method reply.
 func socksHandshake(t testing.TB, c net.Conn) {
 	t.Helper()
-	writeRaw(t, c, string(socksHelloNoAuth))
+	writeRaw(t, c, string(socksHello))
 	got := make([]byte, 2)
-	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, socksSelectNoAuth) {
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, socksChoseNoAuth) {
 		t.Fatalf("method reply %v, %v", got, err)
 	}
 }
@@ -125,12 +143,12 @@ func socksConnectTo(t testing.TB, addr string) []byte {
 // behind CONNECT (as Tor Browser does) gets the success reply and then
 // the answer, the data having left with est.
 func TestEntranceSOCKS5OptimisticData(t *testing.T) {
-	relay := fixedRelay(t, false, nil, Timeouts{})
+	relay := fixedRelay(t, false, nil, gunshu.Timeouts{})
 	var received atomic.Int64
 	responder := digestResponder(t, &received)
 	mgr := listManager(t, func() []string { return []string{relay} })
 	for _, early := range []bool{false, true} {
-		entrance := serveEntrance(t, &Entrance{Dialer: &Dialer{Manager: mgr}, EarlyReply: early})
+		entrance := serveEntrance(t, &gunshu.Entrance{Dialer: &gunshu.Dialer{Manager: mgr}, EarlyReply: early})
 		c := dialRaw(t, entrance)
 		socksHandshake(t, c)
 		payload := randomBytes(9, 5000)
@@ -150,15 +168,15 @@ func TestEntranceSOCKS5OptimisticData(t *testing.T) {
 func TestEntranceEarlyReply(t *testing.T) {
 	failer := cannedServer(t, "fail\n", false)
 	mgr := listManager(t, func() []string { return []string{failer} })
-	dialer := func() *Dialer { return &Dialer{Manager: mgr, Attempts: 1, ListTTL: -1} }
+	dialer := func() *gunshu.Dialer { return &gunshu.Dialer{Manager: mgr, Attempts: 1, ListTTL: -1} }
 	for _, c := range []struct {
 		early bool
 		want  []byte
 	}{
-		{false, socksReply(socksHostUnreachable)},
+		{false, socksReply(socksUnreachable)},
 		{true, socksReply(socksSucceeded)},
 	} {
-		entrance := serveEntrance(t, &Entrance{Dialer: dialer(), EarlyReply: c.early})
+		entrance := serveEntrance(t, &gunshu.Entrance{Dialer: dialer(), EarlyReply: c.early})
 		conn := dialRaw(t, entrance)
 		socksHandshake(t, conn)
 		writeRaw(t, conn, string(socksConnectDomain("responder.example", 80)))
@@ -178,7 +196,7 @@ func TestEntranceEarlyReply(t *testing.T) {
 		{false, "HTTP/1.1 502 "},
 		{true, "HTTP/1.1 200 Connection established\r\n\r\n"},
 	} {
-		entrance := serveEntrance(t, &Entrance{Dialer: dialer(), EarlyReply: c.early})
+		entrance := serveEntrance(t, &gunshu.Entrance{Dialer: dialer(), EarlyReply: c.early})
 		conn := dialRaw(t, entrance)
 		writeRaw(t, conn, "CONNECT responder.example:80 HTTP/1.1\r\nHost: responder.example:80\r\n\r\n")
 		got, err := io.ReadAll(conn)
@@ -191,10 +209,10 @@ func TestEntranceEarlyReply(t *testing.T) {
 // TestEntrancePipelinedConcurrent runs many pipelined sessions through a
 // small network at once, each checked end to end.
 func TestEntrancePipelinedConcurrent(t *testing.T) {
-	n := newTestNet(t, 4)
+	n := testnet.New(t, 4)
 	var received atomic.Int64
 	responder := digestResponder(t, &received)
-	entrance := serveEntrance(t, &Entrance{Dialer: n.dialer(5), Responder: responder})
+	entrance := serveEntrance(t, &gunshu.Entrance{Dialer: n.Dialer(5), Responder: responder})
 	var wg sync.WaitGroup
 	errs := make(chan string, 40)
 	for i := range 40 {
