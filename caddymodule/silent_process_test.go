@@ -226,6 +226,9 @@ func appResponder(t *testing.T, app func(net.Conn)) string {
 	ln := testkit.Listen(t)
 	rl := (&gunshu.Responder{}).Listen(ln, 0)
 	t.Cleanup(rl.Wait)
-	testkit.Serve(t, rl, app)
+	testkit.Serve(t, rl, func(c net.Conn) {
+		defer c.Close()
+		app(c)
+	})
 	return ln.Addr().String()
 }
