@@ -15,9 +15,21 @@ import (
 const DefaultRegisterInterval = 60 * time.Second
 
 // Register sends reg for advertise to the manager at addr and waits for
-// ok, within timeout.
+// ok, within timeout. It connects from the advertised IP when that is an
+// address of this machine (see Registrar.Dialer).
 func Register(ctx context.Context, manager, advertise string, timeout time.Duration) error {
-	return register(ctx, &net.Dialer{}, manager, advertise, timeout)
+	return register(ctx, sourceDialer(advertise), manager, advertise, timeout)
+}
+
+// sourceDialer connects from advertise's IP when it is an address of this
+// machine, so that a manager requiring the source to match sees the
+// address registered.
+func sourceDialer(advertise string) *net.Dialer {
+	d := &net.Dialer{}
+	if local := coverLocalAddr(advertise); local != nil {
+		d.LocalAddr = local
+	}
+	return d
 }
 
 func register(ctx context.Context, d *net.Dialer, manager, advertise string, timeout time.Duration) error {
@@ -63,9 +75,10 @@ type Registrar struct {
 	Timeout time.Duration
 	// MinBackoff and MaxBackoff bound the retry delay after a failure.
 	MinBackoff, MaxBackoff time.Duration
-	// Dialer connects to the managers; set its LocalAddr to the
-	// advertised address's IP on a host with several addresses when a
-	// manager requires the source to match. nil means a plain dialer.
+	// Dialer connects to the managers. nil means a dialer that connects
+	// from the advertised IP when it is an address of this machine, so a
+	// manager that requires the source to match (the Caddy default) sees
+	// the address registered even on a host with several addresses.
 	Dialer *net.Dialer
 	Logger *zap.Logger
 
@@ -94,7 +107,7 @@ func (r *Registrar) keep(ctx context.Context, manager string) {
 	backoff := minBackoff
 	d := r.Dialer
 	if d == nil {
-		d = &net.Dialer{}
+		d = sourceDialer(r.Advertise)
 	}
 	for {
 		err := register(ctx, d, manager, r.Advertise, r.Timeout)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/gunshu/caddy-gunshu/internal/registrytest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -359,5 +360,16 @@ func TestSentinel(t *testing.T) {
 	defer raw.Close()
 	if n, err := raw.ZCard(context.Background(), "{sentinel:}seen").Result(); err != nil || n != 1 {
 		t.Fatalf("the master holds %d services (%v), want 1", n, err)
+	}
+}
+
+func TestNetworkCap(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRegistry(t, srv, Options{KeyPrefix: "netcap:", MaxPerIP: 2, MaxPerNetwork: 3})
+	registrytest.NetworkCap(t, r)
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer raw.Close()
+	if n, err := raw.HLen(context.Background(), "{netcap:}nets").Result(); err != nil || n != 5 {
+		t.Fatalf("networks counted in Redis: %d, %v; want 5", n, err)
 	}
 }
