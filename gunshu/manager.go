@@ -240,7 +240,10 @@ func (m *Manager) Test(ctx context.Context, addr string) (time.Duration, error) 
 
 // testTargets tests the first of targets (already checked by the policy)
 // that accepts a connection, within TestTimeout, and returns which one
-// answered and the round-trip latency.
+// answered and the round-trip latency. The one that answered must then
+// also show it is a relay and not a responder (probeRelay): a responder
+// answers test with ok too, and listed as a relay it would end routes at
+// its own site.
 func (m *Manager) testTargets(ctx context.Context, targets []netip.AddrPort) (netip.AddrPort, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.testTimeout())
 	defer cancel()
@@ -249,11 +252,47 @@ func (m *Manager) testTargets(ctx context.Context, targets []netip.AddrPort) (ne
 	if err != nil {
 		return at, 0, err
 	}
-	defer conn.Close()
-	if err := testExchange(ctx, conn, m.Limits.maxLine()); err != nil {
+	err = testExchange(ctx, conn, m.Limits.maxLine())
+	conn.Close()
+	if err != nil {
 		return at, 0, err
 	}
-	return at, time.Since(start), nil
+	latency := time.Since(start)
+	if err := probeRelay(ctx, m.Dialer, at.String(), m.Limits.maxLine()); err != nil {
+		return at, 0, err
+	}
+	return at, latency, nil
+}
+
+// ErrResponder reports an address that answers est with an empty list
+// with ok. A relay answers fail (it has no next hop: PROTOCOL.md); a
+// responder reads any list and answers ok. A manager does not list it.
+var ErrResponder = errors.New("answered ok to est with an empty list: a responder, not a relay")
+
+// probeLine is the probe of probeRelay: est with an empty list.
+var probeLine = []byte(CmdEst + "\n0\n")
+
+// probeRelay sends est with an empty list to addr and refuses an ok with
+// ErrResponder. fail is what a relay answers; a relay may also cut the
+// connection instead (the 2003 text allows it), and a probe it could not
+// reach or that timed out proves nothing either way: those pass.
+func probeRelay(ctx context.Context, d *net.Dialer, addr string, maxLine int) error {
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	if _, err := conn.Write(probeLine); err != nil {
+		return nil
+	}
+	lr := newLineReader(conn, nil, maxLine)
+	defer lr.release()
+	if lr.expectLine(ReplyOK) == nil {
+		return ErrResponder
+	}
+	return nil
 }
 
 // testExchange sends test on conn and waits for ok, until ctx's deadline.
@@ -344,7 +383,8 @@ func (m *Manager) patrolOne(ctx context.Context, addr string) {
 	if maxFailures <= 0 {
 		maxFailures = 1
 	}
-	if err != nil && failures >= maxFailures {
+	// A responder is no relay however often it answers: drop it at once.
+	if err != nil && (failures >= maxFailures || errors.Is(err, ErrResponder)) {
 		if removed, _ := m.Registry.Remove(ctx, addr); removed {
 			m.log.Info("service removed", zap.String("service", addr), zap.Int("failures", failures), zap.Error(err))
 		}

@@ -129,7 +129,7 @@ func classify(err error) Outcome {
 	switch {
 	case err == nil:
 		return OutcomeOK
-	case errors.Is(err, ErrPolicyDenied), errors.Is(err, ErrSourceMismatch):
+	case errors.Is(err, ErrPolicyDenied), errors.Is(err, ErrSourceMismatch), errors.Is(err, ErrResponder):
 		return OutcomePolicyDenied
 	case errors.Is(err, ErrTooManySessions), errors.Is(err, ErrTooManyFromIP), errors.Is(err, ErrRateLimited),
 		errors.Is(err, ErrGroupFull), errors.Is(err, ErrNetworkFull), errors.Is(err, ErrRegistryFull):

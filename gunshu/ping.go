@@ -24,3 +24,14 @@ func Ping(ctx context.Context, addr string, timeout time.Duration) (time.Duratio
 	}
 	return time.Since(start), nil
 }
+
+// ProbeRelay tells a relay from a responder, within timeout and without a
+// dial policy: it sends est with an empty list to addr and returns
+// ErrResponder when addr answers ok, as a responder does (a relay answers
+// fail). An entrance can check a first hop with it before it trusts the
+// first hop's ok; a manager probes every service it tests.
+func ProbeRelay(ctx context.Context, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, orDefault(timeout, DefaultTestTimeout))
+	defer cancel()
+	return probeRelay(ctx, &net.Dialer{}, addr, DefaultMaxLine)
+}
