@@ -37,6 +37,10 @@ type Policy struct {
 	// Resolver resolves host names; nil means net.DefaultResolver.
 	Resolver *net.Resolver
 
+	// refuse, when set, may refuse a checked address after the rules
+	// passed it: a relay refuses itself as a next hop.
+	refuse func(context.Context, netip.AddrPort) error
+
 	once                  sync.Once
 	compileErr            error
 	allowNets, denyNets   []netip.Prefix
@@ -165,7 +169,7 @@ func (p *Policy) Resolve(ctx context.Context, addr string) ([]netip.AddrPort, er
 		if err := p.AllowIP(ip); err != nil {
 			return nil, err
 		}
-		return []netip.AddrPort{netip.AddrPortFrom(ip.Unmap(), port)}, nil
+		return p.refused(ctx, []netip.AddrPort{netip.AddrPortFrom(ip.Unmap(), port)})
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	if matchHost(p.denyHosts, host) {
@@ -196,7 +200,19 @@ func (p *Policy) Resolve(ctx context.Context, addr string) ([]netip.AddrPort, er
 	if len(out) == 0 {
 		return nil, fmt.Errorf("resolving %s: no addresses", host)
 	}
-	return out, nil
+	return p.refused(ctx, out)
+}
+
+// refused applies the refuse hook to every target.
+func (p *Policy) refused(ctx context.Context, targets []netip.AddrPort) ([]netip.AddrPort, error) {
+	if p.refuse != nil {
+		for _, t := range targets {
+			if err := p.refuse(ctx, t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return targets, nil
 }
 
 // Dial connects to addr within timeout after checking it. It tries the

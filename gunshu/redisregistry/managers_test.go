@@ -107,6 +107,19 @@ func (l *countingListener) Accept() (net.Conn, error) {
 type testRelay struct {
 	addr string
 	ln   *countingListener
+	// tests counts the test exchanges the relay answered (a manager's
+	// patrol also sends an est probe on a connection of its own).
+	tests testCounter
+}
+
+// testCounter is a gunshu.Observer counting test sessions.
+type testCounter struct{ atomic.Int64 }
+
+func (c *testCounter) SessionStarted(gunshu.Role) {}
+func (c *testCounter) SessionEnded(s gunshu.Session) {
+	if s.Command == gunshu.CmdTest {
+		c.Add(1)
+	}
 }
 
 // startRelays starts n relays on loopback, stopped when the test ends.
@@ -116,7 +129,7 @@ func startRelays(t testing.TB, n int) []*testRelay {
 	for range n {
 		ln := &countingListener{Listener: listen(t)}
 		r := &testRelay{addr: ln.Addr().String(), ln: ln}
-		relay := &gunshu.Relay{Policy: loopbackPolicy(), Self: []string{r.addr}}
+		relay := &gunshu.Relay{Policy: loopbackPolicy(), Self: []string{r.addr}, Observer: &r.tests}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -269,12 +282,12 @@ func TestPatrolSharedAmongManagers(t *testing.T) {
 		time.Sleep((interval + interval/2 - time.Since(started)%interval) % interval)
 		before := make([]int64, len(relays))
 		for i, r := range relays {
-			before[i] = r.ln.accepted.Load()
+			before[i] = r.tests.Load()
 		}
 		time.Sleep(rounds * interval)
 		out := make([]int64, len(relays))
 		for i, r := range relays {
-			out[i] = r.ln.accepted.Load() - before[i]
+			out[i] = r.tests.Load() - before[i]
 		}
 		return out
 	}
