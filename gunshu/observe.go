@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -173,34 +172,4 @@ func logSession(l *zap.Logger, s Session) {
 		fields = append(fields, zap.String("remote", s.Remote))
 	}
 	l.Info("session", fields...)
-}
-
-// RedactedError is err's text with the socket addresses of every
-// *net.OpError in it removed: "read tcp 192.0.2.1:7001->198.51.100.7:50123:
-// i/o timeout" becomes "read tcp: i/o timeout". The far address of an
-// accepted connection is exactly what a relay must not write down.
-func RedactedError(err error) string {
-	msg := err.Error()
-	walkErrors(err, func(e error) {
-		if op, ok := e.(*net.OpError); ok && (op.Source != nil || op.Addr != nil) {
-			bare := &net.OpError{Op: op.Op, Net: op.Net, Err: op.Err}
-			msg = strings.ReplaceAll(msg, op.Error(), bare.Error())
-		}
-	})
-	return msg
-}
-
-func walkErrors(err error, visit func(error)) {
-	if err == nil {
-		return
-	}
-	visit(err)
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		walkErrors(u.Unwrap(), visit)
-	case interface{ Unwrap() []error }:
-		for _, e := range u.Unwrap() {
-			walkErrors(e, visit)
-		}
-	}
 }

@@ -172,8 +172,9 @@ func (p *Policy) Resolve(ctx context.Context, addr string) ([]netip.AddrPort, er
 		return p.refused(ctx, []netip.AddrPort{netip.AddrPortFrom(ip.Unmap(), port)})
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	// Messages name the host with its port, so RedactText finds it.
 	if matchHost(p.denyHosts, host) {
-		return nil, fmt.Errorf("%w: host %s", ErrPolicyDenied, host)
+		return nil, fmt.Errorf("%w: host %s", ErrPolicyDenied, addr)
 	}
 	resolver := p.Resolver
 	if resolver == nil {
@@ -181,24 +182,24 @@ func (p *Policy) Resolve(ctx context.Context, addr string) ([]netip.AddrPort, er
 	}
 	ips, err := resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
-		return nil, fmt.Errorf("resolving %s: %w", host, err)
+		return nil, fmt.Errorf("resolving %s: %w", addr, err)
 	}
 	hostAllowed := matchHost(p.allowHosts, host)
 	out := make([]netip.AddrPort, 0, len(ips))
 	for _, ip := range ips {
 		ip = ip.Unmap().WithZone("")
 		if containsIP(p.denyNets, ip) {
-			return nil, fmt.Errorf("%w: %s resolves to %s, in a denied range", ErrPolicyDenied, host, ip)
+			return nil, fmt.Errorf("%w: %s resolves to %s, in a denied range", ErrPolicyDenied, addr, ip)
 		}
 		if !hostAllowed {
 			if err := p.AllowIP(ip); err != nil {
-				return nil, fmt.Errorf("%s resolves to %w", host, err)
+				return nil, fmt.Errorf("%s resolves to %w", addr, err)
 			}
 		}
 		out = append(out, netip.AddrPortFrom(ip, port))
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("resolving %s: no addresses", host)
+		return nil, fmt.Errorf("resolving %s: no addresses", addr)
 	}
 	return p.refused(ctx, out)
 }

@@ -86,15 +86,30 @@ func TestEmbeddedIPv4(t *testing.T) {
 }
 
 // TestSecurityDocShowsTheRangeTables keeps SECURITY.md in step with the
-// one table in ranges.go.
+// one table in ranges.go: between its markers it must hold RangeTables().
+// GUNSHU_UPDATE_DOCS=1 rewrites it.
 func TestSecurityDocShowsTheRangeTables(t *testing.T) {
-	doc, err := os.ReadFile("../SECURITY.md")
+	const file, begin, end = "../SECURITY.md", "<!-- range tables: begin (generated from gunshu/ranges.go) -->\n", "<!-- range tables: end -->"
+	doc, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := RangeTables(); !strings.Contains(string(doc), want) {
-		t.Errorf("SECURITY.md does not hold the range tables of gunshu/ranges.go; paste:\n%s", want)
+	i, j := strings.Index(string(doc), begin), strings.Index(string(doc), end)
+	if i < 0 || j < i {
+		t.Fatalf("SECURITY.md has no %q … %q markers", begin, end)
 	}
+	want := RangeTables()
+	if got := string(doc[i+len(begin) : j]); got == want {
+		return
+	}
+	if os.Getenv("GUNSHU_UPDATE_DOCS") == "1" {
+		updated := string(doc[:i+len(begin)]) + want + string(doc[j:])
+		if err := os.WriteFile(file, []byte(updated), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("SECURITY.md does not hold the range tables of gunshu/ranges.go; run with GUNSHU_UPDATE_DOCS=1")
 }
 
 func TestPolicyAllowAndDeny(t *testing.T) {

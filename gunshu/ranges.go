@@ -67,7 +67,7 @@ type ipv4Embedding struct {
 
 var ipv4Embeddings = []ipv4Embedding{
 	{"RFC 4291", "IPv4-mapped ::ffff:0:0/96", prefixMatch("::ffff:0:0/96"), 12},
-	{"RFC 4291", "IPv4-compatible ::/96 (deprecated)", prefixMatch("::/96"), 12},
+	{"RFC 4291", "IPv4-compatible ::/96 (deprecated), but for :: and ::1", isIPv4Compatible, 12},
 	{"RFC 7915", "SIIT IPv4-translated ::ffff:0:0:0/96", prefixMatch("::ffff:0:0:0/96"), 12},
 	{"RFC 6052", "NAT64 well-known prefix 64:ff9b::/96", prefixMatch("64:ff9b::/96"), 12},
 	{"RFC 8215", "local-use NAT64 64:ff9b:1::/48, the IPv4 address in the last 32 bits", prefixMatch("64:ff9b:1::/48"), 12},
@@ -86,6 +86,15 @@ func prefixMatch(s string) func([16]byte) bool {
 	p := pfx(s)
 	return func(b [16]byte) bool { return p.Contains(netip.AddrFrom16(b)) }
 }
+
+// isIPv4Compatible reports ::a.b.c.d, but for :: and ::1, which are
+// addresses of their own.
+func isIPv4Compatible(b [16]byte) bool {
+	ip := netip.AddrFrom16(b)
+	return compatPrefix.Contains(ip) && ip.Compare(netip.IPv6Loopback()) > 0
+}
+
+var compatPrefix = pfx("::/96")
 
 // isISATAP reports an ISATAP interface identifier: 00-00-5E-FE, with the
 // universal/local and group bits of the first byte free.
