@@ -40,6 +40,9 @@ type Policy struct {
 	// refuse, when set, may refuse a checked address after the rules
 	// passed it: a relay refuses itself as a next hop.
 	refuse func(context.Context, netip.AddrPort) error
+	// dialed, when set, learns of every connection Dial opened, before
+	// anything is sent on it: a relay remembers where it dialed from.
+	dialed func(net.Conn)
 
 	once                  sync.Once
 	compileErr            error
@@ -224,6 +227,9 @@ func (p *Policy) Dial(ctx context.Context, addr string, d *net.Dialer) (net.Conn
 		return nil, err
 	}
 	conn, _, err := dialTargets(ctx, targets, d)
+	if err == nil && p.dialed != nil {
+		p.dialed(conn)
+	}
 	return conn, err
 }
 

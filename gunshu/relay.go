@@ -101,7 +101,7 @@ type Relay struct {
 
 func (r *Relay) init() {
 	r.once.Do(func() {
-		r.Policy.refuse = r.refuseSelf
+		r.Policy.refuse, r.Policy.dialed = r.refuseSelf, r.self.dialed
 		r.rnd = newRandom(r.Rand)
 		r.log = loggerOr(r.Logger)
 		r.obs = observerOr(r.Observer)
@@ -159,7 +159,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	}
 	list, err := lr.readList(r.Limits.maxList())
 	if err == nil {
-		err = r.checkList(list, up.LocalAddr())
+		err = r.checkList(list, up)
 	}
 	if err != nil {
 		return replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))

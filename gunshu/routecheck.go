@@ -33,12 +33,13 @@ func (r *Relay) maxHops() int {
 	return DefaultMaxHops
 }
 
-// checkList refuses an est list the relay must not extend: an empty one,
-// one longer than its hop bound, one with duplicates, and one that names
-// this relay under any spelling (see names). local is the accepted
-// connection's local address: the port and address this relay was reached
-// at, whatever its configuration says.
-func (r *Relay) checkList(list []string, local net.Addr) error {
+// checkList refuses an est list the relay must not extend, read on conn:
+// an empty one, one longer than its hop bound, one with duplicates, one
+// that names this relay under any spelling (see names), and one that
+// arrives on a connection this relay dialed itself (whatever spelling got
+// it there). conn's local address is the port and address this relay was
+// reached at, whatever its configuration says.
+func (r *Relay) checkList(list []string, conn net.Conn) error {
 	if len(list) == 0 {
 		return ErrEmptyList
 	}
@@ -62,7 +63,10 @@ func (r *Relay) checkList(list []string, local net.Addr) error {
 			seen[a] = struct{}{}
 		}
 	}
-	r.self.learn(local)
+	r.self.learn(conn.LocalAddr())
+	if r.self.dialedBySelf(conn.RemoteAddr()) {
+		return ErrSelf
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.Timeouts.dial())
 	defer cancel()
 	if r.names(ctx, list) {
@@ -155,21 +159,29 @@ func splitAddr(addr string) (string, uint16, bool) {
 const (
 	maxLearned    = 64
 	maxNames      = 1024
+	maxDials      = 4096
 	nameTTL       = 30 * time.Second
 	interfacesTTL = 10 * time.Second
 )
 
 // selfKnowledge is what a relay knows of the addresses that reach it:
 // the local ports and addresses its connections were accepted at, this
-// machine's interface addresses, and a short-lived cache of names looked
-// up while checking lists.
+// machine's interface addresses, a short-lived cache of names looked up
+// while checking lists, and the source addresses of its latest dials.
 type selfKnowledge struct {
 	mu           sync.Mutex
 	ports        map[uint16]struct{}
 	ips          map[netip.Addr]struct{}
+	loopbacks    int // distinct loopback addresses among ips
 	interfaces   []netip.Addr
 	interfacesAt time.Time
 	names        map[string]cachedName
+	// dials holds the source addresses of the last maxDials next hops
+	// dialed, in a ring: a connection accepted from one of them is this
+	// relay talking to itself.
+	dials    map[netip.AddrPort]struct{}
+	dialRing []netip.AddrPort
+	dialNext int
 }
 
 type cachedName struct {
@@ -192,9 +204,48 @@ func (s *selfKnowledge) learn(local net.Addr) {
 	if len(s.ports) < maxLearned {
 		s.ports[ap.Port()] = struct{}{}
 	}
-	if len(s.ips) < maxLearned {
-		s.ips[ap.Addr().Unmap().WithZone("")] = struct{}{}
+	ip := ap.Addr().Unmap().WithZone("")
+	if _, known := s.ips[ip]; !known && len(s.ips) < maxLearned {
+		s.ips[ip] = struct{}{}
+		if ip.IsLoopback() {
+			s.loopbacks++
+		}
 	}
+}
+
+// dialed remembers the source address of a connection the relay opened.
+func (s *selfKnowledge) dialed(conn net.Conn) {
+	ap, err := netip.ParseAddrPort(addrString(conn.LocalAddr()))
+	if err != nil {
+		return
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dials == nil {
+		s.dials = make(map[netip.AddrPort]struct{}, maxDials)
+		s.dialRing = make([]netip.AddrPort, maxDials)
+	}
+	if old := s.dialRing[s.dialNext]; old.IsValid() {
+		delete(s.dials, old)
+	}
+	s.dialRing[s.dialNext] = ap
+	s.dialNext = (s.dialNext + 1) % maxDials
+	s.dials[ap] = struct{}{}
+}
+
+// dialedBySelf reports whether remote is the source of one of the relay's
+// latest dials.
+func (s *selfKnowledge) dialedBySelf(remote net.Addr) bool {
+	ap, err := netip.ParseAddrPort(addrString(remote))
+	if err != nil {
+		return false
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.dials[ap]
+	return ok
 }
 
 func addrString(a net.Addr) string {
@@ -247,11 +298,17 @@ func (s *selfKnowledge) isOwnIP(ctx context.Context, resolver *net.Resolver, adv
 }
 
 // isLocal reports whether ip was seen as a local address of an accepted
-// connection or is one of this machine's interface addresses.
+// connection or is one of this machine's interface addresses. A relay
+// reached at two loopback addresses listens on them all (a wildcard
+// listener: Linux answers for the whole of 127.0.0.0/8), so then every
+// loopback address is its own.
 func (s *selfKnowledge) isLocal(ip netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.ips[ip]; ok {
+		return true
+	}
+	if ip.IsLoopback() && s.loopbacks >= 2 {
 		return true
 	}
 	if time.Since(s.interfacesAt) > interfacesTTL {

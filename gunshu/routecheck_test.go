@@ -61,7 +61,7 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 		"ME.example.:" + port,
 	}
 	for _, s := range spellings {
-		if err := r.checkList([]string{s}, ln.Addr()); !errors.Is(err, ErrSelf) {
+		if err := r.checkList([]string{s}, fakeConn{local: ln.Addr()}); !errors.Is(err, ErrSelf) {
 			t.Errorf("checkList(%s) = %v, want ErrSelf", s, err)
 		}
 		before := ln.accepted.Load()
@@ -100,7 +100,7 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 	// resolving elsewhere. These reach the dial (and fail there: nothing
 	// listens), which is what the session's outcome says.
 	for _, s := range []string{"127.0.0.1:1", "127.0.0.9:" + port, "other.example:" + port} {
-		if err := r.checkList([]string{s}, ln.Addr()); err != nil {
+		if err := r.checkList([]string{s}, fakeConn{local: ln.Addr()}); err != nil {
 			t.Errorf("checkList(%s) = %v, want nil", s, err)
 		}
 	}
@@ -115,14 +115,14 @@ func TestRelayHopBound(t *testing.T) {
 		list[i] = fmt.Sprintf("198.51.100.%d:7001", i+1)
 	}
 	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7001}
-	if err := r.checkList(list[:DefaultMaxHops], local); err != nil {
+	if err := r.checkList(list[:DefaultMaxHops], fakeConn{local: local}); err != nil {
 		t.Fatalf("a list of %d: %v", DefaultMaxHops, err)
 	}
-	if err := r.checkList(list, local); err == nil || !strings.Contains(err.Error(), "more than the 20 hops") {
+	if err := r.checkList(list, fakeConn{local: local}); err == nil || !strings.Contains(err.Error(), "more than the 20 hops") {
 		t.Fatalf("a list of %d: %v, want the hop bound", len(list), err)
 	}
 	wide := &Relay{Limits: Limits{MaxList: 64}}
-	if err := wide.checkList(list, local); err != nil {
+	if err := wide.checkList(list, fakeConn{local: local}); err != nil {
 		t.Fatalf("max_list 64, a list of %d: %v", len(list), err)
 	}
 }
@@ -152,3 +152,74 @@ func TestRelayRefusesItselfAtDial(t *testing.T) {
 		t.Fatalf("the relay accepted %d connections, want 1", n)
 	}
 }
+
+// fakeConn is a connection with given addresses, for checkList.
+type fakeConn struct {
+	net.Conn
+	local, remote net.Addr
+}
+
+func (c fakeConn) LocalAddr() net.Addr  { return c.local }
+func (c fakeConn) RemoteAddr() net.Addr { return c.remote }
+
+// TestRelayRefusesADialToItself: a relay reachable at addresses it cannot
+// know in advance (two loopback listeners on one port stand for a
+// wildcard listener) dials itself once under such a spelling, recognises
+// its own source address on the connection it accepts, and refuses; it
+// then counts every loopback address on its port as its own.
+func TestRelayRefusesADialToItself(t *testing.T) {
+	var ln1, ln2 *countingListener
+	for try := 0; ln2 == nil; try++ {
+		a := listenOn(t, "127.0.0.1:0")
+		b, err := net.Listen("tcp", "127.0.0.2:"+portOf(a.Addr().String()))
+		if err != nil {
+			a.Close()
+			if try == 20 {
+				t.Fatalf("no port free on both 127.0.0.1 and 127.0.0.2: %v", err)
+			}
+			continue
+		}
+		ln1, ln2 = &countingListener{Listener: a}, &countingListener{Listener: b}
+	}
+	port := portOf(ln1.Addr().String())
+	// The relay always picks the first entry, so it dials itself first.
+	r := &Relay{Policy: Policy{Allow: []string{"127.0.0.0/8"}}, Rand: zeroSource{}}
+	serveRelayOn(t, r, ln1)
+	serveRelayOn(t, r, ln2)
+	next := &countingListener{Listener: listenOn(t, "127.0.0.9:0")}
+	defer next.Close()
+	go func() {
+		for {
+			c, err := next.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	list := fmt.Sprintf("est\n2\n127.0.0.2:%s\n%s\n", port, next.Addr())
+	if got := exchange(t, ln1.Addr().String(), list); got != "fail\n" {
+		t.Fatalf("a list naming the relay at its second address: %q, want fail", got)
+	}
+	if a, b, n := ln1.accepted.Load(), ln2.accepted.Load(), next.accepted.Load(); a != 1 || b != 1 || n != 0 {
+		t.Fatalf("accepted %d, %d and %d connections, want 1, 1 (the dial to itself, refused) and 0", a, b, n)
+	}
+	// Reached at two loopback addresses, it owns them all on its port.
+	if err := r.checkList([]string{"127.0.0.3:" + port}, fakeConn{local: ln1.Addr()}); !errors.Is(err, ErrSelf) {
+		t.Fatalf("checkList(127.0.0.3 on its port) = %v, want ErrSelf", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Active() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := r.Active(); n != 0 {
+		t.Fatalf("the relay still holds %d connections", n)
+	}
+}
+
+func portOf(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
+
+// zeroSource makes every random choice the first.
+type zeroSource struct{}
+
+func (zeroSource) Uint64() uint64 { return 0 }
