@@ -64,7 +64,7 @@ func (r *Relay) checkList(list []string, conn net.Conn) error {
 		}
 	}
 	r.self.learn(conn.LocalAddr())
-	if r.self.dialedBySelf(conn.RemoteAddr()) {
+	if r.self.dialedBySelf(conn) {
 		return ErrSelf
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.Timeouts.dial())
@@ -176,12 +176,32 @@ type selfKnowledge struct {
 	interfaces   []netip.Addr
 	interfacesAt time.Time
 	names        map[string]cachedName
-	// dials holds the source addresses of the last maxDials next hops
-	// dialed, in a ring: a connection accepted from one of them is this
-	// relay talking to itself.
-	dials    map[netip.AddrPort]struct{}
-	dialRing []netip.AddrPort
+	// dials holds the two ends of the last maxDials connections to next
+	// hops, in a ring: a connection accepted with the same two ends is
+	// this relay talking to itself.
+	dials    map[dialEnds]struct{}
+	dialRing []dialEnds
 	dialNext int
+}
+
+// dialEnds are the source and the destination of a connection.
+type dialEnds struct{ from, to netip.AddrPort }
+
+// endsOf returns the two ends of a connection, seen from the side that
+// dialed it: its local and remote address, or for an accepted one
+// (accepted true) its remote and local address.
+func endsOf(conn net.Conn, accepted bool) (dialEnds, bool) {
+	local, err1 := netip.ParseAddrPort(addrString(conn.LocalAddr()))
+	remote, err2 := netip.ParseAddrPort(addrString(conn.RemoteAddr()))
+	if err1 != nil || err2 != nil {
+		return dialEnds{}, false
+	}
+	local = netip.AddrPortFrom(local.Addr().Unmap().WithZone(""), local.Port())
+	remote = netip.AddrPortFrom(remote.Addr().Unmap().WithZone(""), remote.Port())
+	if accepted {
+		return dialEnds{from: remote, to: local}, true
+	}
+	return dialEnds{from: local, to: remote}, true
 }
 
 type cachedName struct {
@@ -213,46 +233,37 @@ func (s *selfKnowledge) learn(local net.Addr) {
 	}
 }
 
-// dialed remembers the source address of a connection the relay opened.
+// dialed remembers the two ends of a connection the relay opened.
 func (s *selfKnowledge) dialed(conn net.Conn) {
-	ap, err := netip.ParseAddrPort(addrString(conn.LocalAddr()))
-	if err != nil {
+	ends, ok := endsOf(conn, false)
+	if !ok {
 		return
 	}
-	ap = netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dials == nil {
-		s.dials = make(map[netip.AddrPort]struct{}, maxDials)
-		s.dialRing = make([]netip.AddrPort, maxDials)
+		s.dials = make(map[dialEnds]struct{}, maxDials)
+		s.dialRing = make([]dialEnds, maxDials)
 	}
-	if old := s.dialRing[s.dialNext]; old.IsValid() {
+	if old := s.dialRing[s.dialNext]; old.from.IsValid() {
 		delete(s.dials, old)
 	}
-	s.dialRing[s.dialNext] = ap
+	s.dialRing[s.dialNext] = ends
 	s.dialNext = (s.dialNext + 1) % maxDials
-	s.dials[ap] = struct{}{}
+	s.dials[ends] = struct{}{}
 }
 
-// dialedBySelf reports whether remote is the source of one of the relay's
-// latest dials.
-func (s *selfKnowledge) dialedBySelf(remote net.Addr) bool {
-	ap, err := netip.ParseAddrPort(addrString(remote))
-	if err != nil {
+// dialedBySelf reports whether the accepted conn is one of the relay's
+// latest dials: the same source and destination.
+func (s *selfKnowledge) dialedBySelf(conn net.Conn) bool {
+	ends, ok := endsOf(conn, true)
+	if !ok {
 		return false
 	}
-	ap = netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.dials[ap]
+	_, ok = s.dials[ends]
 	return ok
-}
-
-func addrString(a net.Addr) string {
-	if a == nil {
-		return ""
-	}
-	return a.String()
 }
 
 // isOwnPort reports whether port is one this relay was reached at or
@@ -366,4 +377,11 @@ func (s *selfKnowledge) lookup(ctx context.Context, resolver *net.Resolver, name
 	}
 	s.names[name] = cachedName{ips: ips, until: now.Add(nameTTL)}
 	return ips
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
