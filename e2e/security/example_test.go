@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/attacks"
 )
 
 // examplePorts are the ports Caddyfile.example uses.
@@ -69,6 +70,21 @@ func waitListed(t *testing.T, manager string, want ...string) {
 		}
 	}
 	t.Fatalf("manager %s lists %v (%v), want %v", manager, list, err, want)
+}
+
+// waitThrough waits until a request through entrance gets want: an
+// entrance asked before the relays registered answers from its cached
+// empty list for a few seconds.
+func waitThrough(t *testing.T, entrance, host, path, want string) {
+	t.Helper()
+	var body string
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if body, err = attacks.Through(entrance, host, path); err == nil && body == want {
+			return
+		}
+	}
+	t.Fatalf("through %s: %q (%v), want %q", entrance, body, err, want)
 }
 
 func containsAll(list, want []string) bool {

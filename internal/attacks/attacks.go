@@ -248,16 +248,16 @@ func Loop(relay string, list []string, sockets Sockets, hold time.Duration) (pea
 	return peak, <-got, nil
 }
 
-// Through fetches path from an HTTP site through a fixed entrance and
-// returns the body.
-func Through(entrance, path string) (string, error) {
+// Through fetches path from an HTTP site (named host) through a fixed
+// entrance and returns the body.
+func Through(entrance, host, path string) (string, error) {
 	c, err := net.DialTimeout("tcp", entrance, 5*time.Second)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: site\r\n\r\n", path); err != nil {
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host); err != nil {
 		return "", err
 	}
 	b, err := io.ReadAll(c)

@@ -1,0 +1,100 @@
+package security
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gunshu/caddy-gunshu/internal/attacks"
+	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
+)
+
+// impostorSites adds to Caddyfile.example a second site on 127.0.0.2
+// with its own responder, and a manager "lax" that lists without
+// verifying and patrols every 200 ms. Caddyfile.example has one global
+// options block, so the pieces go into its gunshu and layer4 blocks.
+func impostorSites(s, responderB, siteB, lax string) string {
+	r := strings.NewReplacer("{responderB}", responderB, "{siteB}", siteB, "{lax}", lax,
+		"{siteBPort}", siteB[strings.LastIndex(siteB, ":")+1:])
+	s = strings.Replace(s, "\tgunshu {\n", r.Replace(`	gunshu {
+		manager lax {
+			allow 127.0.0.0/8
+			verify off
+			patrol_interval 200ms
+		}
+`), 1)
+	s = strings.Replace(s, "\tlayer4 {\n", r.Replace(`	layer4 {
+		{responderB} {
+			route {
+				gunshu_responder
+				proxy {siteB}
+			}
+		}
+		{lax} {
+			route {
+				gunshu_manager lax
+			}
+		}
+`), 1)
+	return s + r.Replace(`
+http://:{siteBPort} {
+	bind 127.0.0.2
+	respond "site B" 200
+}
+`)
+}
+
+// TestImpostorResponder (#16.2): a responder answers test with ok, so an
+// attacker may register one as a relay (here from its own address, as
+// require_source_match wants); routes through it would end at its site.
+// The manager refuses it at registration, a manager that does not verify
+// drops it at its next patrol, and every checksummed session through the
+// entrance gets its own answer from its own site.
+func TestImpostorResponder(t *testing.T) {
+	responderB, siteB, lax := "127.0.0.2:"+freePort(t), "127.0.0.2:"+freePort(t), "127.0.0.1:"+freePort(t)
+	e := newExample(t, func(s string) string { return impostorSites(s, responderB, siteB, lax) })
+	p := caddyproc.Start(t, e.caddyfile, append(e.listeners(), responderB, siteB, lax)...)
+	waitListed(t, e.addr("7000"), e.addr("7001"), e.addr("7002"), e.addr("7003"))
+
+	answer, err := attacks.Exchange(attacks.From("127.0.0.2"), e.addr("7000"), "reg\n"+responderB+"\n")
+	if answer != "fail\n" {
+		t.Fatalf("registering a responder as a relay: answered %q (%v), want fail", answer, err)
+	}
+	if n, err := attacks.Listed(e.addr("7000"), []string{responderB}); err != nil || n != 0 {
+		t.Fatalf("the manager lists the responder (%d, %v)", n, err)
+	}
+	waitThrough(t, e.addr("8000"), "127.0.0.1", "/echo/ready", "/echo/ready")
+	wrong := 0
+	for i := range 40 {
+		path := fmt.Sprintf("/echo/%08x", uint32(i)*2654435761)
+		body, err := attacks.Through(e.addr("8000"), "127.0.0.1", path)
+		if err != nil {
+			t.Fatalf("session %d: %v; log:\n%s", i, err, p.Log())
+		}
+		if body != path {
+			wrong++
+			t.Errorf("session %d: got %q, want %q", i, body, path)
+		}
+	}
+	t.Logf("%d of 40 checksummed sessions got another site's bytes", wrong)
+
+	// Without verification the responder gets listed, and patrol drops it.
+	answer, _ = attacks.Exchange(attacks.From("127.0.0.2"), lax, "reg\n"+responderB+"\n")
+	if answer != "ok\n" {
+		t.Fatalf("the manager without verification answered %q", answer)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.Log(), `"msg":"service removed","manager":"lax","service":"`+responderB+`"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("patrol did not drop the responder within 10 s; log:\n%s", p.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n, err := attacks.Listed(lax, []string{responderB}); err != nil || n != 0 {
+		t.Fatalf("after patrol the lax manager lists the responder (%d, %v)", n, err)
+	}
+	if !strings.Contains(p.Log(), "a responder, not a relay") {
+		t.Error("the log does not say why the service was removed")
+	}
+}

@@ -1,0 +1,92 @@
+package security
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gunshu/caddy-gunshu/internal/attacks"
+	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
+)
+
+// loopRelay is a relay that listens on many loopback addresses at one
+// port, as a relay on a wildcard address (":7001", README's public relay)
+// is reachable at every address of its machine; loopback is allowed as in
+// the docs' local networks.
+func loopRelay(port string, addrs int) string {
+	var listen []string
+	for i := 1; i <= addrs; i++ {
+		listen = append(listen, fmt.Sprintf("127.0.0.%d:%s", i, port))
+	}
+	return fmt.Sprintf(`{
+	admin off
+	layer4 {
+		%s {
+			@gunshu gunshu est test
+			route @gunshu {
+				gunshu_relay {
+					advertise 127.0.0.1:%s
+					allow 127.0.0.0/8
+				}
+			}
+		}
+	}
+}
+`, strings.Join(listen, " "), port)
+}
+
+// spellings are count addresses that reach the relay at port, none of
+// them its advertised one, then end: the attacker's list. With names, the
+// first two are localhost and 0.0.0.0.
+func spellings(port string, count int, names bool, end string) []string {
+	var list []string
+	if names {
+		list = append(list, "localhost:"+port, "0.0.0.0:"+port)
+	}
+	for i := 2; len(list) < count; i++ {
+		list = append(list, fmt.Sprintf("127.0.0.%d:%s", i, port))
+	}
+	return append(list, end)
+}
+
+// TestRouteLoop (#16.3): one attacker connection whose list names the
+// relay under other spellings of its address, ending at a tarpit that
+// never answers, made it hold two sockets per pass through itself. Under
+// the defaults a list longer than 20 hops is refused outright; a list of
+// loopback addresses the relay cannot know are its own makes it dial
+// itself at most once, recognise its own connection and refuse (or, if it
+// picks the tarpit first, hold the one route to it); from then on, and for
+// names and unspecified addresses at once, such lists are refused before
+// any dial.
+func TestRouteLoop(t *testing.T) {
+	port := freePort(t)
+	p := caddyproc.Start(t, loopRelay(port, 128), "127.0.0.1:"+port)
+	tarpit, err := attacks.Tarpit("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tarpit.Close()
+	relay := "127.0.0.1:" + port
+	for _, c := range []struct {
+		name    string
+		list    []string
+		maxPeak int
+	}{
+		{"127 spellings", spellings(port, 127, true, tarpit.Addrs[0]), 1},
+		{"19 loopback spellings", spellings(port, 19, false, tarpit.Addrs[0]), 3},
+		{"19 loopback spellings again", spellings(port, 19, false, tarpit.Addrs[0]), 3},
+		{"localhost, 0.0.0.0 and 17 more", spellings(port, 19, true, tarpit.Addrs[0]), 1},
+	} {
+		peak, answer, err := attacks.Loop(relay, c.list, p.Sockets, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: the relay held up to %d sockets for one attacker connection, and answered %q", c.name, peak, answer)
+		// No answer: the relay picked the tarpit first (1 in 20) and
+		// holds that one route.
+		if peak > c.maxPeak || answer != "fail\n" && !(answer == "" && peak <= 3) {
+			t.Errorf("%s: the relay held up to %d sockets (want at most %d) and answered %q (want fail)", c.name, peak, c.maxPeak, answer)
+		}
+	}
+}

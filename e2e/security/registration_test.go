@@ -1,0 +1,159 @@
+package security
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gunshu/caddy-gunshu/internal/attacks"
+	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
+)
+
+// registrationCaddyfile runs three managers in one Caddy: "defaults" as a
+// Caddy user gets them (loopback allowed, as in Caddyfile.example),
+// "before" with the defaults before #16 spelled out, and "others", a
+// manager that registers relays on behalf of others
+// (require_source_match off) and keeps the other defaults.
+const registrationCaddyfile = `{
+	admin off
+	gunshu {
+		manager defaults {
+			allow 127.0.0.0/8
+		}
+		manager before {
+			allow 127.0.0.0/8
+			require_source_match off
+			register_rate off
+			max_per_network 0
+		}
+		manager others {
+			allow 127.0.0.0/8
+			require_source_match off
+		}
+	}
+	layer4 {
+		{defaults} {
+			route {
+				gunshu_manager defaults
+			}
+		}
+		{before} {
+			route {
+				gunshu_manager before
+			}
+		}
+		{others} {
+			route {
+				gunshu_manager others
+			}
+		}
+	}
+}
+`
+
+// TestRegistrationDefaults (#16.1): under the defaults one source lists
+// no relay of other addresses, two of its own at most and registers at
+// most the burst of the rate, one network lists at most max_per_network
+// relays, and a registration of somebody else's address makes the manager
+// connect nowhere. The same attacks on "before" show what they did.
+func TestRegistrationDefaults(t *testing.T) {
+	managers := map[string]string{}
+	repl := []string{}
+	for _, name := range []string{"defaults", "before", "others"} {
+		managers[name] = "127.0.0.1:" + freePort(t)
+		repl = append(repl, "{"+name+"}", managers[name])
+	}
+	caddyproc.Start(t, strings.NewReplacer(repl...).Replace(registrationCaddyfile),
+		managers["defaults"], managers["before"], managers["others"])
+	// Each attack comes from a source of its own: the rate limit keeps
+	// what an earlier one spent.
+	ctx := context.Background()
+
+	t.Run("sybils of other addresses", func(t *testing.T) {
+		var ips []string
+		for i := 2; i < 42; i++ {
+			ips = append(ips, fmt.Sprintf("127.0.0.%d", i))
+		}
+		fakes, err := attacks.FakeRelays(ips, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fakes.Close()
+		for name, maxListed := range map[string]int{"defaults": 0, "before": 80} {
+			ok, sent := attacks.RegisterFlood(ctx, managers[name], "127.0.0.200", fakes.Addrs, 5*time.Second, 1)
+			listed, err := attacks.Listed(managers[name], fakes.Addrs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %d of %d reg answered ok, %d fake relays of other addresses listed", name, ok, sent, listed)
+			if name == "defaults" && listed > maxListed || name == "before" && listed < maxListed {
+				t.Errorf("%s: %d fake relays listed, want %s %d", name, listed, map[bool]string{true: "at most", false: "all"}[name == "defaults"], maxListed)
+			}
+		}
+	})
+
+	t.Run("sybils of its own address", func(t *testing.T) {
+		const attacker = "127.0.0.201"
+		fakes, err := attacks.FakeRelays([]string{attacker}, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fakes.Close()
+		ok, sent := attacks.RegisterFlood(ctx, managers["defaults"], attacker, fakes.Addrs, 5*time.Second, 3)
+		listed, err := attacks.Listed(managers["defaults"], fakes.Addrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("defaults: %d of %d reg answered ok, %d listed", ok, sent, listed)
+		// The rate lets 6 through at once, and one per 10 s after.
+		if ok > 7 || ok < 2 || listed != 2 {
+			t.Errorf("one source: %d reg answered ok (want 2 to 7), %d listed (want max_per_ip, 2)", ok, listed)
+		}
+	})
+
+	t.Run("one network", func(t *testing.T) {
+		var ips []string
+		for i := 1; i <= 20; i++ {
+			ips = append(ips, fmt.Sprintf("127.0.1.%d", i))
+		}
+		fakes, err := attacks.FakeRelays(ips, 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fakes.Close()
+		// Each registers itself, from its own address.
+		for _, a := range fakes.Addrs {
+			attacks.RegisterFlood(ctx, managers["defaults"], a[:strings.LastIndex(a, ":")], []string{a}, 5*time.Second, 1)
+		}
+		listed, err := attacks.Listed(managers["defaults"], fakes.Addrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("defaults: %d of 20 relays of one /24 listed", listed)
+		if listed != 8 {
+			t.Errorf("%d relays of one /24 listed, want max_per_network (8)", listed)
+		}
+	})
+
+	t.Run("reflection", func(t *testing.T) {
+		for name, maxConns := range map[string]int64{"defaults": 0, "others": 7, "before": -1} {
+			victim, err := attacks.NewCounter("127.0.0.250:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// At most 1,000 reg, within 3 s.
+			_, sent := attacks.RegisterFlood(ctx, managers[name], "127.0.0.202", victim.Addrs, 3*time.Second, 1000)
+			victim.Close()
+			got := victim.Accepted()
+			t.Logf("%s: %d reg of a third party's address made the manager connect to it %d times", name, sent, got)
+			if maxConns >= 0 && got > maxConns {
+				t.Errorf("%s: the manager connected to the third party %d times, want at most %d", name, got, maxConns)
+			}
+			if maxConns < 0 && got < int64(sent)/2 {
+				t.Errorf("%s: the attack made only %d connections: it no longer measures anything", name, got)
+			}
+		}
+	})
+}
