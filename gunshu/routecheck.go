@@ -27,8 +27,8 @@ var ErrSelf = fmt.Errorf("%w: names this relay", ErrBadList)
 
 // maxHops is the longest est list the relay accepts.
 func (r *Relay) maxHops() int {
-	if r.Limits.MaxList > 0 {
-		return r.Limits.MaxList
+	if r.MessageLimits.MaxList > 0 {
+		return r.MessageLimits.MaxList
 	}
 	return DefaultMaxHops
 }

@@ -121,7 +121,7 @@ func TestRelayHopBound(t *testing.T) {
 	if err := r.checkList(list, fakeConn{local: local}); err == nil || !strings.Contains(err.Error(), "more than the 20 hops") {
 		t.Fatalf("a list of %d: %v, want the hop bound", len(list), err)
 	}
-	wide := &Relay{Limits: Limits{MaxList: 64}}
+	wide := &Relay{MessageLimits: MessageLimits{MaxList: 64}}
 	if err := wide.checkList(list, fakeConn{local: local}); err != nil {
 		t.Fatalf("max_list 64, a list of %d: %v", len(list), err)
 	}

@@ -64,7 +64,7 @@ func waitListed(t *testing.T, manager string, want ...string) {
 	var list []string
 	var err error
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
-		list, err = gunshu.FetchList(context.Background(), manager, 2*time.Second, gunshu.Limits{})
+		list, err = gunshu.FetchList(context.Background(), manager, 2*time.Second, gunshu.MessageLimits{})
 		if err == nil && containsAll(list, want) {
 			return
 		}

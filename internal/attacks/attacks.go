@@ -188,7 +188,7 @@ func RegisterFlood(ctx context.Context, manager, from string, addrs []string, d 
 
 // Listed counts the entries of addrs on manager's list.
 func Listed(manager string, addrs []string) (int, error) {
-	list, err := gunshu.FetchList(context.Background(), manager, 5*time.Second, gunshu.Limits{MaxList: 1 << 20})
+	list, err := gunshu.FetchList(context.Background(), manager, 5*time.Second, gunshu.MessageLimits{MaxList: 1 << 20})
 	if err != nil {
 		return 0, err
 	}
