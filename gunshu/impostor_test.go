@@ -3,6 +3,7 @@ package gunshu
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -39,5 +40,52 @@ func TestManagerRefusesResponders(t *testing.T) {
 	addrs, _ := m.Registry.Addrs(ctx)
 	if len(addrs) != 1 || addrs[0] != relay {
 		t.Fatalf("after one patrol round the list is %v, want only the relay %s", addrs, relay)
+	}
+}
+
+// commandCounter counts a relay's sessions by command.
+type commandCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *commandCounter) SessionStarted(Role) {}
+func (c *commandCounter) SessionEnded(s Session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[s.Command]++
+}
+
+func (c *commandCounter) count(cmd string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[cmd]
+}
+
+// TestPatrolProbesEveryTenthRound: patrol tests a service every round and
+// sends the responder probe in the first round and every
+// PatrolProbeEvery-th after it; registration probes every time.
+func TestPatrolProbesEveryTenthRound(t *testing.T) {
+	var seen commandCounter
+	relay := serveRelayOn(t, &Relay{Observer: &seen}, listen(t))
+	m := &Manager{Registry: &MemoryRegistry{}, Policy: loopbackPolicy(), TestTimeout: 2 * time.Second}
+	ctx := context.Background()
+	if err := m.Register(ctx, relay); err != nil {
+		t.Fatal(err)
+	}
+	for range 2*PatrolProbeEvery + 1 {
+		m.PatrolOnce(ctx)
+	}
+	// SessionEnded runs as the relay finishes, a moment after the
+	// manager read its answer: wait for the expected count.
+	deadline := time.Now().Add(5 * time.Second)
+	for (seen.count(CmdTest) < 2*PatrolProbeEvery+2 || seen.count(CmdEst) < 4) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if tests, probes := seen.count(CmdTest), seen.count(CmdEst); tests != 2*PatrolProbeEvery+2 || probes != 4 {
+		t.Fatalf("the relay answered %d tests and %d probes, want %d and 4 (registration, rounds 1, 11 and 21)", tests, probes, 2*PatrolProbeEvery+2)
 	}
 }
