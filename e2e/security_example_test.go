@@ -1,23 +1,25 @@
-package security
+package e2e
 
 import (
 	"context"
-	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/attacks"
+	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
 )
 
 // examplePorts are the ports Caddyfile.example uses.
 var examplePorts = []string{"7000", "7001", "7002", "7003", "7100", "8000", "8080", "8081", "1080"}
 
 // example is Caddyfile.example as shipped, with free ports instead of its
-// fixed ones, the admin endpoint off, and edit applied to the text.
+// fixed ones, the admin endpoint off, and edit applied to the text. It
+// reads the file from the repository root, one level up.
 type example struct {
 	caddyfile string
 	ports     map[string]string
@@ -25,7 +27,7 @@ type example struct {
 
 func newExample(t *testing.T, edit func(string) string) *example {
 	t.Helper()
-	src, err := os.ReadFile("../../Caddyfile.example")
+	src, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +37,7 @@ func newExample(t *testing.T, edit func(string) string) *example {
 	}
 	e := &example{ports: map[string]string{}}
 	for _, p := range examplePorts {
-		e.ports[p] = freePort(t)
+		e.ports[p] = port(t)
 		text = strings.ReplaceAll(text, "127.0.0.1:"+p, e.addr(p))
 	}
 	// The global options block is the first line that is only "{".
@@ -48,15 +50,6 @@ func newExample(t *testing.T, edit func(string) string) *example {
 
 // addr is where the example's 127.0.0.1:<port> listens now.
 func (e *example) addr(port string) string { return "127.0.0.1:" + e.ports[port] }
-
-// listeners are the addresses to wait for.
-func (e *example) listeners() []string {
-	var out []string
-	for _, p := range examplePorts {
-		out = append(out, e.addr(p))
-	}
-	return out
-}
 
 // waitListed waits until manager lists every address of want.
 func waitListed(t *testing.T, manager string, want ...string) {
@@ -96,13 +89,20 @@ func containsAll(list, want []string) bool {
 	return true
 }
 
-func freePort(t *testing.T) string {
+// port is a free loopback port, as a string.
+func port(t *testing.T) string { return strconv.Itoa(caddyproc.FreePort(t)) }
+
+// waitLines waits until p has logged at least n lines holding every one
+// of want, within 15 s, and returns how many it found by then.
+func waitLines(t *testing.T, p *caddyproc.Process, n int, want ...string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	from, found := 0, 0
+	for found < n {
+		i, err := p.WaitLog(from, want[0], 15*time.Second, want[1:]...)
+		if err != nil {
+			return found
+		}
+		from, found = i+1, found+1
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
+	return found
 }

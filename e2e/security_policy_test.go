@@ -1,8 +1,7 @@
-package security
+package e2e
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/gunshu/caddy-gunshu/internal/attacks"
@@ -29,26 +28,25 @@ var embeddedSpellings = []string{
 // every spelling above by policy (the session says policy_denied): none
 // reaches a dial.
 func TestRelayDialPolicy(t *testing.T) {
-	port := freePort(t)
-	p := caddyproc.Start(t, fmt.Sprintf(`{
+	relay := "127.0.0.1:" + port(t)
+	p := caddyproc.Start(t, caddyproc.Config{Name: "policy", Caddyfile: fmt.Sprintf(`{
 	admin off
 	layer4 {
-		127.0.0.1:%s {
+		%s {
 			route {
 				gunshu_relay
 			}
 		}
 	}
 }
-`, port), "127.0.0.1:"+port)
+`, relay)})
 	for _, next := range embeddedSpellings {
-		answer, err := attacks.Exchange(attacks.From("127.0.0.1"), "127.0.0.1:"+port, "est\n1\n"+next+"\n")
+		answer, err := attacks.Exchange(attacks.From("127.0.0.1"), relay, "est\n1\n"+next+"\n")
 		if answer != "fail\n" {
 			t.Errorf("est to %s: %q (%v), want fail", next, answer, err)
 		}
 	}
-	p.Stop()
-	denied := strings.Count(p.Log(), `"command":"est","outcome":"policy_denied"`)
+	denied := waitLines(t, p, len(embeddedSpellings), `"command":"est","outcome":"policy_denied"`)
 	t.Logf("%d of %d next hops refused by policy", denied, len(embeddedSpellings))
 	if denied != len(embeddedSpellings) {
 		t.Errorf("%d of %d next hops refused by policy; the log:\n%s", denied, len(embeddedSpellings), p.Log())

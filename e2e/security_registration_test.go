@@ -1,4 +1,4 @@
-package security
+package e2e
 
 import (
 	"context"
@@ -62,11 +62,10 @@ func TestRegistrationDefaults(t *testing.T) {
 	managers := map[string]string{}
 	repl := []string{}
 	for _, name := range []string{"defaults", "before", "others"} {
-		managers[name] = "127.0.0.1:" + freePort(t)
+		managers[name] = "127.0.0.1:" + port(t)
 		repl = append(repl, "{"+name+"}", managers[name])
 	}
-	caddyproc.Start(t, strings.NewReplacer(repl...).Replace(registrationCaddyfile),
-		managers["defaults"], managers["before"], managers["others"])
+	caddyproc.Start(t, caddyproc.Config{Name: "registration", Caddyfile: strings.NewReplacer(repl...).Replace(registrationCaddyfile)})
 	// Each attack comes from a source of its own: the rate limit keeps
 	// what an earlier one spent.
 	ctx := context.Background()

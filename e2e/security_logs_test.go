@@ -1,4 +1,4 @@
-package security
+package e2e
 
 import (
 	"strings"
@@ -25,7 +25,7 @@ func TestExampleLogsNameNoAddress(t *testing.T) {
 				}
 				return strings.Replace(s, "\tlog {\n", "\tlog {\n\t\tlevel DEBUG\n", 1)
 			})
-			p := caddyproc.Start(t, e.caddyfile, e.listeners()...)
+			p := caddyproc.Start(t, caddyproc.Config{Name: "logs", Caddyfile: e.caddyfile})
 			waitListed(t, e.addr("7000"), e.addr("7001"), e.addr("7002"), e.addr("7003"))
 			secrets := attacks.ProvokeLogs(attacks.LogTargets{
 				Manager: e.addr("7000"), Relay: e.addr("7001"), Responder: e.addr("7100"),

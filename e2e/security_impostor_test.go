@@ -1,4 +1,4 @@
-package security
+package e2e
 
 import (
 	"fmt"
@@ -52,9 +52,9 @@ http://:{siteBPort} {
 // drops it at its next patrol, and every checksummed session through the
 // entrance gets its own answer from its own site.
 func TestImpostorResponder(t *testing.T) {
-	responderB, siteB, lax := "127.0.0.2:"+freePort(t), "127.0.0.2:"+freePort(t), "127.0.0.1:"+freePort(t)
+	responderB, siteB, lax := "127.0.0.2:"+port(t), "127.0.0.2:"+port(t), "127.0.0.1:"+port(t)
 	e := newExample(t, func(s string) string { return impostorSites(s, responderB, siteB, lax) })
-	p := caddyproc.Start(t, e.caddyfile, append(e.listeners(), responderB, siteB, lax)...)
+	p := caddyproc.Start(t, caddyproc.Config{Name: "impostor", Caddyfile: e.caddyfile})
 	waitListed(t, e.addr("7000"), e.addr("7001"), e.addr("7002"), e.addr("7003"))
 
 	answer, err := attacks.Exchange(attacks.From("127.0.0.2"), e.addr("7000"), "reg\n"+responderB+"\n")

@@ -1,4 +1,4 @@
-package security
+package e2e
 
 import (
 	"fmt"
@@ -60,23 +60,23 @@ func spellings(port string, count int, names bool, end string) []string {
 // names and unspecified addresses at once, such lists are refused before
 // any dial.
 func TestRouteLoop(t *testing.T) {
-	port := freePort(t)
-	p := caddyproc.Start(t, loopRelay(port, 128), "127.0.0.1:"+port)
+	relayPort := port(t)
+	p := caddyproc.Start(t, caddyproc.Config{Name: "loop", Caddyfile: loopRelay(relayPort, 128)})
 	tarpit, err := attacks.Tarpit("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tarpit.Close()
-	relay := "127.0.0.1:" + port
+	relay := "127.0.0.1:" + relayPort
 	for _, c := range []struct {
 		name    string
 		list    []string
 		maxPeak int
 	}{
-		{"127 spellings", spellings(port, 127, true, tarpit.Addrs[0]), 1},
-		{"19 loopback spellings", spellings(port, 19, false, tarpit.Addrs[0]), 3},
-		{"19 loopback spellings again", spellings(port, 19, false, tarpit.Addrs[0]), 3},
-		{"localhost, 0.0.0.0 and 17 more", spellings(port, 19, true, tarpit.Addrs[0]), 1},
+		{"127 spellings", spellings(relayPort, 127, true, tarpit.Addrs[0]), 1},
+		{"19 loopback spellings", spellings(relayPort, 19, false, tarpit.Addrs[0]), 3},
+		{"19 loopback spellings again", spellings(relayPort, 19, false, tarpit.Addrs[0]), 3},
+		{"localhost, 0.0.0.0 and 17 more", spellings(relayPort, 19, true, tarpit.Addrs[0]), 1},
 	} {
 		peak, answer, err := attacks.Loop(relay, c.list, p.Sockets, 3*time.Second)
 		if err != nil {
