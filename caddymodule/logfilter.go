@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"encoding/json"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/logging"
@@ -11,6 +13,52 @@ import (
 
 func init() {
 	caddy.RegisterModule(RedactFilter{})
+	caddy.RegisterModule(new(SafeEncoder))
+}
+
+// peerFields are the fields in which Caddy and caddy-l4 log a peer's
+// address: caddy-l4's server and proxy ("remote"), Caddy's admin API
+// ("remote_ip", "remote_port") and its HTTP logs (the request's). README
+// ("Logs") lists the lines that carry them.
+var peerFields = []string{
+	"remote", "remote_ip", "remote_port", "client_ip",
+	"request>remote_ip", "request>remote_port", "request>client_ip",
+}
+
+// SafeEncoder is Caddy's filter encoder set up so that a log names no
+// peer: it deletes peerFields and passes the error field through
+// RedactFilter, at every level. Syntax and options are the filter
+// encoder's (wrap another encoder; add fields, which win over these);
+// without any, it writes JSON (console on a terminal) as Caddy does:
+//
+//	log {
+//		format gunshu
+//	}
+type SafeEncoder struct {
+	logging.FilterEncoder
+}
+
+// CaddyModule returns the Caddy module information.
+func (*SafeEncoder) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "caddy.logging.encoders.gunshu",
+		New: func() caddy.Module { return new(SafeEncoder) },
+	}
+}
+
+// Provision adds the preset fields to those configured and sets up the
+// filter encoder.
+func (e *SafeEncoder) Provision(ctx caddy.Context) error {
+	fields := make(map[string]json.RawMessage, len(peerFields)+1+len(e.FieldsRaw))
+	for _, f := range peerFields {
+		fields[f] = json.RawMessage(`{"filter":"delete"}`)
+	}
+	fields["error"] = json.RawMessage(`{"filter":"gunshu_redact"}`)
+	for f, filter := range e.FieldsRaw {
+		fields[f] = filter
+	}
+	e.FieldsRaw = fields
+	return e.FilterEncoder.Provision(ctx)
 }
 
 // RedactFilter is a field filter for Caddy's filter log encoder that cuts
@@ -54,4 +102,7 @@ func (*RedactFilter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var (
 	_ logging.LogFieldFilter = RedactFilter{}
 	_ caddyfile.Unmarshaler  = (*RedactFilter)(nil)
+	_ zapcore.Encoder        = (*SafeEncoder)(nil)
+	_ caddy.Provisioner      = (*SafeEncoder)(nil)
+	_ caddyfile.Unmarshaler  = (*SafeEncoder)(nil)
 )
