@@ -12,16 +12,24 @@ import (
 
 // impostorSites adds to Caddyfile.example a second site on 127.0.0.2
 // with its own responder, and a manager "lax" that lists without
-// verifying and patrols every 200 ms. Caddyfile.example has one global
+// verifying and patrols every 200 ms, a manager "blind" that neither
+// verifies nor patrols within the test, and an entrance that asks it.
+// Caddyfile.example has one global
 // options block, so the pieces go into its gunshu and layer4 blocks.
-func impostorSites(s, responderB, siteB, lax string) string {
+func impostorSites(s, responderB, siteB, lax, blind, blindEntrance, responderA string) string {
 	r := strings.NewReplacer("{responderB}", responderB, "{siteB}", siteB, "{lax}", lax,
-		"{siteBPort}", siteB[strings.LastIndex(siteB, ":")+1:])
+		"{siteBPort}", siteB[strings.LastIndex(siteB, ":")+1:], "{blind}", blind,
+		"{blindEntrance}", blindEntrance, "{responderA}", responderA)
 	s = strings.Replace(s, "\tgunshu {\n", r.Replace(`	gunshu {
 		manager lax {
 			allow 127.0.0.0/8
 			verify off
 			patrol_interval 200ms
+		}
+		manager blind {
+			allow 127.0.0.0/8
+			verify off
+			patrol_interval 1h
 		}
 `), 1)
 	s = strings.Replace(s, "\tlayer4 {\n", r.Replace(`	layer4 {
@@ -34,6 +42,18 @@ func impostorSites(s, responderB, siteB, lax string) string {
 		{lax} {
 			route {
 				gunshu_manager lax
+			}
+		}
+		{blind} {
+			route {
+				gunshu_manager blind
+			}
+		}
+		{blindEntrance} {
+			route {
+				gunshu_initiator {responderA} {
+					manager {blind}
+				}
 			}
 		}
 `), 1)
@@ -53,7 +73,12 @@ http://:{siteBPort} {
 // entrance gets its own answer from its own site.
 func TestImpostorResponder(t *testing.T) {
 	responderB, siteB, lax := "127.0.0.2:"+port(t), "127.0.0.2:"+port(t), "127.0.0.1:"+port(t)
-	e := newExample(t, func(s string) string { return impostorSites(s, responderB, siteB, lax) })
+	blind, blindEntrance := "127.0.0.1:"+port(t), "127.0.0.1:"+port(t)
+	// The example's responder, 127.0.0.1:7100, gets its free port with
+	// the rest of the example's addresses.
+	e := newExample(t, func(s string) string {
+		return impostorSites(s, responderB, siteB, lax, blind, blindEntrance, "127.0.0.1:7100")
+	})
 	p := caddyproc.Start(t, caddyproc.Config{Name: "impostor", Caddyfile: e.caddyfile})
 	waitListed(t, e.addr("7000"), e.addr("7001"), e.addr("7002"), e.addr("7003"))
 
@@ -96,5 +121,22 @@ func TestImpostorResponder(t *testing.T) {
 	}
 	if !strings.Contains(p.Log(), "a responder, not a relay") {
 		t.Error("the log does not say why the service was removed")
+	}
+
+	// A manager that neither verifies nor patrols lists the responder
+	// alone: the entrance that asks it probes its guard, refuses, says
+	// so, and delivers no byte of site B.
+	if answer, _ := attacks.Exchange(attacks.From("127.0.0.2"), blind, "reg\n"+responderB+"\n"); answer != "ok\n" {
+		t.Fatalf("the blind manager answered %q", answer)
+	}
+	from := p.LogLen()
+	for i := range 5 {
+		// No route: the client sees its connection fail, not a page.
+		if body, err := attacks.Through(blindEntrance, "127.0.0.1", "/echo/blind"); err == nil || body != "" {
+			t.Errorf("session %d through the blind manager's entrance: %q, %v; want no answer", i, body, err)
+		}
+	}
+	if _, err := p.WaitLog(from, "answered as a responder does", 10*time.Second); err != nil {
+		t.Errorf("the entrance did not say its first hop is a responder: %v", err)
 	}
 }

@@ -3,9 +3,14 @@ package gunshu
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestManagerRefusesResponders: a responder answers test with ok as a
@@ -88,4 +93,71 @@ func TestPatrolProbesEveryTenthRound(t *testing.T) {
 	if tests, probes := seen.count(CmdTest), seen.count(CmdEst); tests != 2*PatrolProbeEvery+2 || probes != 4 {
 		t.Fatalf("the relay answered %d tests and %d probes, want %d and 4 (registration, rounds 1, 11 and 21)", tests, probes, 2*PatrolProbeEvery+2)
 	}
+}
+
+// TestEntranceVetsItsGuard: where the manager did list a responder as a
+// relay (a manager that does not probe), an initiator with guards probes
+// a new guard before its first route: a responder there is dropped and
+// left out of routes, with a warning, and no stream reaches the wrong
+// site. A relay is vetted once and kept.
+func TestEntranceVetsItsGuard(t *testing.T) {
+	n := newTestNet(t, 0)
+	target := n.echoResponder(t)
+	impostor := n.echoResponder(t) // any responder: it answers ok
+	ctx := context.Background()
+	n.manager.init()
+	if err := n.manager.Registry.Register(ctx, impostor, "127.0.0.1/32", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	store := &memGuardStore{}
+	d := n.dialer(1)
+	d.Guards = &Guards{Store: store}
+	d.ListTTL = -1 // a list per route: the relay added below is seen at once
+	d.Logger = zap.New(core)
+	if _, err := d.Establish(ctx, target); !errors.Is(err, ErrNoRelays) {
+		t.Fatalf("with only the impostor listed: %v, want ErrNoRelays", err)
+	}
+	if got := logs.FilterMessageSnippet("answered as a responder").Len(); got != 1 {
+		t.Errorf("%d warnings about the impostor, want 1", got)
+	}
+	for _, e := range logs.All() {
+		if strings.Contains(fmt.Sprint(e.ContextMap()), impostor) {
+			t.Errorf("a warning names the first hop: %v", e)
+		}
+	}
+	if !d.Guards.IsResponder(impostor) || len(d.Guards.Current()) != 0 {
+		t.Fatalf("guards %v; impostor left out %v", d.Guards.Current(), d.Guards.IsResponder(impostor))
+	}
+	relay := n.addRelay(t).addr
+	r, err := d.Establish(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Conn.Close()
+	if got := d.Guards.Current(); len(got) != 1 || got[0] != relay {
+		t.Fatalf("guards %v, want the relay %s", got, relay)
+	}
+	if !strings.Contains(string(store.data), `"vetted":true`) {
+		t.Errorf("the stored guard is not vetted: %s", store.data)
+	}
+}
+
+// memGuardStore keeps a guard set in memory.
+type memGuardStore struct {
+	mu   sync.Mutex
+	data []byte
+}
+
+func (s *memGuardStore) Load(context.Context) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.data, nil
+}
+
+func (s *memGuardStore) Save(_ context.Context, data []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.data = append([]byte(nil), data...)
+	return nil
 }
