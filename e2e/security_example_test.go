@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -14,18 +15,10 @@ import (
 	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
 )
 
-// examplePorts are the ports Caddyfile.example uses.
-var examplePorts = []string{"7000", "7001", "7002", "7003", "7100", "8000", "8080", "8081", "1080"}
-
-// example is Caddyfile.example as shipped, with free ports instead of its
-// fixed ones, the admin endpoint off, and edit applied to the text. It
-// reads the file from the repository root, one level up.
-type example struct {
-	caddyfile string
-	ports     map[string]string
-}
-
-func newExample(t *testing.T, edit func(string) string) *example {
+// newExample is Caddyfile.example as shipped, edit applied, on free
+// ports and with the admin endpoint off. It reads the file from the
+// repository root, one level up.
+func newExample(t *testing.T, edit func(string) string) *attacks.Example {
 	t.Helper()
 	src, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
@@ -35,21 +28,12 @@ func newExample(t *testing.T, edit func(string) string) *example {
 	if edit != nil {
 		text = edit(text)
 	}
-	e := &example{ports: map[string]string{}}
-	for _, p := range examplePorts {
-		e.ports[p] = port(t)
-		text = strings.ReplaceAll(text, "127.0.0.1:"+p, e.addr(p))
-	}
-	// The global options block is the first line that is only "{".
-	e.caddyfile = strings.Replace(text, "\n{\n", "\n{\n\tadmin off\n", 1)
-	if e.caddyfile == text {
-		t.Fatal("Caddyfile.example has no global options block")
+	e, err := attacks.NewExample(text)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return e
 }
-
-// addr is where the example's 127.0.0.1:<port> listens now.
-func (e *example) addr(port string) string { return "127.0.0.1:" + e.ports[port] }
 
 // waitListed waits until manager lists every address of want.
 func waitListed(t *testing.T, manager string, want ...string) {
@@ -89,8 +73,19 @@ func containsAll(list, want []string) bool {
 	return true
 }
 
-// port is a free loopback port, as a string.
+// port is a free port on 127.0.0.1, as a string.
 func port(t *testing.T) string { return strconv.Itoa(caddyproc.FreePort(t)) }
+
+// addrOn is a free address on the loopback address ip.
+func addrOn(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
 
 // waitLines waits until p has logged at least n lines holding every one
 // of want, within 15 s, and returns how many it found by then.
@@ -106,3 +101,6 @@ func waitLines(t *testing.T, p *caddyproc.Process, n int, want ...string) int {
 	}
 	return found
 }
+
+// logOf is everything p wrote so far.
+func logOf(p *caddyproc.Process) string { return strings.Join(p.Lines(0), "\n") }

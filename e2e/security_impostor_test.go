@@ -72,30 +72,30 @@ http://:{siteBPort} {
 // drops it at its next patrol, and every checksummed session through the
 // entrance gets its own answer from its own site.
 func TestImpostorResponder(t *testing.T) {
-	responderB, siteB, lax := "127.0.0.2:"+port(t), "127.0.0.2:"+port(t), "127.0.0.1:"+port(t)
+	responderB, siteB, lax := addrOn(t, "127.0.0.2"), addrOn(t, "127.0.0.2"), "127.0.0.1:"+port(t)
 	blind, blindEntrance := "127.0.0.1:"+port(t), "127.0.0.1:"+port(t)
 	// The example's responder, 127.0.0.1:7100, gets its free port with
 	// the rest of the example's addresses.
 	e := newExample(t, func(s string) string {
 		return impostorSites(s, responderB, siteB, lax, blind, blindEntrance, "127.0.0.1:7100")
 	})
-	p := caddyproc.Start(t, caddyproc.Config{Name: "impostor", Caddyfile: e.caddyfile})
-	waitListed(t, e.addr("7000"), e.addr("7001"), e.addr("7002"), e.addr("7003"))
+	p := caddyproc.Start(t, caddyproc.Config{Name: "impostor", Caddyfile: e.Caddyfile})
+	waitListed(t, e.Addr("7000"), e.Addr("7001"), e.Addr("7002"), e.Addr("7003"))
 
-	answer, err := attacks.Exchange(attacks.From("127.0.0.2"), e.addr("7000"), "reg\n"+responderB+"\n")
+	answer, err := attacks.Exchange(attacks.From("127.0.0.2"), e.Addr("7000"), "reg\n"+responderB+"\n")
 	if answer != "fail\n" {
 		t.Fatalf("registering a responder as a relay: answered %q (%v), want fail", answer, err)
 	}
-	if n, err := attacks.Listed(e.addr("7000"), []string{responderB}); err != nil || n != 0 {
+	if n, err := attacks.Listed(e.Addr("7000"), []string{responderB}); err != nil || n != 0 {
 		t.Fatalf("the manager lists the responder (%d, %v)", n, err)
 	}
-	waitThrough(t, e.addr("8000"), "127.0.0.1", "/echo/ready", "/echo/ready")
+	waitThrough(t, e.Addr("8000"), "127.0.0.1", "/echo/ready", "/echo/ready")
 	wrong := 0
 	for i := range 40 {
 		path := fmt.Sprintf("/echo/%08x", uint32(i)*2654435761)
-		body, err := attacks.Through(e.addr("8000"), "127.0.0.1", path)
+		body, err := attacks.Through(e.Addr("8000"), "127.0.0.1", path)
 		if err != nil {
-			t.Fatalf("session %d: %v; log:\n%s", i, err, p.Log())
+			t.Fatalf("session %d: %v; log:\n%s", i, err, logOf(p))
 		}
 		if body != path {
 			wrong++
@@ -110,16 +110,16 @@ func TestImpostorResponder(t *testing.T) {
 		t.Fatalf("the manager without verification answered %q", answer)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.Log(), `"msg":"service removed","manager":"lax","service":"`+responderB+`"`) {
+	for !strings.Contains(logOf(p), `"msg":"service removed","manager":"lax","service":"`+responderB+`"`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("patrol did not drop the responder within 10 s; log:\n%s", p.Log())
+			t.Fatalf("patrol did not drop the responder within 10 s; log:\n%s", logOf(p))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if n, err := attacks.Listed(lax, []string{responderB}); err != nil || n != 0 {
 		t.Fatalf("after patrol the lax manager lists the responder (%d, %v)", n, err)
 	}
-	if !strings.Contains(p.Log(), "a responder, not a relay") {
+	if !strings.Contains(logOf(p), "a responder, not a relay") {
 		t.Error("the log does not say why the service was removed")
 	}
 

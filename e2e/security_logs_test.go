@@ -25,14 +25,11 @@ func TestExampleLogsNameNoAddress(t *testing.T) {
 				}
 				return strings.Replace(s, "\tlog {\n", "\tlog {\n\t\tlevel DEBUG\n", 1)
 			})
-			p := caddyproc.Start(t, caddyproc.Config{Name: "logs", Caddyfile: e.caddyfile})
-			waitListed(t, e.addr("7000"), e.addr("7001"), e.addr("7002"), e.addr("7003"))
-			secrets := attacks.ProvokeLogs(attacks.LogTargets{
-				Manager: e.addr("7000"), Relay: e.addr("7001"), Responder: e.addr("7100"),
-				Entrance: e.addr("8000"), Proxy: e.addr("1080"),
-			})
+			p := caddyproc.Start(t, caddyproc.Config{Name: "logs", Caddyfile: e.Caddyfile})
+			waitListed(t, e.Addr("7000"), e.Addr("7001"), e.Addr("7002"), e.Addr("7003"))
+			secrets := attacks.ProvokeLogs(e.Targets())
 			p.Stop() // flushes the log
-			log := p.Log()
+			log := logOf(p)
 			for _, line := range attacks.LinesNaming(log, secrets) {
 				t.Errorf("a log line names a client or a destination: %s", line)
 			}

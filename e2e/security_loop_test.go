@@ -1,54 +1,12 @@
 package e2e
 
 import (
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/internal/attacks"
 	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
 )
-
-// loopRelay is a relay that listens on many loopback addresses at one
-// port, as a relay on a wildcard address (":7001", README's public relay)
-// is reachable at every address of its machine; loopback is allowed as in
-// the docs' local networks.
-func loopRelay(port string, addrs int) string {
-	var listen []string
-	for i := 1; i <= addrs; i++ {
-		listen = append(listen, fmt.Sprintf("127.0.0.%d:%s", i, port))
-	}
-	return fmt.Sprintf(`{
-	admin off
-	layer4 {
-		%s {
-			@gunshu gunshu est test
-			route @gunshu {
-				gunshu_relay {
-					advertise 127.0.0.1:%s
-					allow 127.0.0.0/8
-				}
-			}
-		}
-	}
-}
-`, strings.Join(listen, " "), port)
-}
-
-// spellings are count addresses that reach the relay at port, none of
-// them its advertised one, then end: the attacker's list. With names, the
-// first two are localhost and 0.0.0.0.
-func spellings(port string, count int, names bool, end string) []string {
-	var list []string
-	if names {
-		list = append(list, "localhost:"+port, "0.0.0.0:"+port)
-	}
-	for i := 2; len(list) < count; i++ {
-		list = append(list, fmt.Sprintf("127.0.0.%d:%s", i, port))
-	}
-	return append(list, end)
-}
 
 // TestRouteLoop (#16.3): one attacker connection whose list names the
 // relay under other spellings of its address, ending at a tarpit that
@@ -61,7 +19,7 @@ func spellings(port string, count int, names bool, end string) []string {
 // any dial.
 func TestRouteLoop(t *testing.T) {
 	relayPort := port(t)
-	p := caddyproc.Start(t, caddyproc.Config{Name: "loop", Caddyfile: loopRelay(relayPort, 128)})
+	p := caddyproc.Start(t, caddyproc.Config{Name: "loop", Caddyfile: attacks.LoopRelay(relayPort, 128)})
 	tarpit, err := attacks.Tarpit("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -73,12 +31,12 @@ func TestRouteLoop(t *testing.T) {
 		list    []string
 		maxPeak int
 	}{
-		{"127 spellings", spellings(relayPort, 127, true, tarpit.Addrs[0]), 1},
-		{"19 loopback spellings", spellings(relayPort, 19, false, tarpit.Addrs[0]), 3},
-		{"19 loopback spellings again", spellings(relayPort, 19, false, tarpit.Addrs[0]), 3},
-		{"localhost, 0.0.0.0 and 17 more", spellings(relayPort, 19, true, tarpit.Addrs[0]), 1},
+		{"127 spellings", attacks.Spellings(relayPort, 127, true, tarpit.Addrs[0]), 1},
+		{"19 loopback spellings", attacks.Spellings(relayPort, 19, false, tarpit.Addrs[0]), 3},
+		{"19 loopback spellings again", attacks.Spellings(relayPort, 19, false, tarpit.Addrs[0]), 3},
+		{"localhost, 0.0.0.0 and 17 more", attacks.Spellings(relayPort, 19, true, tarpit.Addrs[0]), 1},
 	} {
-		peak, answer, err := attacks.Loop(relay, c.list, p.Sockets, 3*time.Second)
+		peak, answer, err := attacks.Loop(relay, c.list, func() (int, error) { return attacks.SocketsOf(p.PID()) }, 3*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

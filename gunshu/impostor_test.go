@@ -110,7 +110,7 @@ func TestEntranceVetsItsGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.WarnLevel)
-	store := &memGuardStore{}
+	store := &MemoryGuardStore{}
 	d := n.dialer(1)
 	d.Guards = &Guards{Store: store}
 	d.ListTTL = -1 // a list per route: the relay added below is seen at once
@@ -138,26 +138,7 @@ func TestEntranceVetsItsGuard(t *testing.T) {
 	if got := d.Guards.Current(); len(got) != 1 || got[0] != relay {
 		t.Fatalf("guards %v, want the relay %s", got, relay)
 	}
-	if !strings.Contains(string(store.data), `"vetted":true`) {
-		t.Errorf("the stored guard is not vetted: %s", store.data)
+	if stored, _ := store.Load(ctx); !strings.Contains(string(stored), `"vetted":true`) {
+		t.Errorf("the stored guard is not vetted: %s", stored)
 	}
-}
-
-// memGuardStore keeps a guard set in memory.
-type memGuardStore struct {
-	mu   sync.Mutex
-	data []byte
-}
-
-func (s *memGuardStore) Load(context.Context) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.data, nil
-}
-
-func (s *memGuardStore) Save(_ context.Context, data []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.data = append([]byte(nil), data...)
-	return nil
 }

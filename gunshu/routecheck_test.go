@@ -25,6 +25,25 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
+// closingCounter accepts and closes every connection on ln, counting
+// them, until the test ends.
+func closingCounter(t *testing.T, ln net.Listener) *countingListener {
+	l := &countingListener{Listener: ln}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return l
+}
+
 // TestRelayRefusesItsOtherSpellings: a list that names the relay under any
 // spelling that reaches it is refused before anything is dialed, so no
 // route passes through it twice. Each spelling is the only entry of its
@@ -77,17 +96,7 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 	// anything, whichever entry it would have picked (24 tries: without
 	// the check, the other hop is picked at least once but with
 	// probability 2^-24).
-	other := &countingListener{Listener: listen(t)}
-	defer other.Close()
-	go func() {
-		for {
-			c, err := other.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	other := closingCounter(t, listen(t))
 	for range 24 {
 		if got := exchange(t, addr, fmt.Sprintf("est\n2\n%s\nme.example:%s\n", other.Addr(), port)); got != "fail\n" {
 			t.Fatalf("a list naming the relay beside another hop: %q, want fail", got)
@@ -186,17 +195,7 @@ func TestRelayRefusesADialToItself(t *testing.T) {
 	r := &Relay{Policy: Policy{Allow: []string{"127.0.0.0/8"}}, Rand: zeroSource{}}
 	serveRelayOn(t, r, ln1)
 	serveRelayOn(t, r, ln2)
-	next := &countingListener{Listener: listenOn(t, "127.0.0.9:0")}
-	defer next.Close()
-	go func() {
-		for {
-			c, err := next.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	next := closingCounter(t, listenOn(t, "127.0.0.9:0"))
 	list := fmt.Sprintf("est\n2\n127.0.0.2:%s\n%s\n", port, next.Addr())
 	if got := exchange(t, ln1.Addr().String(), list); got != "fail\n" {
 		t.Fatalf("a list naming the relay at its second address: %q, want fail", got)

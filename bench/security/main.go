@@ -161,26 +161,13 @@ func (c *caddy) waitLines(want string, n int, wait time.Duration) int {
 }
 
 // sockets counts the process's open sockets.
-func (c *caddy) sockets() (int, error) {
-	fds := fmt.Sprintf("/proc/%d/fd", c.cmd.Process.Pid)
-	entries, err := os.ReadDir(fds)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, e := range entries {
-		target, err := os.Readlink(filepath.Join(fds, e.Name()))
-		if err == nil && strings.HasPrefix(target, "socket:") {
-			n++
-		} else if err != nil && !errors.Is(err, syscall.ENOENT) {
-			return 0, err
-		}
-	}
-	return n, nil
-}
+func (c *caddy) sockets() (int, error) { return attacks.SocketsOf(c.cmd.Process.Pid) }
 
-func freePort() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort() string { return freePortOn("127.0.0.1") }
+
+// freePortOn is a port free on ip a moment ago.
+func freePortOn(ip string) string {
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -213,17 +200,7 @@ func sybils(tr tree) string {
 	mgr := "127.0.0.1:" + freePort()
 	c := tr.start(managerOnly(mgr))
 	defer c.stop()
-	var ips []string
-	for i := 2; i < 42; i++ {
-		ips = append(ips, fmt.Sprintf("127.0.0.%d", i))
-	}
-	fakes, err := attacks.FakeRelays(ips, 80)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer fakes.Close()
-	attacks.RegisterFlood(context.Background(), mgr, "127.0.0.200", fakes.Addrs, 5*time.Second, 1)
-	listed, err := attacks.Listed(mgr, fakes.Addrs)
+	listed, err := attacks.SybilsOfOthers(context.Background(), mgr, "127.0.0.200")
 	if err != nil {
 		return err.Error()
 	}
@@ -234,73 +211,47 @@ func reflection(tr tree) string {
 	mgr := "127.0.0.1:" + freePort()
 	c := tr.start(managerOnly(mgr))
 	defer c.stop()
-	victim, err := attacks.NewCounter("127.0.0.250:0")
+	conns, sent, took, err := attacks.Reflection(context.Background(), mgr, "127.0.0.202", 1000)
 	if err != nil {
-		log.Fatal(err)
+		return err.Error()
 	}
-	start := time.Now()
-	_, sent := attacks.RegisterFlood(context.Background(), mgr, "127.0.0.202", victim.Addrs, 10*time.Second, 1000)
-	took := time.Since(start)
-	victim.Close()
-	return fmt.Sprintf("%d of %d reg (%.0f/s)", victim.Accepted(), sent, float64(victim.Accepted())/took.Seconds())
+	return fmt.Sprintf("%d of %d reg (%.0f/s)", conns, sent, float64(conns)/took.Seconds())
 }
 
 func network(tr tree) string {
 	mgr := "127.0.0.1:" + freePort()
 	c := tr.start(managerOnly(mgr))
 	defer c.stop()
-	var ips []string
-	for i := 1; i <= 20; i++ {
-		ips = append(ips, fmt.Sprintf("127.0.1.%d", i))
-	}
-	fakes, err := attacks.FakeRelays(ips, 20)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer fakes.Close()
-	for _, a := range fakes.Addrs {
-		attacks.RegisterFlood(context.Background(), mgr, a[:strings.LastIndex(a, ":")], []string{a}, 5*time.Second, 1)
-	}
-	listed, err := attacks.Listed(mgr, fakes.Addrs)
+	listed, err := attacks.NetworkSybils(context.Background(), mgr)
 	if err != nil {
 		return err.Error()
 	}
 	return fmt.Sprintf("%d of 20", listed)
 }
 
-// exampleNet is a tree's Caddyfile.example on free ports, admin off.
-type exampleNet struct {
-	text  string
-	ports map[string]string
-}
-
-var examplePorts = []string{"7000", "7001", "7002", "7003", "7100", "8000", "8080", "8081", "1080"}
-
-func (tr tree) exampleNet(edit func(string) string) exampleNet {
+// exampleNet is a tree's Caddyfile.example, edited, on free ports with
+// the admin endpoint off.
+func (tr tree) exampleNet(edit func(string) string) *attacks.Example {
 	src, err := os.ReadFile(tr.example)
 	if err != nil {
 		log.Fatal(err)
 	}
-	e := exampleNet{text: edit(string(src)), ports: map[string]string{}}
-	for _, p := range examplePorts {
-		e.ports[p] = freePort()
-		e.text = strings.ReplaceAll(e.text, "127.0.0.1:"+p, e.addr(p))
+	e, err := attacks.NewExample(edit(string(src)))
+	if err != nil {
+		log.Fatal(err)
 	}
-	e.text = strings.Replace(e.text, "\n{\n", "\n{\n\tadmin off\n", 1)
 	return e
 }
 
-func (e exampleNet) addr(p string) string { return "127.0.0.1:" + e.ports[p] }
-
 // waitReady waits for the example's three relays to be listed and a
 // request through the entrance to come back.
-func (e exampleNet) waitReady() error {
-	relays := []string{e.addr("7001"), e.addr("7002"), e.addr("7003")}
+func waitReady(e *attacks.Example) error {
+	relays := []string{e.Addr("7001"), e.Addr("7002"), e.Addr("7003")}
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if n, err := attacks.Listed(e.addr("7000"), relays); err != nil || n < 3 {
+		if n, err := attacks.Listed(e.Addr("7000"), relays); err != nil || n < 3 {
 			continue
 		}
-		if body, err := attacks.Through(e.addr("8000"), "127.0.0.1", "/echo/ready"); err == nil && body == "/echo/ready" {
+		if body, err := attacks.Through(e.Addr("8000"), "127.0.0.1", "/echo/ready"); err == nil && body == "/echo/ready" {
 			return nil
 		}
 	}
@@ -310,17 +261,17 @@ func (e exampleNet) waitReady() error {
 func impostor(tr tree, rounds int) string {
 	wrong, total, refused := 0, 0, 0
 	for range rounds {
-		responderB, siteBPort := "127.0.0.2:"+freePort(), freePort()
+		responderB, siteBPort := "127.0.0.2:"+freePortOn("127.0.0.2"), freePortOn("127.0.0.2")
 		e := tr.exampleNet(func(s string) string {
 			s = strings.Replace(s, "\tlayer4 {\n", fmt.Sprintf("\tlayer4 {\n\t\t%s {\n\t\t\troute {\n\t\t\t\tgunshu_responder\n\t\t\t\tproxy 127.0.0.2:%s\n\t\t\t}\n\t\t}\n", responderB, siteBPort), 1)
 			return s + fmt.Sprintf("\nhttp://:%s {\n\tbind 127.0.0.2\n\trespond \"site B\" 200\n}\n", siteBPort)
 		})
-		c := tr.start(e.text)
-		if err := e.waitReady(); err != nil {
+		c := tr.start(e.Caddyfile)
+		if err := waitReady(e); err != nil {
 			c.stop()
 			return err.Error()
 		}
-		if answer, _ := attacks.Exchange(attacks.From("127.0.0.2"), e.addr("7000"), "reg\n"+responderB+"\n"); answer != "ok\n" {
+		if answer, _ := attacks.Exchange(attacks.From("127.0.0.2"), e.Addr("7000"), "reg\n"+responderB+"\n"); answer != "ok\n" {
 			refused++
 		}
 		// The entrance reuses the list it fetched for 5 s (list_ttl):
@@ -328,7 +279,7 @@ func impostor(tr tree, rounds int) string {
 		time.Sleep(gunshu.DefaultListTTL + time.Second)
 		for i := range 40 {
 			path := fmt.Sprintf("/echo/%08x", uint32(i)*2654435761)
-			if body, err := attacks.Through(e.addr("8000"), "127.0.0.1", path); err != nil || body != path {
+			if body, err := attacks.Through(e.Addr("8000"), "127.0.0.1", path); err != nil || body != path {
 				wrong++
 			}
 			total++
@@ -340,36 +291,14 @@ func impostor(tr tree, rounds int) string {
 
 func loop(tr tree, spellings, rounds int) string {
 	port := freePort()
-	var listen []string
-	for i := 1; i <= 128; i++ {
-		listen = append(listen, fmt.Sprintf("127.0.0.%d:%s", i, port))
-	}
-	c := tr.start(fmt.Sprintf(`{
-	admin off
-	layer4 {
-		%s {
-			@gunshu gunshu est test
-			route @gunshu {
-				gunshu_relay {
-					advertise 127.0.0.1:%s
-					allow 127.0.0.0/8
-				}
-			}
-		}
-	}
-}
-`, strings.Join(listen, " "), port))
+	c := tr.start(attacks.LoopRelay(port, 128))
 	defer c.stop()
 	tarpit, err := attacks.Tarpit("127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer tarpit.Close()
-	var list []string
-	for i := 2; len(list) < spellings; i++ {
-		list = append(list, fmt.Sprintf("127.0.0.%d:%s", i, port))
-	}
-	list = append(list, tarpit.Addrs[0])
+	list := attacks.Spellings(port, spellings, false, tarpit.Addrs[0])
 	var peaks []int
 	for range rounds {
 		peak, _, err := attacks.Loop("127.0.0.1:"+port, list, c.sockets, 3*time.Second)
@@ -381,36 +310,26 @@ func loop(tr tree, spellings, rounds int) string {
 	return fmt.Sprintf("%d (rounds: %v)", slices.Max(peaks), peaks)
 }
 
-var policySpellings = []string{
-	"[64:ff9b:1::a9fe:a9fe]:80", "[::a9fe:a9fe]:80", "[::ffff:0:a9fe:a9fe]:80", "[fec0::1]:80",
-	"[64:ff9b::a9fe:a9fe]:80", "[2002:a9fe:a9fe::1]:80", "[2001:0:4136:e378::5601:5701]:80",
-	"[2a00:1::5efe:a9fe:a9fe]:80", "192.0.0.8:80", "198.18.0.1:80", "192.0.2.1:80",
-	"198.51.100.1:80", "203.0.113.1:80", "[2001:db8::1]:80", "[100::1]:80",
-}
-
 func policy(tr tree) string {
 	relay := "127.0.0.1:" + freePort()
 	c := tr.start(fmt.Sprintf("{\n\tadmin off\n\tlayer4 {\n\t\t%s {\n\t\t\troute {\n\t\t\t\tgunshu_relay\n\t\t\t}\n\t\t}\n\t}\n}\n", relay))
 	defer c.stop()
-	for _, next := range policySpellings {
+	for _, next := range attacks.PolicySpellings {
 		_, _ = attacks.Exchange(attacks.From("127.0.0.1"), relay, "est\n1\n"+next+"\n")
 	}
-	c.waitLines(`"command":"est"`, len(policySpellings), 10*time.Second)
+	c.waitLines(`"command":"est"`, len(attacks.PolicySpellings), 10*time.Second)
 	denied := strings.Count(c.text(), `"outcome":"policy_denied"`)
-	return fmt.Sprintf("%d of %d", denied, len(policySpellings))
+	return fmt.Sprintf("%d of %d", denied, len(attacks.PolicySpellings))
 }
 
 func logs(tr tree) string {
 	e := tr.exampleNet(func(s string) string { return s })
-	c := tr.start(e.text)
+	c := tr.start(e.Caddyfile)
 	defer c.stop()
-	if err := e.waitReady(); err != nil {
+	if err := waitReady(e); err != nil {
 		return err.Error()
 	}
-	secrets := attacks.ProvokeLogs(attacks.LogTargets{
-		Manager: e.addr("7000"), Relay: e.addr("7001"), Responder: e.addr("7100"),
-		Entrance: e.addr("8000"), Proxy: e.addr("1080"),
-	})
+	secrets := attacks.ProvokeLogs(e.Targets())
 	// The slow clients' lines come when caddy-l4 gives up on them.
 	c.waitLines(`"msg":"matching connection"`, 6, 15*time.Second)
 	lines := attacks.LinesNaming(c.text(), secrets)
