@@ -61,6 +61,13 @@ type Session struct {
 	Remote string
 }
 
+// IsProbe reports a session that was the responder probe (est with an
+// empty list, sent by managers and entrances to tell a relay from a
+// responder), not a route.
+func (s Session) IsProbe() bool {
+	return s.Command == CmdEst && errors.Is(s.Err, ErrEmptyList)
+}
+
 // end fills in the end of a session: the outcome is that of the
 // handshake, so a route that was established counts as ok however its
 // stream ended later.
