@@ -166,7 +166,7 @@ func (g *Guards) choose(listed, candidates []string, rnd *random) string {
 	for len(g.set) < g.count() {
 		fresh := make([]string, 0, len(candidates))
 		for _, c := range candidates {
-			if !g.has(c) && !g.isResponderLocked(c, now) {
+			if !slices.ContainsFunc(g.set, func(gd guard) bool { return gd.Addr == c }) && !g.isResponderLocked(c, now) {
 				fresh = append(fresh, c)
 			}
 		}
@@ -253,15 +253,6 @@ func (g *Guards) isResponderLocked(addr string, now time.Time) bool {
 		return false
 	}
 	return ok
-}
-
-func (g *Guards) has(addr string) bool {
-	for _, gd := range g.set {
-		if gd.Addr == addr {
-			return true
-		}
-	}
-	return false
 }
 
 // report records how a dial to first went: a failed dial counts against

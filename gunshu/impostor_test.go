@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"context"
@@ -11,6 +11,9 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // TestManagerRefusesResponders: a responder answers test with ok as a
@@ -19,17 +22,16 @@ import (
 // on the list by another way (here: straight into the registry) at its
 // first test, whatever MaxFailures says.
 func TestManagerRefusesResponders(t *testing.T) {
-	n := newTestNet(t, 1)
-	defer n.close()
-	responder := n.echoResponder(t)
-	relay := n.relays[0].addr
-	m := &Manager{Registry: &MemoryRegistry{}, Policy: loopbackPolicy(), TestTimeout: 2 * time.Second, MaxFailures: 3}
-	mgr := serveManager(t, m)
+	n := testnet.New(t, 1)
+	responder := testnet.EchoResponder(t)
+	relay := n.Relays[0].Addr
+	m := &gunshu.Manager{Registry: &gunshu.MemoryRegistry{}, Policy: testnet.LoopbackPolicy(), TestTimeout: 2 * time.Second, MaxFailures: 3}
+	mgr := testnet.ServeManager(t, m)
 	if got := regFrom(t, mgr, "127.0.0.1", responder); got != "fail\n" {
 		t.Fatalf("registering a responder: %q, want fail", got)
 	}
-	if err := m.Register(context.Background(), responder); !errors.Is(err, ErrResponder) {
-		t.Fatalf("Register(responder) = %v, want ErrResponder", err)
+	if err := m.Register(context.Background(), responder); !errors.Is(err, gunshu.ErrResponder) {
+		t.Fatalf("Register(responder) = %v, want gunshu.ErrResponder", err)
 	}
 	if got := regFrom(t, mgr, "127.0.0.1", relay); got != "ok\n" {
 		t.Fatalf("registering a relay: %q, want ok", got)
@@ -38,8 +40,8 @@ func TestManagerRefusesResponders(t *testing.T) {
 	if err := m.Registry.Register(ctx, responder, "127.0.0.1/32", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Test(ctx, responder); !errors.Is(err, ErrResponder) {
-		t.Fatalf("Test(responder) = %v, want ErrResponder", err)
+	if _, err := m.Test(ctx, responder); !errors.Is(err, gunshu.ErrResponder) {
+		t.Fatalf("Test(responder) = %v, want gunshu.ErrResponder", err)
 	}
 	m.PatrolOnce(ctx)
 	addrs, _ := m.Registry.Addrs(ctx)
@@ -54,8 +56,8 @@ type commandCounter struct {
 	n  map[string]int
 }
 
-func (c *commandCounter) SessionStarted(Role) {}
-func (c *commandCounter) SessionEnded(s Session) {
+func (c *commandCounter) SessionStarted(gunshu.Role) {}
+func (c *commandCounter) SessionEnded(s gunshu.Session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n == nil {
@@ -72,26 +74,26 @@ func (c *commandCounter) count(cmd string) int {
 
 // TestPatrolProbesEveryTenthRound: patrol tests a service every round and
 // sends the responder probe in the first round and every
-// PatrolProbeEvery-th after it; registration probes every time.
+// gunshu.PatrolProbeEvery-th after it; registration probes every time.
 func TestPatrolProbesEveryTenthRound(t *testing.T) {
 	var seen commandCounter
-	relay := serveRelayOn(t, &Relay{Observer: &seen}, listen(t))
-	m := &Manager{Registry: &MemoryRegistry{}, Policy: loopbackPolicy(), TestTimeout: 2 * time.Second}
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Observer: &seen})
+	m := &gunshu.Manager{Registry: &gunshu.MemoryRegistry{}, Policy: testnet.LoopbackPolicy(), TestTimeout: 2 * time.Second}
 	ctx := context.Background()
 	if err := m.Register(ctx, relay); err != nil {
 		t.Fatal(err)
 	}
-	for range 2*PatrolProbeEvery + 1 {
+	for range 2*gunshu.PatrolProbeEvery + 1 {
 		m.PatrolOnce(ctx)
 	}
 	// SessionEnded runs as the relay finishes, a moment after the
 	// manager read its answer: wait for the expected count.
 	deadline := time.Now().Add(5 * time.Second)
-	for (seen.count(CmdTest) < 2*PatrolProbeEvery+2 || seen.count(CmdEst) < 4) && time.Now().Before(deadline) {
+	for (seen.count(gunshu.CmdTest) < 2*gunshu.PatrolProbeEvery+2 || seen.count(gunshu.CmdEst) < 4) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if tests, probes := seen.count(CmdTest), seen.count(CmdEst); tests != 2*PatrolProbeEvery+2 || probes != 4 {
-		t.Fatalf("the relay answered %d tests and %d probes, want %d and 4 (registration, rounds 1, 11 and 21)", tests, probes, 2*PatrolProbeEvery+2)
+	if tests, probes := seen.count(gunshu.CmdTest), seen.count(gunshu.CmdEst); tests != 2*gunshu.PatrolProbeEvery+2 || probes != 4 {
+		t.Fatalf("the relay answered %d tests and %d probes, want %d and 4 (registration, rounds 1, 11 and 21)", tests, probes, 2*gunshu.PatrolProbeEvery+2)
 	}
 }
 
@@ -101,22 +103,23 @@ func TestPatrolProbesEveryTenthRound(t *testing.T) {
 // left out of routes, with a warning, and no stream reaches the wrong
 // site. A relay is vetted once and kept.
 func TestEntranceVetsItsGuard(t *testing.T) {
-	n := newTestNet(t, 0)
-	target := n.echoResponder(t)
-	impostor := n.echoResponder(t) // any responder: it answers ok
+	// A manager that lists without verifying: it takes the impostor.
+	m := &gunshu.Manager{Registry: &gunshu.MemoryRegistry{}, Policy: testnet.LoopbackPolicy(), DisableVerify: true}
+	mgr := testnet.ServeManager(t, m)
+	target := testnet.EchoResponder(t)
+	impostor := testnet.EchoResponder(t) // any responder: it answers ok
 	ctx := context.Background()
-	n.manager.init()
-	if err := n.manager.Registry.Register(ctx, impostor, "127.0.0.1/32", time.Now()); err != nil {
+	if err := gunshu.Register(ctx, mgr, impostor, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.WarnLevel)
-	store := &MemoryGuardStore{}
-	d := n.dialer(1)
-	d.Guards = &Guards{Store: store}
+	store := &gunshu.MemoryGuardStore{}
+	d := &gunshu.Dialer{Manager: mgr}
+	d.Guards = &gunshu.Guards{Store: store}
 	d.ListTTL = -1 // a list per route: the relay added below is seen at once
 	d.Logger = zap.New(core)
-	if _, err := d.Establish(ctx, target); !errors.Is(err, ErrNoRelays) {
-		t.Fatalf("with only the impostor listed: %v, want ErrNoRelays", err)
+	if _, err := d.Establish(ctx, target); !errors.Is(err, gunshu.ErrNoRelays) {
+		t.Fatalf("with only the impostor listed: %v, want gunshu.ErrNoRelays", err)
 	}
 	if got := logs.FilterMessageSnippet("answered as a responder").Len(); got != 1 {
 		t.Errorf("%d warnings about the impostor, want 1", got)
@@ -129,7 +132,10 @@ func TestEntranceVetsItsGuard(t *testing.T) {
 	if !d.Guards.IsResponder(impostor) || len(d.Guards.Current()) != 0 {
 		t.Fatalf("guards %v; impostor left out %v", d.Guards.Current(), d.Guards.IsResponder(impostor))
 	}
-	relay := n.addRelay(t).addr
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	if err := gunshu.Register(ctx, mgr, relay, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	r, err := d.Establish(ctx, target)
 	if err != nil {
 		t.Fatal(err)

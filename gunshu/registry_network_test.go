@@ -4,14 +4,7 @@ import (
 	"testing"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
-	"github.com/gunshu/caddy-gunshu/internal/registrytest"
 )
-
-func TestMemoryRegistryNetworkCap(t *testing.T) {
-	r := gunshu.NewMemoryRegistry(0, 2)
-	r.SetMaxPerNetwork(3)
-	registrytest.NetworkCap(t, r)
-}
 
 func TestNetworkOf(t *testing.T) {
 	for group, want := range map[string]string{

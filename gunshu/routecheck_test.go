@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"errors"
@@ -9,6 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // countingListener counts the connections it accepted.
@@ -58,13 +62,13 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 		}
 		return nil
 	})
-	ln := &countingListener{Listener: listen(t)}
+	ln := &countingListener{Listener: testkit.Listen(t)}
 	addr := ln.Addr().String()
 	port := addr[strings.LastIndex(addr, ":")+1:]
 	// No Self: the relay learns its port and address from the connections
 	// it accepts.
-	r := &Relay{Policy: Policy{Allow: []string{"127.0.0.0/8", "::/0", "0.0.0.0/8"}, Resolver: dns.resolver()}}
-	serveRelayOn(t, r, ln)
+	r := &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.0/8", "::/0", "0.0.0.0/8"}, Resolver: dns.resolver()}}
+	testnet.ServeRelayOn(t, r, ln)
 	spellings := []string{
 		"127.0.0.1:" + port,
 		"[::ffff:127.0.0.1]:" + port, // mapped
@@ -80,8 +84,8 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 		"ME.example.:" + port,
 	}
 	for _, s := range spellings {
-		if err := r.checkList([]string{s}, fakeConn{local: ln.Addr()}); !errors.Is(err, ErrSelf) {
-			t.Errorf("checkList(%s) = %v, want ErrSelf", s, err)
+		if err := r.CheckList([]string{s}, fakeConn{local: ln.Addr()}); !errors.Is(err, gunshu.ErrSelf) {
+			t.Errorf("checkList(%s) = %v, want gunshu.ErrSelf", s, err)
 		}
 		before := ln.accepted.Load()
 		got := exchange(t, addr, fmt.Sprintf("est\n1\n%s\n", s))
@@ -96,7 +100,7 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 	// anything, whichever entry it would have picked (24 tries: without
 	// the check, the other hop is picked at least once but with
 	// probability 2^-24).
-	other := closingCounter(t, listen(t))
+	other := closingCounter(t, testkit.Listen(t))
 	for range 24 {
 		if got := exchange(t, addr, fmt.Sprintf("est\n2\n%s\nme.example:%s\n", other.Addr(), port)); got != "fail\n" {
 			t.Fatalf("a list naming the relay beside another hop: %q, want fail", got)
@@ -109,7 +113,7 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 	// resolving elsewhere. These reach the dial (and fail there: nothing
 	// listens), which is what the session's outcome says.
 	for _, s := range []string{"127.0.0.1:1", "127.0.0.9:" + port, "other.example:" + port} {
-		if err := r.checkList([]string{s}, fakeConn{local: ln.Addr()}); err != nil {
+		if err := r.CheckList([]string{s}, fakeConn{local: ln.Addr()}); err != nil {
 			t.Errorf("checkList(%s) = %v, want nil", s, err)
 		}
 	}
@@ -118,20 +122,20 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 // TestRelayHopBound: a list longer than the relay's bound (20 by
 // default, as many as an entrance ever offers) is refused before any dial.
 func TestRelayHopBound(t *testing.T) {
-	r := &Relay{}
-	list := make([]string, DefaultMaxHops+1)
+	r := &gunshu.Relay{}
+	list := make([]string, gunshu.DefaultMaxHops+1)
 	for i := range list {
 		list[i] = fmt.Sprintf("198.51.100.%d:7001", i+1)
 	}
 	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7001}
-	if err := r.checkList(list[:DefaultMaxHops], fakeConn{local: local}); err != nil {
-		t.Fatalf("a list of %d: %v", DefaultMaxHops, err)
+	if err := r.CheckList(list[:gunshu.DefaultMaxHops], fakeConn{local: local}); err != nil {
+		t.Fatalf("a list of %d: %v", gunshu.DefaultMaxHops, err)
 	}
-	if err := r.checkList(list, fakeConn{local: local}); err == nil || !strings.Contains(err.Error(), "more than the 20 hops") {
+	if err := r.CheckList(list, fakeConn{local: local}); err == nil || !strings.Contains(err.Error(), "more than the 20 hops") {
 		t.Fatalf("a list of %d: %v, want the hop bound", len(list), err)
 	}
-	wide := &Relay{MessageLimits: MessageLimits{MaxList: 64}}
-	if err := wide.checkList(list, fakeConn{local: local}); err != nil {
+	wide := &gunshu.Relay{MessageLimits: gunshu.MessageLimits{MaxList: 64}}
+	if err := wide.CheckList(list, fakeConn{local: local}); err != nil {
 		t.Fatalf("max_list 64, a list of %d: %v", len(list), err)
 	}
 }
@@ -149,11 +153,11 @@ func TestRelayRefusesItselfAtDial(t *testing.T) {
 		}
 		return nil
 	})
-	ln := &countingListener{Listener: listen(t)}
+	ln := &countingListener{Listener: testkit.Listen(t)}
 	addr := ln.Addr().String()
 	port := addr[strings.LastIndex(addr, ":")+1:]
-	r := &Relay{Policy: Policy{Allow: []string{"127.0.0.0/8"}, Resolver: dns.resolver()}, Timeouts: Timeouts{Dial: time.Second}}
-	serveRelayOn(t, r, ln)
+	r := &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.0/8"}, Resolver: dns.resolver()}, Timeouts: gunshu.Timeouts{Dial: time.Second}}
+	testnet.ServeRelayOn(t, r, ln)
 	if got := exchange(t, addr, "est\n1\nflip.example:"+port+"\n"); got != "fail\n" {
 		t.Fatalf("answered %q, want fail", got)
 	}
@@ -179,7 +183,7 @@ func (c fakeConn) RemoteAddr() net.Addr { return c.remote }
 func TestRelayRefusesADialToItself(t *testing.T) {
 	var ln1, ln2 *countingListener
 	for try := 0; ln2 == nil; try++ {
-		a := listenOn(t, "127.0.0.1:0")
+		a := testkit.ListenOn(t, "127.0.0.1:0")
 		b, err := net.Listen("tcp", "127.0.0.2:"+portOf(a.Addr().String()))
 		if err != nil {
 			a.Close()
@@ -192,10 +196,10 @@ func TestRelayRefusesADialToItself(t *testing.T) {
 	}
 	port := portOf(ln1.Addr().String())
 	// The relay always picks the first entry, so it dials itself first.
-	r := &Relay{Policy: Policy{Allow: []string{"127.0.0.0/8"}}, Rand: zeroSource{}}
-	serveRelayOn(t, r, ln1)
-	serveRelayOn(t, r, ln2)
-	next := closingCounter(t, listenOn(t, "127.0.0.9:0"))
+	r := &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.0/8"}}, Rand: zeroSource{}}
+	testnet.ServeRelayOn(t, r, ln1)
+	testnet.ServeRelayOn(t, r, ln2)
+	next := closingCounter(t, testkit.ListenOn(t, "127.0.0.9:0"))
 	list := fmt.Sprintf("est\n2\n127.0.0.2:%s\n%s\n", port, next.Addr())
 	if got := exchange(t, ln1.Addr().String(), list); got != "fail\n" {
 		t.Fatalf("a list naming the relay at its second address: %q, want fail", got)
@@ -204,8 +208,8 @@ func TestRelayRefusesADialToItself(t *testing.T) {
 		t.Fatalf("accepted %d, %d and %d connections, want 1, 1 (the dial to itself, refused) and 0", a, b, n)
 	}
 	// Reached at two loopback addresses, it owns them all on its port.
-	if err := r.checkList([]string{"127.0.0.3:" + port}, fakeConn{local: ln1.Addr()}); !errors.Is(err, ErrSelf) {
-		t.Fatalf("checkList(127.0.0.3 on its port) = %v, want ErrSelf", err)
+	if err := r.CheckList([]string{"127.0.0.3:" + port}, fakeConn{local: ln1.Addr()}); !errors.Is(err, gunshu.ErrSelf) {
+		t.Fatalf("checkList(127.0.0.3 on its port) = %v, want gunshu.ErrSelf", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for r.Active() != 0 && time.Now().Before(deadline) {

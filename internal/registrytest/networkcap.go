@@ -1,5 +1,3 @@
-// Package registrytest holds behaviour every gunshu.Registry must show,
-// written once and run against each implementation.
 package registrytest
 
 import (
@@ -11,11 +9,11 @@ import (
 	"github.com/gunshu/caddy-gunshu/gunshu"
 )
 
-// NetworkCap checks the per-network cap on reg, whose MaxPerNetwork is 3
+// networkCap checks the per-network cap on reg, whose MaxPerNetwork is 3
 // and per-IP cap 2 or more: services of one IPv4 /24 or IPv6 /48 count
 // together whatever their per-IP group, a group that is no prefix has no
 // network, and removing or moving a service frees its place.
-func NetworkCap(t *testing.T, reg gunshu.Registry) {
+func networkCap(t *testing.T, reg gunshu.Registry) {
 	t.Helper()
 	ctx, now := context.Background(), time.Now()
 	register := func(addr, group string) error { return reg.Register(ctx, addr, group, now) }
