@@ -175,6 +175,12 @@ func (d *Dialer) open(ctx context.Context, responder string, sender routeSender)
 		if err != nil {
 			return nil, err
 		}
+		if err := d.Guards.vet(ctx, first, d.NetDialer, d.Timeouts.dial()); err != nil {
+			// Said without the address: it is this initiator's first hop.
+			d.log.Warn("a relay the manager lists answered as a responder does: it is no guard, and routes leave it out")
+			lastErr = err
+			continue
+		}
 		route, err := d.try(ctx, first, list, sender)
 		d.reportFirstHop(ctx, first, err)
 		if err == nil {
@@ -303,7 +309,7 @@ func (d *Dialer) usable(relays []string) []string {
 func (d *Dialer) pickRoute(listed []string, responder string) (string, []string, error) {
 	candidates := make([]string, 0, len(listed))
 	for _, a := range listed {
-		if a != responder {
+		if a != responder && !d.Guards.IsResponder(a) {
 			candidates = append(candidates, a)
 		}
 	}
