@@ -128,7 +128,7 @@ func TestSilentClientsInCaddyProcess(t *testing.T) {
 	obs := &routeCounter{}
 	n := testnet.New(t, 0)
 	r := n.AddRelayOn(t, testkit.Listen(t), func(r *gunshu.Relay) { r.Observer = obs })
-	responder := appResponder(t, func(c net.Conn) {
+	responder := testnet.AppResponder(t, func(c net.Conn) {
 		if _, err := io.WriteString(c, "220 ready\r\n"); err == nil {
 			_, _ = io.Copy(io.Discard, c)
 		}
@@ -218,18 +218,4 @@ func TestSilentClientsInCaddyProcess(t *testing.T) {
 func isTimeoutErr(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// appResponder runs a gunshu responder outside Caddy whose application is
-// app, and returns its address.
-func appResponder(t *testing.T, app func(net.Conn)) string {
-	t.Helper()
-	ln := testkit.Listen(t)
-	rl := (&gunshu.Responder{}).Listen(ln, 0)
-	t.Cleanup(rl.Wait)
-	testkit.Serve(t, rl, func(c net.Conn) {
-		defer c.Close()
-		app(c)
-	})
-	return ln.Addr().String()
 }

@@ -40,26 +40,12 @@ func fixedRelay(t testing.TB, waitForOK bool, obs gunshu.Observer, tm gunshu.Tim
 // answers the SHA-256 of what it received; every stream's bytes are also
 // counted in received.
 func digestResponder(t testing.TB, received *atomic.Int64) string {
-	return appResponder(t, func(c net.Conn) {
+	return testnet.AppResponder(t, func(c net.Conn) {
 		h := sha256.New()
 		n, _ := io.Copy(h, c)
 		received.Add(n)
 		_, _ = c.Write(h.Sum(nil))
 	})
-}
-
-// appResponder serves a responder whose application is app, and returns
-// its address.
-func appResponder(t testing.TB, app func(net.Conn)) string {
-	t.Helper()
-	ln := testkit.Listen(t)
-	rl := (&gunshu.Responder{}).Listen(ln, 0)
-	t.Cleanup(rl.Wait)
-	testkit.Serve(t, rl, func(c net.Conn) {
-		defer c.Close()
-		app(c)
-	})
-	return ln.Addr().String()
 }
 
 func estFor(hops ...string) string {

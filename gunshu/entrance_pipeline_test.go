@@ -25,7 +25,7 @@ func (o *countingObserver) SessionEnded(gunshu.Session) {}
 // bannerResponder is a responder whose application speaks first: it
 // writes a banner, then echoes.
 func bannerResponder(t testing.TB, banner string) string {
-	return appResponder(t, func(c net.Conn) {
+	return testnet.AppResponder(t, func(c net.Conn) {
 		if _, err := io.WriteString(c, banner); err == nil {
 			_, _ = io.Copy(c, c)
 		}
