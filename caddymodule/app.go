@@ -300,13 +300,18 @@ func (a *App) coverFor(manager string) string {
 
 // Start begins the patrol loop of every manager and the registration loop
 // of every relay that names managers, and gives every entrance its cover
-// (warning about those without).
+// (warning about those without). It warns about layer4 servers that
+// listen on plain TCP (see keepAcceptingNetworks).
 func (a *App) Start() error {
 	a.mu.Lock()
 	entrances := slices.Clone(a.entrances)
 	a.mu.Unlock()
 	for _, h := range entrances {
 		h.prepare()
+	}
+	for _, addr := range plainTCPListeners(a.ctx) {
+		a.log.Warn("a layer4 server on plain TCP stops accepting for good once the process runs out of file descriptors; listen on gunshu/<address> to pause and resume instead",
+			zap.String("listen", addr))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.mu.Lock()

@@ -215,7 +215,7 @@ func (r *Responder) Listen(ln net.Listener, maxPending int) *Listener {
 		maxPending = DefaultMaxPending
 	}
 	l := &Listener{
-		ln:        ln,
+		ln:        KeepAccepting(ln, AcceptHooks{}),
 		responder: r,
 		pending:   make(chan struct{}, maxPending),
 		streams:   make(chan net.Conn),
@@ -228,7 +228,6 @@ func (r *Responder) Listen(ln net.Listener, maxPending int) *Listener {
 
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
-	var pause acceptPause
 	for {
 		select {
 		case l.pending <- struct{}{}:
@@ -238,14 +237,10 @@ func (l *Listener) acceptLoop() {
 		conn, err := l.ln.Accept()
 		if err != nil {
 			<-l.pending
-			if !errors.Is(err, net.ErrClosed) && pause.after(err) {
-				continue
-			}
 			l.errOnce.Do(func() { l.err = err })
 			l.Close()
 			return
 		}
-		pause.reset()
 		l.wg.Add(1)
 		go l.handshake(conn)
 	}
