@@ -79,19 +79,38 @@ func (*RedisRegistry) CaddyModule() caddy.ModuleInfo {
 // with the previous config, when the manager asks for its Registry.
 func (r *RedisRegistry) Provision(ctx caddy.Context) error {
 	r.logger = ctx.Logger(r)
+	// Every placeholder must be set: a password from an unset variable
+	// would connect without one.
 	repl := caddy.NewReplacer()
+	var (
+		opts   redis.UniversalOptions
+		prefix string
+		err    error
+	)
+	for _, f := range []struct {
+		name     string
+		raw      string
+		replaced *string
+	}{
+		{"master_name", r.MasterName, &opts.MasterName},
+		{"username", r.Username, &opts.Username},
+		{"password", r.Password, &opts.Password},
+		{"key_prefix", r.KeyPrefix, &prefix},
+	} {
+		if *f.replaced, err = resolveSecret(repl, "redis registry: "+f.name, f.raw); err != nil {
+			return err
+		}
+	}
+	opts.DB = r.DB
 	addrs := r.Addresses
 	if len(addrs) == 0 {
 		addrs = []string{"127.0.0.1:6379"}
 	}
-	opts := redis.UniversalOptions{
-		MasterName: repl.ReplaceKnown(r.MasterName, ""),
-		DB:         r.DB,
-		Username:   repl.ReplaceKnown(r.Username, ""),
-		Password:   repl.ReplaceKnown(r.Password, ""),
-	}
-	for _, a := range addrs {
-		a = repl.ReplaceKnown(a, "")
+	for i, raw := range addrs {
+		a, err := resolveSecret(repl, fmt.Sprintf("redis registry: addresses[%d]", i), raw)
+		if err != nil {
+			return err
+		}
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			return fmt.Errorf("redis address %q: want host:port", a)
 		}
@@ -106,7 +125,6 @@ func (r *RedisRegistry) Provision(ctx caddy.Context) error {
 	if r.Timeout < 0 || r.SnapshotInterval < 0 {
 		return errors.New("redis timeout and snapshot_interval must not be negative")
 	}
-	prefix := repl.ReplaceKnown(r.KeyPrefix, "")
 	if prefix == "" {
 		prefix = redisregistry.DefaultKeyPrefix
 	}
