@@ -91,7 +91,7 @@ func TestMemoryRegistrySurvivesRestart(t *testing.T) {
 	want := slices.DeleteFunc(slices.Clone(relays), func(a string) bool { return a == dead })
 	var list []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		list, _ = gunshu.FetchList(context.Background(), manager, time.Second, gunshu.Limits{})
+		list, _ = gunshu.FetchList(context.Background(), manager, time.Second, gunshu.MessageLimits{})
 		slices.Sort(list)
 		if slices.Equal(list, want) {
 			break

@@ -119,7 +119,7 @@ func waitList(t *testing.T, manager string, want []string, within time.Duration)
 	t.Helper()
 	var got []string
 	for deadline := time.Now().Add(within); ; time.Sleep(20 * time.Millisecond) {
-		got, _ = gunshu.FetchList(context.Background(), manager, time.Second, gunshu.Limits{})
+		got, _ = gunshu.FetchList(context.Background(), manager, time.Second, gunshu.MessageLimits{})
 		slices.Sort(got)
 		if slices.Equal(got, want) {
 			return

@@ -62,12 +62,12 @@ func (d *Dialer) relays(ctx context.Context, refresh bool) ([]string, error) {
 	case !refresh && usable: // a background fetch is under way
 		return list, nil
 	}
-	fetched, err := FetchList(ctx, d.Manager, d.Timeouts.command(), d.Limits)
+	fetched, err := FetchList(ctx, d.Manager, d.Timeouts.command(), d.MessageLimits)
 	return d.takeList(fetched, err)
 }
 
 func (d *Dialer) refreshList() {
-	fetched, err := FetchList(context.Background(), d.Manager, d.Timeouts.command(), d.Limits)
+	fetched, err := FetchList(context.Background(), d.Manager, d.Timeouts.command(), d.MessageLimits)
 	_, _ = d.takeList(fetched, err)
 	d.mu.Lock()
 	d.lists.refreshing = false
