@@ -34,13 +34,15 @@
 //	sniff.go       SniffCommand: does a connection open with a command?
 //	client.go      one-shot exchanges as a client: FetchList, Register, Ping
 //	manager.go     Manager: reg, list, verification, patrol
+//	restore.go     Manager.Restore: a saved list listed again after a restart
 //	registry.go    Registry, ServiceRecord, MemoryRegistry, PatrolClaimer
 //	register.go    Registrar: a relay's registration loop
 //	relay.go       Relay: est, the next hop, forward; Timeouts
 //	relay_stack.go dialing the next hop on a goroutine of its own
 //	responder.go   Responder, its stream, and Listener
-//	serve.go       accept loops and the accept-error rule (acceptPause)
-//	initiator.go   Dialer: list cache, route choice, Establish
+//	serve.go       accept loops, KeepAccepting and the accept-error rule
+//	initiator.go   Dialer: route choice, Establish
+//	listcache.go   the Dialer's list cache: background refresh, last good list
 //	routesize.go   the law of how many relays a route is offered
 //	guards.go      Guards: an initiator's long-lived first hops
 //	guardstore.go  where guard sets are kept (memory, file, Caddy storage)
