@@ -145,6 +145,7 @@ func Start(tb testing.TB, c Config) *Process {
 	if err := os.WriteFile(p.config, []byte(c.Caddyfile), 0o600); err != nil {
 		tb.Fatal(err)
 	}
+	Binary(tb)
 	tb.Cleanup(func() {
 		p.Stop()
 		if tb.Failed() {
@@ -157,11 +158,19 @@ func Start(tb testing.TB, c Config) *Process {
 
 // Restart starts the process again (it must be stopped) with the same
 // configuration file, admin endpoint and storage, and waits until it
-// serves.
+// serves. It fails the test if it does not.
 func (p *Process) Restart() {
 	p.tb.Helper()
+	if err := p.TryRestart(); err != nil {
+		p.tb.Fatal(err)
+	}
+}
+
+// TryRestart is Restart returning its error, for goroutines other than
+// the test's.
+func (p *Process) TryRestart() error {
 	from := p.LogLen()
-	cmd := exec.Command(Binary(p.tb), "run", "--config", p.config, "--adapter", "caddyfile")
+	cmd := exec.Command(build.path, "run", "--config", p.config, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(),
 		"CADDY_ADMIN="+p.Admin,
 		"HOME="+p.DataDir,
@@ -171,15 +180,15 @@ func (p *Process) Restart() {
 	cmd.Env = append(cmd.Env, p.env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		p.tb.Fatal(err)
+		return err
 	}
 	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		p.tb.Fatal(err)
+		return err
 	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		p.tb.Fatalf("starting caddy %s: %v", p.Name, err)
+		return fmt.Errorf("starting caddy %s: %w", p.Name, err)
 	}
 	done := make(chan struct{})
 	p.mu.Lock()
@@ -193,8 +202,9 @@ func (p *Process) Restart() {
 	}()
 	if _, err := p.WaitLog(from, "serving initial configuration", 60*time.Second); err != nil {
 		p.Stop()
-		p.tb.Fatalf("caddy %s did not start: %v\n%s", p.Name, err, p.tail(40))
+		return fmt.Errorf("caddy %s did not start: %w\n%s", p.Name, err, p.tail(40))
 	}
+	return nil
 }
 
 func (p *Process) readLog(r io.Reader) {

@@ -4,6 +4,7 @@ package redistest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -170,9 +171,18 @@ func waitFor(t testing.TB, s *Server, within time.Duration, args []string, what 
 	}
 }
 
-// Restart runs the server (empty) and waits until it answers.
+// Restart runs the server (empty) and waits until it answers; it fails
+// the test if it does not.
 func (s *Server) Restart() {
 	s.t.Helper()
+	if err := s.TryRestart(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// TryRestart is Restart returning its error, for goroutines other than
+// the test's.
+func (s *Server) TryRestart() error {
 	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", ""}, s.args...)
 	if s.conf != "" {
@@ -180,7 +190,7 @@ func (s *Server) Restart() {
 	}
 	s.cmd = exec.Command(s.path, args...)
 	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("starting redis-server: %v", err)
+		return fmt.Errorf("starting redis-server: %w", err)
 	}
 	s.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) {
@@ -190,16 +200,17 @@ func (s *Server) Restart() {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if s.ping() {
-			return
+			return nil
 		}
 		select {
 		case <-s.done:
-			s.t.Fatalf("redis-server exited at start (port %d taken?)", s.port)
+			s.cmd = nil
+			return fmt.Errorf("redis-server exited at start (port %d taken?)", s.port)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	s.Stop()
-	s.t.Fatal("redis-server did not answer PING within 10s")
+	return errors.New("redis-server did not answer PING within 10s")
 }
 
 func (s *Server) ping() bool {
