@@ -25,7 +25,8 @@ type listCache struct {
 // relays returns the relays of the manager's list this initiator may use
 // (see usable).
 //
-// A list younger than ListTTL is used as it is. An older one is still
+// A list younger than ListTTL is used as it is (unless empty). An older
+// one is still
 // used at once while a fresh one is fetched in the background, as long as
 // it is younger than ListStaleLimit: no route waits on the manager. With
 // no list yet, past ListStaleLimit, with a negative ListTTL, or when
@@ -45,9 +46,11 @@ func (d *Dialer) relays(ctx context.Context, refresh bool) ([]string, error) {
 	}
 	c := &d.lists
 	d.mu.Lock()
+	// An empty list is never reused: a network whose first relays have
+	// not registered yet must not look empty for a whole ListTTL.
 	list := c.list
-	fresh := list != nil && ttl > 0 && now.Sub(c.askedAt) < ttl
-	usable := list != nil && ttl > 0 && now.Sub(c.goodAt) < d.staleLimit()
+	fresh := len(list) > 0 && ttl > 0 && now.Sub(c.askedAt) < ttl
+	usable := len(list) > 0 && ttl > 0 && now.Sub(c.goodAt) < d.staleLimit()
 	background := !refresh && !fresh && usable && !c.refreshing
 	if background {
 		c.refreshing = true
@@ -85,7 +88,7 @@ func (d *Dialer) takeList(fetched []string, err error) ([]string, error) {
 	c := &d.lists
 	d.mu.Lock()
 	c.askedAt = now
-	keepLast := c.list != nil && now.Sub(c.goodAt) < d.staleLimit() &&
+	keepLast := len(c.list) > 0 && now.Sub(c.goodAt) < d.staleLimit() &&
 		(err != nil || 2*len(usable) < c.goodLen)
 	wasDegraded := c.degraded
 	var list []string

@@ -198,3 +198,18 @@ func TestListRefreshedInBackground(t *testing.T) {
 		return !d.lists.refreshing
 	})
 }
+
+// TestEmptyListNotCached: a route asked for before any relay registered
+// does not make the next routes see an empty network for ListTTL.
+func TestEmptyListNotCached(t *testing.T) {
+	reg, ln, _ := listManager(t)
+	d := &Dialer{Manager: ln.Addr().String(), ListTTL: time.Hour}
+	d.init()
+	if got, err := d.relays(context.Background(), false); err != nil || len(got) != 0 {
+		t.Fatalf("first list: %v, %v; want an empty one", got, err)
+	}
+	fakeRelays(t, reg, 0, 2)
+	if got, _ := d.relays(context.Background(), false); len(got) != 2 {
+		t.Fatalf("after two relays registered the routes use %v, want both", got)
+	}
+}
