@@ -25,12 +25,12 @@ type listCache struct {
 // relays returns the relays of the manager's list this initiator may use
 // (see usable).
 //
-// A list younger than ListTTL is used as it is (unless empty). An older
-// one is still
-// used at once while a fresh one is fetched in the background, as long as
-// it is younger than ListStaleLimit: no route waits on the manager. With
-// no list yet, past ListStaleLimit, with a negative ListTTL, or when
-// refresh is set (a route just failed), the caller waits for the manager.
+// A list is used at once as long as the last good one is younger than
+// ListStaleLimit: no route waits on the manager, not even one that hangs.
+// Past ListTTL, or a second after the last request when refresh is set (a
+// route just failed), a fresh list is fetched in the background. With no
+// list yet (or an empty one), past ListStaleLimit, or with a negative
+// ListTTL, the caller waits for the manager.
 //
 // A manager that fails to answer, or lists fewer than half the usable
 // relays of the last good list — a manager that restarted and has not
@@ -49,25 +49,27 @@ func (d *Dialer) relays(ctx context.Context, refresh bool) ([]string, error) {
 	// An empty list is never reused: a network whose first relays have
 	// not registered yet must not look empty for a whole ListTTL.
 	list := c.list
-	fresh := len(list) > 0 && ttl > 0 && now.Sub(c.askedAt) < ttl
 	usable := len(list) > 0 && ttl > 0 && now.Sub(c.goodAt) < d.staleLimit()
-	background := !refresh && !fresh && usable && !c.refreshing
+	asked := now.Sub(c.askedAt)
+	stale := asked >= ttl || refresh && asked >= refreshGap
+	background := usable && stale && !c.refreshing
 	if background {
 		c.refreshing = true
 	}
 	d.mu.Unlock()
-	switch {
-	case !refresh && fresh:
-		return list, nil
-	case background:
+	if background {
 		go d.refreshList()
-		return list, nil
-	case !refresh && usable: // a background fetch is under way
+	}
+	if usable {
 		return list, nil
 	}
 	fetched, err := FetchList(ctx, d.Manager, d.Timeouts.command(), d.MessageLimits)
 	return d.takeList(fetched, err)
 }
+
+// refreshGap is how soon after the last request a failed route asks the
+// manager again.
+const refreshGap = time.Second
 
 func (d *Dialer) refreshList() {
 	fetched, err := FetchList(context.Background(), d.Manager, d.Timeouts.command(), d.MessageLimits)

@@ -54,9 +54,20 @@ func fakeRelays(t *testing.T, reg *MemoryRegistry, from, n int) {
 	}
 }
 
+// sortedRelays asks d for its relays, sorted. With refresh (a route
+// failed) it waits for the fetch that starts in the background, then asks
+// again: what the next route gets.
 func sortedRelays(t *testing.T, d *Dialer, refresh bool) ([]string, error) {
 	t.Helper()
 	list, err := d.relays(context.Background(), refresh)
+	if refresh && err == nil {
+		waitFor(t, 5*time.Second, "the background fetch ends", func() bool {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return !d.lists.refreshing
+		})
+		list, err = d.relays(context.Background(), false)
+	}
 	list = slices.Clone(list)
 	slices.Sort(list)
 	return list, err
