@@ -56,7 +56,7 @@ func listenKeepAccepting(ctx context.Context, network, host, portRange string, p
 		return nil, fmt.Errorf("%s: Caddy returned a %T, not a stream listener", network, ln)
 	}
 	if cctx, ok := ctx.(caddy.Context); ok {
-		if err := registerAcceptMetrics(cctx.GetMetricsRegistry()); err != nil {
+		if err := registerCollectors(cctx.GetMetricsRegistry(), acceptPauseMetrics.pauses, acceptPauseMetrics.paused); err != nil {
 			_ = inner.Close()
 			return nil, err
 		}
@@ -77,19 +77,6 @@ var acceptPauseMetrics = struct {
 		Namespace: "caddy", Subsystem: "gunshu", Name: "accept_paused",
 		Help: "Listeners on a gunshu network whose accepting is paused now.",
 	}),
-}
-
-func registerAcceptMetrics(registry *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{acceptPauseMetrics.pauses, acceptPauseMetrics.paused} {
-		if err := registry.Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if errors.As(err, &already) && already.ExistingCollector == c {
-				continue
-			}
-			return fmt.Errorf("registering gunshu accept metrics: %w", err)
-		}
-	}
-	return nil
 }
 
 // acceptReport logs and counts the pauses of the listener on addr, the

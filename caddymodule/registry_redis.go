@@ -277,13 +277,8 @@ func initRedisRegistryMetrics(ctx caddy.Context) {
 			Help: "Age of the list snapshot a manager on the Redis registry answers from.",
 		}, []string{"key_prefix"})
 	})
-	for _, c := range []prometheus.Collector{m.up, m.snapshotAge} {
-		if err := ctx.GetMetricsRegistry().Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if !errors.As(err, &already) {
-				ctx.Logger().Warn("registering redis registry metrics", zap.Error(err))
-			}
-		}
+	if err := registerCollectors(ctx.GetMetricsRegistry(), m.up, m.snapshotAge); err != nil {
+		ctx.Logger().Warn("registering redis registry metrics", zap.Error(err))
 	}
 }
 

@@ -79,16 +79,7 @@ func TestClusterFailover(t *testing.T) {
 	byAddr[master].Kill()
 	killed := time.Now()
 	waitRole(t, replica, "master", 30*time.Second)
-	promoted := time.Now()
-	reg, patrol, fails := recovery(t, a, promoted)
-	t.Logf("replica promoted %v after the kill; reg back %v after the promotion (%d failures), patrol back %v",
-		promoted.Sub(killed).Round(10*time.Millisecond), reg.Round(10*time.Millisecond), fails, patrol.Round(10*time.Millisecond))
-	if reg > failoverBound || patrol > failoverBound {
-		t.Fatalf("reg back %v, patrol back %v after the promotion; want ≤ %v", reg, patrol, failoverBound)
-	}
-	eventually(t, failoverBound, "b lists what a registered after the failover", func() bool {
-		return len(sortedAddrs(t, b)) >= 2
-	})
+	checkRecovery(t, a, b, killed, time.Now())
 }
 
 // TestSentinelFailover: a master, two replicas and three Sentinels
@@ -132,12 +123,18 @@ func TestSentinelFailover(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the Sentinels did not switch master within 60s")
 	}
-	promoted := time.Now()
+	checkRecovery(t, a, b, killed, time.Now())
+}
+
+// checkRecovery checks that reg and patrol work on a within failoverBound
+// of the promotion, and that b lists what a registered then.
+func checkRecovery(t *testing.T, a, b *Registry, killed, promoted time.Time) {
+	t.Helper()
 	reg, patrol, fails := recovery(t, a, promoted)
-	t.Logf("switch %v after the kill; reg back %v after it (%d failures), patrol back %v",
+	t.Logf("promotion %v after the kill; reg back %v after it (%d failures), patrol back %v",
 		promoted.Sub(killed).Round(10*time.Millisecond), reg.Round(10*time.Millisecond), fails, patrol.Round(10*time.Millisecond))
 	if reg > failoverBound || patrol > failoverBound {
-		t.Fatalf("reg back %v, patrol back %v after the switch; want ≤ %v", reg, patrol, failoverBound)
+		t.Fatalf("reg back %v, patrol back %v after the promotion; want ≤ %v", reg, patrol, failoverBound)
 	}
 	eventually(t, failoverBound, "b lists what a registered after the failover", func() bool {
 		return len(sortedAddrs(t, b)) >= 2
