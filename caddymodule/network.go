@@ -91,8 +91,12 @@ func acceptReport(addr string) gunshu.AcceptHooks {
 			log.Error("accepting paused: retrying within a second until it works again",
 				zap.String("reason", reason), zap.Error(err))
 		},
-		Resumed: func(pausedFor time.Duration) {
+		Resumed: func(pausedFor time.Duration, closed bool) {
 			acceptPauseMetrics.paused.Dec()
+			if closed {
+				log.Info("listener closed while paused", zap.Duration("paused_for", pausedFor))
+				return
+			}
 			log.Info("accepting again", zap.Duration("paused_for", pausedFor))
 		},
 	}

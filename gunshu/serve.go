@@ -46,9 +46,10 @@ func acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 type AcceptHooks struct {
 	// Paused is called with the error that began a pause.
 	Paused func(err error)
-	// Resumed is called at the first connection accepted after a pause,
-	// with how long the pause lasted.
-	Resumed func(pausedFor time.Duration)
+	// Resumed is called when a pause ends, with how long it lasted: at
+	// the first connection accepted after it, or when the listener is
+	// closed during it (closed is then true).
+	Resumed func(pausedFor time.Duration, closed bool)
 }
 
 // KeepAccepting wraps ln so that its Accept waits out the errors that
@@ -75,7 +76,7 @@ func (l *keepAccepting) Accept() (net.Conn, error) {
 		conn, err := l.Listener.Accept()
 		if err == nil {
 			if l.pausing.Load() {
-				l.resume()
+				l.resume(false)
 			}
 			return conn, nil
 		}
@@ -106,19 +107,22 @@ func (l *keepAccepting) wait(err error) time.Duration {
 	return d
 }
 
-func (l *keepAccepting) resume() {
+func (l *keepAccepting) resume(closed bool) {
 	l.mu.Lock()
 	since := l.pause.since
 	l.pause = acceptPause{}
 	l.pausing.Store(false)
 	l.mu.Unlock()
 	if !since.IsZero() && l.hooks.Resumed != nil {
-		l.hooks.Resumed(time.Since(since))
+		l.hooks.Resumed(time.Since(since), closed)
 	}
 }
 
 func (l *keepAccepting) Close() error {
-	l.closeOnce.Do(func() { close(l.closed) })
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		l.resume(true)
+	})
 	return l.Listener.Close()
 }
 

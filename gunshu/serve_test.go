@@ -67,15 +67,20 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 }
 
 // TestKeepAcceptingHooks: a pause calls Paused once with its first error
-// and Resumed once, at the next connection; Close ends a pause at once.
+// and Resumed once, at the next connection; Close ends a pause at once,
+// and Resumed says so.
 func TestKeepAcceptingHooks(t *testing.T) {
 	inner := &flakyListener{Listener: listen(t)}
 	inner.failures.Store(3)
 	paused := make(chan error, 10)
 	resumed := make(chan time.Duration, 10)
+	closedDuringPause := make(chan bool, 10)
 	ln := KeepAccepting(inner, AcceptHooks{
-		Paused:  func(err error) { paused <- err },
-		Resumed: func(d time.Duration) { resumed <- d },
+		Paused: func(err error) { paused <- err },
+		Resumed: func(d time.Duration, closed bool) {
+			resumed <- d
+			closedDuringPause <- closed
+		},
 	})
 	defer ln.Close()
 	accepted := make(chan net.Conn, 1)
@@ -100,8 +105,8 @@ func TestKeepAcceptingHooks(t *testing.T) {
 		sc.Close()
 	}
 	// 3 failures wait 5+10+20 ms.
-	if d := <-resumed; d < 30*time.Millisecond {
-		t.Fatalf("Resumed after %v, want at least the 35ms the pause waited", d)
+	if d := <-resumed; d < 30*time.Millisecond || <-closedDuringPause {
+		t.Fatalf("Resumed after %v, want at least the 35ms the pause waited, by a connection", d)
 	}
 	if len(paused) != 0 || len(resumed) != 0 {
 		t.Fatalf("hooks called more than once: %d paused, %d resumed", len(paused), len(resumed))
@@ -118,5 +123,9 @@ func TestKeepAcceptingHooks(t *testing.T) {
 	ln.Close()
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept after Close during a pause: %v, want net.ErrClosed", err)
+	}
+	<-resumed
+	if !<-closedDuringPause {
+		t.Fatal("the pause Close ended was reported as a connection accepted")
 	}
 }
