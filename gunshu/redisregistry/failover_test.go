@@ -3,6 +3,9 @@ package redisregistry
 import (
 	"context"
 	"fmt"
+	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,17 +154,28 @@ func slotOwners(t *testing.T, addrs []string, key string) (master, replica strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	ranges, err := c.ClusterSlots(ctx).Result()
+	shards, err := c.ClusterShards(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range ranges {
-		if int64(r.Start) <= slot && slot <= int64(r.End) && len(r.Nodes) > 1 {
-			return r.Nodes[0].Addr, r.Nodes[1].Addr
+	for _, sh := range shards {
+		if !slices.ContainsFunc(sh.Slots, func(r redis.SlotRange) bool { return r.Start <= slot && slot <= r.End }) {
+			continue
+		}
+		for _, n := range sh.Nodes {
+			addr := net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+			switch {
+			case n.Role == "master":
+				master = addr
+			case n.Health == "online":
+				replica = addr
+			}
 		}
 	}
-	t.Fatalf("no master with a replica serves slot %d: %+v", slot, ranges)
-	return "", ""
+	if master == "" || replica == "" {
+		t.Fatalf("no master with an online replica serves slot %d: %+v", slot, shards)
+	}
+	return master, replica
 }
 
 // waitRole waits until the node at addr says ROLE is role.
