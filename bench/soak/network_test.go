@@ -43,6 +43,11 @@ type node struct {
 	config string
 	proc   *caddyproc.Process
 
+	// steady nodes are never killed nor restarted (only stopped and
+	// reloaded), so that the drift of every kind of process through the
+	// whole soak is measured.
+	steady bool
+
 	mu        sync.Mutex
 	busy      bool // a chaos action is under way on it
 	restarted bool // killed or restarted during the soak: no drift figures
@@ -147,6 +152,7 @@ func startNetwork(t *testing.T, relays int) *network {
 	}
 }
 `, n.fixed, entrance(n.target, managerAddrs[0]), n.proxy, entrance("", managerAddrs[1])))
+	n.relays[0].steady, n.relays[1].steady, n.managers[2].steady = true, true, true
 	n.waitListed(t, managerAddrs)
 	return n
 }
@@ -172,12 +178,15 @@ func (n *network) waitListed(t *testing.T, managers []string) {
 	}
 }
 
-// claim marks a random node of nodes as under a chaos action; nil when
-// all are.
-func claim(nodes []*node, pick func(int) int) *node {
+// claim marks a random node of nodes as under a chaos action (one that
+// may end the process only if ends); nil when none is free.
+func claim(nodes []*node, ends bool, pick func(int) int) *node {
 	start := pick(len(nodes))
 	for i := range nodes {
 		nd := nodes[(start+i)%len(nodes)]
+		if ends && nd.steady {
+			continue
+		}
 		nd.mu.Lock()
 		free := !nd.busy
 		if free {
