@@ -33,6 +33,7 @@ var plan = []string{
 // action is what the chaos did, for the report.
 type action struct {
 	at     time.Duration // since the chaos began
+	when   time.Time
 	what   string
 	target string
 	err    error
@@ -82,7 +83,7 @@ func (c *chaos) stop() []action {
 
 func (c *chaos) record(what, target string, err error) {
 	c.mu.Lock()
-	c.log = append(c.log, action{at: time.Since(c.start), what: what, target: target, err: err})
+	c.log = append(c.log, action{at: time.Since(c.start), when: time.Now(), what: what, target: target, err: err})
 	c.mu.Unlock()
 }
 

@@ -53,6 +53,8 @@ func (o outcome) String() string {
 type tally struct {
 	counts [modes][outcomes]int64
 	bytes  int64
+	// failed are when sessions that were not ok ended (the first 10,000).
+	failed []time.Time
 }
 
 func (t *tally) sessions(m mode) (n int64) {
@@ -109,6 +111,9 @@ func (c *clients) run(n *network, id int) {
 		c.mu.Lock()
 		c.tally.counts[m][o]++
 		c.tally.bytes += moved
+		if o != ok && len(c.tally.failed) < 10000 {
+			c.tally.failed = append(c.tally.failed, time.Now())
+		}
 		close(c.grew)
 		c.grew = make(chan struct{})
 		c.mu.Unlock()

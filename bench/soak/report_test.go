@@ -94,9 +94,13 @@ func (r report) markdown() string {
 	for _, a := range r.actions {
 		counts[a.what]++
 	}
-	fmt.Fprintf(&b, "| chaos action | times |\n|---|---|\n")
+	after := r.failuresAfter()
+	fmt.Fprintf(&b, "| chaos action | times | failed sessions that ended before the next action |\n|---|---|---|\n")
 	for _, what := range []string{killRelay, stopRelay, restartRelay, reloadRelay, killManager, failoverRedis} {
-		fmt.Fprintf(&b, "| %s | %d |\n", what, counts[what])
+		fmt.Fprintf(&b, "| %s | %d | %d |\n", what, counts[what], after[what])
+	}
+	if n := after[""]; n > 0 {
+		fmt.Fprintf(&b, "| (before the first action) | | %d |\n", n)
 	}
 	fmt.Fprintf(&b, "\n| process (ran throughout) | own fds before → after | pooled: Redis connections, splice pipes | goroutines before → after | RSS before → after |\n|---|---|---|---|---|\n")
 	for _, role := range slices.Sorted(maps.Keys(r.after)) {
@@ -117,4 +121,23 @@ func (r report) markdown() string {
 		b.WriteString(line + "\n")
 	}
 	return b.String()
+}
+
+// failuresAfter counts the failed sessions by the chaos action that came
+// last before each ended ("" before the first).
+func (r report) failuresAfter() map[string]int {
+	out := map[string]int{}
+	for _, f := range r.tally.failed {
+		last := ""
+		for _, a := range r.actions {
+			if a.when.After(f) {
+				break
+			}
+			if a.err == nil && a.what != "start again" && a.what != "start Redis again" {
+				last = a.what
+			}
+		}
+		out[last]++
+	}
+	return out
 }
