@@ -135,3 +135,6 @@ func plainTCPListeners(ctx caddy.Context) []string {
 	}
 	return plain
 }
+
+// Interface guard
+var _ caddy.ListenerFunc = listenKeepAccepting

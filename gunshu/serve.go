@@ -53,7 +53,8 @@ type AcceptHooks struct {
 }
 
 // KeepAccepting wraps ln so that its Accept waits out the errors that
-// pass (see acceptPause) instead of returning them: a server at its
+// pass (passingAcceptError, waiting as acceptPause says) instead of
+// returning them: a server at its
 // open-file limit must take connections again as soon as sessions end,
 // not stop for good. Close ends a pause at once. Accept returns every
 // other error as ln gives it.
