@@ -13,13 +13,14 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestGunshuNetwork: a layer4 server on gunshu/<address> serves like one
 // on plain TCP, and the app warns about the one on plain TCP only, naming
 // its address.
 func TestGunshuNetwork(t *testing.T) {
-	kept, plain := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+	kept, plain := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	logFile := filepath.Join(t.TempDir(), "log.json")
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true, "config": {"persist": false}},

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestMemoryRegistrySurvivesRestart: a manager keeps its list in a
@@ -42,7 +43,7 @@ func TestMemoryRegistrySurvivesRestart(t *testing.T) {
 	}()
 	slices.Sort(relays)
 	storage := t.TempDir()
-	manager := "127.0.0.1:" + freePort(t)
+	manager := testkit.FreeAddr(t)
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true, "config": {"persist": false}},
 		"storage": {"module": "file_system", "root": %q},

@@ -11,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // testClock is a clock the test moves.
@@ -35,7 +37,7 @@ func (c *testClock) advance(d time.Duration) {
 func listManager(t *testing.T) (*MemoryRegistry, net.Listener, chan struct{}) {
 	t.Helper()
 	reg := NewMemoryRegistry(0, 0)
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -61,7 +63,7 @@ func sortedRelays(t *testing.T, d *Dialer, refresh bool) ([]string, error) {
 	t.Helper()
 	list, err := d.relays(context.Background(), refresh)
 	if refresh && err == nil {
-		waitFor(t, 5*time.Second, "the background fetch ends", func() bool {
+		testkit.Eventually(t, 5*time.Second, "the background fetch ends", func() bool {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			return !d.lists.refreshing
@@ -179,7 +181,7 @@ func TestListRefreshedInBackground(t *testing.T) {
 	}
 
 	// The manager now hangs: it accepts and never answers.
-	silent := listen(t)
+	silent := testkit.Listen(t)
 	held := make(chan net.Conn, 1)
 	go func() {
 		if c, err := silent.Accept(); err == nil {
@@ -203,7 +205,7 @@ func TestListRefreshedInBackground(t *testing.T) {
 	if d := time.Since(start); d > 200*time.Millisecond {
 		t.Fatalf("a route waited %v on a silent manager", d)
 	}
-	waitFor(t, 5*time.Second, "the background fetch gives up", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the background fetch gives up", func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return !d.lists.refreshing

@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"errors"
@@ -8,6 +8,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // flakyListener fails its first accepts the way a process at its
@@ -30,14 +33,14 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 // 20,000-descriptor limit refused every connection afterwards).
 func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	flaky := func() *flakyListener {
-		l := &flakyListener{Listener: listen(t)}
+		l := &flakyListener{Listener: testkit.Listen(t)}
 		l.failures.Store(4)
 		return l
 	}
 	t.Run("relay", func(t *testing.T) {
 		ln := flaky()
 		done := make(chan error, 1)
-		go func() { done <- (&Relay{}).Serve(ln) }()
+		go func() { done <- (&gunshu.Relay{}).Serve(ln) }()
 		if got := exchange(t, ln.Addr().String(), "test\n"); got != "ok\n" {
 			t.Fatalf("got %q", got)
 		}
@@ -49,7 +52,7 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	t.Run("manager", func(t *testing.T) {
 		ln := flaky()
 		done := make(chan error, 1)
-		go func() { done <- (&Manager{}).Serve(ln) }()
+		go func() { done <- (&gunshu.Manager{}).Serve(ln) }()
 		if got := exchange(t, ln.Addr().String(), "list\n"); got != "0\n" {
 			t.Fatalf("got %q", got)
 		}
@@ -58,7 +61,7 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	})
 	t.Run("responder", func(t *testing.T) {
 		ln := flaky()
-		rl := (&Responder{}).Listen(ln, 0)
+		rl := (&gunshu.Responder{}).Listen(ln, 0)
 		defer func() { rl.Close(); rl.Wait() }()
 		if got := exchange(t, ln.Addr().String(), "test\n"); got != "ok\n" {
 			t.Fatalf("got %q", got)
@@ -70,12 +73,12 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 // and Resumed once, at the next connection; Close ends a pause at once,
 // and Resumed says so.
 func TestKeepAcceptingHooks(t *testing.T) {
-	inner := &flakyListener{Listener: listen(t)}
+	inner := &flakyListener{Listener: testkit.Listen(t)}
 	inner.failures.Store(3)
 	paused := make(chan error, 10)
 	resumed := make(chan time.Duration, 10)
 	closedDuringPause := make(chan bool, 10)
-	ln := KeepAccepting(inner, AcceptHooks{
+	ln := gunshu.KeepAccepting(inner, gunshu.AcceptHooks{
 		Paused: func(err error) { paused <- err },
 		Resumed: func(d time.Duration, closed bool) {
 			resumed <- d

@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/gunshu/caddy-gunshu/internal/registrytest"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestCredentialErrors: a missing or wrong password is reported as what
@@ -94,7 +96,7 @@ func TestLeastPrivilegeACLUser(t *testing.T) {
 	if err := a.Register(ctx, "127.0.0.2:1", "127.0.0.2", now); err != nil {
 		t.Fatalf("Register: %v", err)
 	}
-	eventually(t, 2*time.Second, "b lists both services", func() bool { return len(sortedAddrs(t, b)) == 2 })
+	testkit.Eventually(t, 2*time.Second, "b lists both services", func() bool { return len(registrytest.SortedAddrs(t, b)) == 2 })
 	if _, err := a.ClaimPatrol(ctx, []string{"127.0.0.1:1"}, time.Second); err != nil {
 		t.Fatalf("ClaimPatrol: %v", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/gunshu/caddy-gunshu/internal/registrytest"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // failoverBound is how long after a replica's promotion reg and patrol
@@ -76,7 +78,7 @@ func TestClusterFailover(t *testing.T) {
 	if err := a.Register(ctx, "127.0.0.1:1", "127.0.0.1", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "b lists the service", func() bool { return len(sortedAddrs(t, b)) == 1 })
+	testkit.Eventually(t, 5*time.Second, "b lists the service", func() bool { return len(registrytest.SortedAddrs(t, b)) == 1 })
 	waitReplicated(t, replica, "{"+prefix+"}seen", 1)
 
 	byAddr[master].Kill()
@@ -109,7 +111,7 @@ func TestSentinelFailover(t *testing.T) {
 	if err := a.Register(ctx, "127.0.0.1:1", "127.0.0.1", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "b lists the service", func() bool { return len(sortedAddrs(t, b)) == 1 })
+	testkit.Eventually(t, 5*time.Second, "b lists the service", func() bool { return len(registrytest.SortedAddrs(t, b)) == 1 })
 
 	watch := redis.NewSentinelClient(&redis.Options{Addr: sentinels[0].Addr})
 	defer watch.Close()
@@ -139,8 +141,8 @@ func checkRecovery(t *testing.T, a, b *Registry, killed, promoted time.Time) {
 	if reg > failoverBound || patrol > failoverBound {
 		t.Fatalf("reg back %v, patrol back %v after the promotion; want ≤ %v", reg, patrol, failoverBound)
 	}
-	eventually(t, failoverBound, "b lists what a registered after the failover", func() bool {
-		return len(sortedAddrs(t, b)) >= 2
+	testkit.Eventually(t, failoverBound, "b lists what a registered after the failover", func() bool {
+		return len(registrytest.SortedAddrs(t, b)) >= 2
 	})
 }
 
@@ -205,7 +207,7 @@ func waitReplicated(t *testing.T, addr, key string, n int64) {
 	if err := c.Do(ctx, "READONLY").Err(); err != nil && !strings.Contains(err.Error(), "cluster") {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the replica has the registry", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the replica has the registry", func() bool {
 		got, err := c.ZCard(ctx, key).Result()
 		return err == nil && got == n
 	})
