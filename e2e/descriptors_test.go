@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestRolesRecoverFromDescriptorExhaustion runs a manager, a relay, a
@@ -26,7 +27,7 @@ import (
 // plain TCP, beside them, shows what caddy-l4 does without the gunshu
 // network: it never answers again.
 func TestRolesRecoverFromDescriptorExhaustion(t *testing.T) {
-	port := func() string { return strconv.Itoa(caddyproc.FreePort(t)) }
+	port := func() string { return testkit.FreePort(t) }
 	manager, relay, responder, entrance, filler, plain := port(), port(), port(), port(), port(), port()
 	at := func(p string) string { return "127.0.0.1:" + p }
 	config := fmt.Sprintf(`{

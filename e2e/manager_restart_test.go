@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestEntranceRoutesThroughManagerRestart: relays register once (their
@@ -30,7 +30,7 @@ import (
 // relay again from its snapshot, verified, before any relay registers
 // again; and at least 99 % of the sessions opened meanwhile succeed.
 func TestEntranceRoutesThroughManagerRestart(t *testing.T) {
-	port := func() string { return strconv.Itoa(caddyproc.FreePort(t)) }
+	port := func() string { return testkit.FreePort(t) }
 	at := func(p string) string { return "127.0.0.1:" + p }
 	manager := at(port())
 	mgr := caddyproc.Start(t, caddyproc.Config{Name: "manager", Caddyfile: fmt.Sprintf(`{

@@ -19,6 +19,7 @@ import (
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 const masterName = "gunshu-soak"
@@ -63,7 +64,7 @@ func startNetwork(t *testing.T, relays int) *network {
 		sentinelAddrs = append(sentinelAddrs, s.Addr)
 	}
 
-	addr := func() string { return "127.0.0.1:" + strconv.Itoa(caddyproc.FreePort(t)) }
+	addr := func() string { return "127.0.0.1:" + testkit.FreePort(t) }
 	var managerAddrs []string
 	for range 3 {
 		managerAddrs = append(managerAddrs, addr())

@@ -10,17 +10,17 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 var build struct {
@@ -79,22 +79,12 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // Process is one running (or stopped) Caddy.
 type Process struct {
 	// Name tells the process apart in failure messages.
 	Name string
-	// Admin is the host:port of its admin endpoint.
+	// Admin is the host:port of its admin endpoint. A restart that finds
+	// it taken moves it: read it while the process serves.
 	Admin string
 	// DataDir holds its storage (guards, registry snapshots); it is
 	// kept across Restart.
@@ -131,7 +121,7 @@ func Start(tb testing.TB, c Config) *Process {
 	dir := tb.TempDir()
 	p := &Process{
 		Name:    c.Name,
-		Admin:   net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(tb))),
+		Admin:   testkit.FreeAddr(tb),
 		DataDir: c.DataDir,
 		tb:      tb,
 		config:  filepath.Join(dir, "Caddyfile"),
@@ -169,10 +159,36 @@ func (p *Process) Restart() {
 // TryRestart is Restart returning its error, for goroutines other than
 // the test's.
 func (p *Process) TryRestart() error {
-	from := p.LogLen()
+	// The admin port was free when it was picked; if something took it
+	// since, pick another.
+	for range 3 {
+		from := p.LogLen()
+		err := p.start(from)
+		if err == nil || !p.logged(from, "administration endpoint", "address already in use") {
+			return err
+		}
+		admin := testkit.FreeAddr(p.tb)
+		p.mu.Lock()
+		p.Admin = admin
+		p.mu.Unlock()
+	}
+	return fmt.Errorf("caddy %s: no free admin port in 3 tries", p.Name)
+}
+
+// logged reports whether a log line from index from on holds all of want.
+func (p *Process) logged(from int, want ...string) bool {
+	for _, line := range p.Lines(from) {
+		if containsAll(line, want[0], want[1:]) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Process) start(from int) error {
 	cmd := exec.Command(build.path, "run", "--config", p.config, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(),
-		"CADDY_ADMIN="+p.Admin,
+		"CADDY_ADMIN="+p.adminAddr(),
 		"HOME="+p.DataDir,
 		"XDG_DATA_HOME="+filepath.Join(p.DataDir, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(p.DataDir, "config"),
@@ -274,10 +290,12 @@ func (p *Process) LogLen() int {
 }
 
 // WaitLog waits up to timeout for a log line at index from or later that
-// contains every one of want, and returns its index.
+// contains every one of want, and returns its index. It gives up early
+// when the process exits.
 func (p *Process) WaitLog(from int, want string, timeout time.Duration, more ...string) (int, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	exited := false
 	for {
 		p.mu.Lock()
 		for i := from; i < len(p.lines); i++ {
@@ -287,10 +305,15 @@ func (p *Process) WaitLog(from int, want string, timeout time.Duration, more ...
 			}
 		}
 		from = len(p.lines)
-		grew := p.grew
+		grew, done := p.grew, p.done
 		p.mu.Unlock()
+		if exited {
+			return 0, fmt.Errorf("caddy %s exited with no log line with %q", p.Name, append([]string{want}, more...))
+		}
 		select {
 		case <-grew:
+		case <-done: // its last lines are read: look once more
+			exited = true
 		case <-deadline.C:
 			return 0, fmt.Errorf("no log line with %q within %v", append([]string{want}, more...), timeout)
 		}
@@ -324,10 +347,16 @@ func (p *Process) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+func (p *Process) adminAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.Admin
+}
+
 // Load replaces the configuration through the admin endpoint, as
 // `caddy reload` does.
 func (p *Process) Load(caddyfile string) error {
-	req, err := http.NewRequest(http.MethodPost, "http://"+p.Admin+"/load", strings.NewReader(caddyfile))
+	req, err := http.NewRequest(http.MethodPost, "http://"+p.adminAddr()+"/load", strings.NewReader(caddyfile))
 	if err != nil {
 		return err
 	}
@@ -347,7 +376,7 @@ func (p *Process) Load(caddyfile string) error {
 
 // Get fetches path from the admin endpoint (for example /metrics).
 func (p *Process) Get(path string) (string, error) {
-	resp, err := adminClient.Get("http://" + p.Admin + path)
+	resp, err := adminClient.Get("http://" + p.adminAddr() + path)
 	if err != nil {
 		return "", err
 	}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // Server is a real redis-server on a loopback port, without persistence:
@@ -55,25 +57,8 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 // port (10000 above) is free too.
 func freePort(t testing.TB) int {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if port+10000 > 65535 {
-			continue
-		}
-		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
-		if err != nil {
-			continue
-		}
-		bus.Close()
-		return port
-	}
-	t.Fatal("no free loopback port pair for redis-server")
-	return 0
+	port, _ := strconv.Atoi(testkit.FreePortWith(t, 10000))
+	return port
 }
 
 // StartCluster starts masters × (1 + replicas) redis-server nodes in
