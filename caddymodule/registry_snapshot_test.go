@@ -15,6 +15,7 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // TestMemoryRegistrySurvivesRestart: a manager keeps its list in a
@@ -90,16 +91,6 @@ func TestMemoryRegistrySurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := slices.DeleteFunc(slices.Clone(relays), func(a string) bool { return a == dead })
-	var list []string
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		list, _ = gunshu.FetchList(context.Background(), manager, time.Second, gunshu.MessageLimits{})
-		slices.Sort(list)
-		if slices.Equal(list, want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the restart the manager lists %v, want %v", list, want)
-		}
-	}
+	testnet.WaitListed(t, manager, want, 10*time.Second)
 	waitSnapshot(want)
 }

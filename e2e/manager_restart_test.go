@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -17,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // TestEntranceRoutesThroughManagerRestart: relays register once (their
@@ -94,7 +93,7 @@ func TestEntranceRoutesThroughManagerRestart(t *testing.T) {
 }
 `, entrance, responder, manager)})
 
-	waitList(t, manager, relays, 30*time.Second)
+	testnet.WaitListed(t, manager, relays, 30*time.Second)
 	snapshot := filepath.Join(mgr.DataDir, "data", "caddy", "gunshu", "registries", "default.json")
 	waitSnapshot(t, snapshot, relays)
 
@@ -104,29 +103,13 @@ func TestEntranceRoutesThroughManagerRestart(t *testing.T) {
 	load.waitSessions(t, 100) // the manager is down meanwhile
 	mgr.Restart()
 	restarted := time.Now()
-	waitList(t, manager, relays, 10*time.Second)
+	testnet.WaitListed(t, manager, relays, 10*time.Second)
 	t.Logf("the restarted manager lists the %d relays %v after it serves", len(relays), time.Since(restarted).Round(time.Millisecond))
 	load.waitSessions(t, 100)
 	ok, failed := load.stop()
 	t.Logf("sessions through the restart: %d ok, %d failed", ok, failed)
 	if failed*100 > ok+failed {
 		t.Fatalf("%d of %d sessions failed through a manager restart, more than 1%%", failed, ok+failed)
-	}
-}
-
-// waitList waits until the manager lists exactly want (sorted).
-func waitList(t *testing.T, manager string, want []string, within time.Duration) {
-	t.Helper()
-	var got []string
-	for deadline := time.Now().Add(within); ; time.Sleep(20 * time.Millisecond) {
-		got, _ = gunshu.FetchList(context.Background(), manager, time.Second, gunshu.MessageLimits{})
-		slices.Sort(got)
-		if slices.Equal(got, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("manager lists %v, want %v", got, want)
-		}
 	}
 }
 

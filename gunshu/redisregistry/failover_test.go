@@ -65,20 +65,10 @@ func TestClusterFailover(t *testing.T) {
 		byAddr[n.Addr] = n
 		addrs = append(addrs, n.Addr)
 	}
-	ctx := context.Background()
 	const prefix = "failover:"
 	master, replica := slotOwners(t, addrs, "{"+prefix+"}seen")
 
-	open := func() *Registry {
-		r := New(Options{Redis: redis.UniversalOptions{Addrs: addrs}, KeyPrefix: prefix, Timeout: time.Second})
-		t.Cleanup(func() { _ = r.Close() })
-		return r
-	}
-	a, b := open(), open()
-	if err := a.Register(ctx, "127.0.0.1:1", "127.0.0.1", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, 5*time.Second, "b lists the service", func() bool { return len(registrytest.SortedAddrs(t, b)) == 1 })
+	a, b := registryPair(t, Options{Redis: redis.UniversalOptions{Addrs: addrs}, KeyPrefix: prefix})
 	waitReplicated(t, replica, "{"+prefix+"}seen", 1)
 
 	byAddr[master].Kill()
@@ -101,17 +91,8 @@ func TestSentinelFailover(t *testing.T) {
 		addrs = append(addrs, s.Addr)
 	}
 	ctx := context.Background()
-	open := func() *Registry {
-		r := New(Options{Redis: redis.UniversalOptions{Addrs: addrs, MasterName: "gunshu-master"},
-			KeyPrefix: "sentinel-failover:", Timeout: time.Second})
-		t.Cleanup(func() { _ = r.Close() })
-		return r
-	}
-	a, b := open(), open()
-	if err := a.Register(ctx, "127.0.0.1:1", "127.0.0.1", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, 5*time.Second, "b lists the service", func() bool { return len(registrytest.SortedAddrs(t, b)) == 1 })
+	a, b := registryPair(t, Options{Redis: redis.UniversalOptions{Addrs: addrs, MasterName: "gunshu-master"},
+		KeyPrefix: "sentinel-failover:"})
 
 	watch := redis.NewSentinelClient(&redis.Options{Addr: sentinels[0].Addr})
 	defer watch.Close()
@@ -129,6 +110,24 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatal("the Sentinels did not switch master within 60s")
 	}
 	checkRecovery(t, a, b, killed, time.Now())
+}
+
+// registryPair opens the registries of two managers on o (timeouts of a
+// second), registers a service at one and waits until the other lists it.
+func registryPair(t *testing.T, o Options) (a, b *Registry) {
+	t.Helper()
+	o.Timeout = time.Second
+	open := func() *Registry {
+		r := New(o)
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}
+	a, b = open(), open()
+	if err := a.Register(context.Background(), "127.0.0.1:1", "127.0.0.1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 5*time.Second, "b lists the service", func() bool { return len(registrytest.SortedAddrs(t, b)) == 1 })
+	return a, b
 }
 
 // checkRecovery checks that reg and patrol work on a within failoverBound
