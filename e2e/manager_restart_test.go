@@ -37,6 +37,7 @@ func TestEntranceRoutesThroughManagerRestart(t *testing.T) {
 		manager {
 			allow 127.0.0.0/8
 			max_per_ip 0
+			max_per_network 0
 		}
 	}
 	layer4 {

@@ -74,7 +74,10 @@ func startNetwork(t *testing.T, relays int) *network {
 	gunshu {
 		manager {
 			allow 127.0.0.0/8
+			# Ten relays on one address, registering every 15 s.
 			max_per_ip 0
+			max_per_network 0
+			register_rate off
 			patrol_interval 3s
 			test_timeout 2s
 			registry redis %s {
@@ -229,8 +232,8 @@ func (n *network) settle(t *testing.T) {
 	t.Helper()
 	for _, nd := range n.nodes() {
 		for deadline := time.Now().Add(hungAfter + 30*time.Second); ; time.Sleep(100 * time.Millisecond) {
-			m, err := nd.proc.Get("/metrics")
-			if err == nil && sumSeries(m, "caddy_gunshu_sessions_active") == 0 {
+			active, err := nd.proc.MetricSum("caddy_gunshu_sessions_active")
+			if err == nil && active == 0 {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -299,26 +302,12 @@ func (n *network) measure(t *testing.T) map[string]stats {
 				s.rss = kb << 10
 			}
 		}
-		if m, err := nd.proc.Get("/metrics"); err == nil {
-			s.goroutines = int(sumSeries(m, "go_goroutines"))
+		if g, err := nd.proc.MetricSum("go_goroutines"); err == nil {
+			s.goroutines = int(g)
 		}
 		out[nd.role] = s
 	}
 	return out
-}
-
-// sumSeries adds up every sample of a metric in a Prometheus exposition.
-func sumSeries(text, name string) float64 {
-	var sum float64
-	for _, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, name) || len(line) <= len(name) || (line[len(name)] != ' ' && line[len(name)] != '{') {
-			continue
-		}
-		f := strings.Fields(line)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-		sum += v
-	}
-	return sum
 }
 
 // currentMaster is the Redis server the Sentinels name as master.
