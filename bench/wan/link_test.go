@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The link's delays are checked as lower bounds only: a loaded machine
+// can make any delivery later, never earlier.
+
+const testD = 20 * time.Millisecond
+
+// echoServer answers every connection with what it reads, passes the
+// client's half-close on, and records what it was sent first.
+type echoServer struct {
+	ln net.Listener
+	wg sync.WaitGroup
+}
+
+func startEcho(t *testing.T) *echoServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &echoServer{ln: ln}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				if _, err := io.Copy(c, c); err == nil {
+					_ = c.(*net.TCPConn).CloseWrite()
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	return s
+}
+
+func newTestLink(t *testing.T, target string) (*Emulator, *Link) {
+	t.Helper()
+	em := &Emulator{D: testD}
+	l, err := em.NewLink("test", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return em, l
+}
+
+func dialTest(t *testing.T, addr string) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
+func atLeast(t *testing.T, what string, got, floor time.Duration) {
+	t.Helper()
+	if got < floor {
+		t.Errorf("%s after %v, the model allows no less than %v", what, got, floor)
+	}
+}
+
+func TestLinkHandshakeAndRoundTrips(t *testing.T) {
+	echo := startEcho(t)
+	_, l := newTestLink(t, echo.ln.Addr().String())
+	start := time.Now()
+	c := dialTest(t, l.Addr())
+	buf := make([]byte, 1)
+	for i := range 3 {
+		sent := time.Now()
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil || buf[0] != byte(i) {
+			t.Fatalf("echo %d: %v %v", i, buf, err)
+		}
+		if i == 0 {
+			// SYN, SYN-ACK, ACK with the byte (3d), then the echo (d).
+			atLeast(t, "the first echo", time.Since(start), 4*testD)
+		} else {
+			atLeast(t, "an echo", time.Since(sent), 2*testD)
+		}
+	}
+	closed := time.Now()
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("after the half-close: %d bytes, %v; want the server's half-close", n, err)
+	}
+	atLeast(t, "the server's half-close, answering ours,", time.Since(closed), 2*testD)
+}
+
+func TestLinkServerSpeaksFirst(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte("hello"))
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	_, l := newTestLink(t, ln.Addr().String())
+	start := time.Now()
+	c := dialTest(t, l.Addr())
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "hello" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	// The server accepts once the handshake is done (3d); its byte needs d.
+	atLeast(t, "the server's first byte", time.Since(start), 4*testD)
+}
+
+func TestLinkCarriesBytesIntactInOrder(t *testing.T) {
+	echo := startEcho(t)
+	_, l := newTestLink(t, echo.ln.Addr().String())
+	c := dialTest(t, l.Addr())
+	payload := make([]byte, 4<<20) // more than the queue holds: the link must push back, not drop
+	rnd := rand.New(rand.NewPCG(7, 7))
+	for i := range payload {
+		payload[i] = byte(rnd.Uint32())
+	}
+	go func() {
+		_, _ = c.Write(payload)
+		_ = c.CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(payload) {
+		t.Fatalf("echoed %d bytes that differ from the %d sent", len(got), len(payload))
+	}
+}
+
+func TestLinkPassesResetOn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 1)
+		_, _ = c.Read(buf)
+		_ = c.(*net.TCPConn).SetLinger(0)
+		c.Close() // a reset
+	}()
+	_, l := newTestLink(t, ln.Addr().String())
+	c := dialTest(t, l.Addr())
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Read(make([]byte, 1))
+	if err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("read after the server's reset: %v, want a reset", err)
+	}
+}
+
+func TestLinkCountsRoutesByTheirList(t *testing.T) {
+	echo := startEcho(t)
+	em, l := newTestLink(t, echo.ln.Addr().String())
+	before := em.Snapshot()
+	send := func(chunks ...string) {
+		c := dialTest(t, l.Addr())
+		for _, s := range chunks {
+			if _, err := c.Write([]byte(s)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = c.CloseWrite()
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("est\n2\n127.0.0.1:1\nresp:80\n")
+	send("es", "t\r\n1\n", "resp:", "80\n", "forward\n") // split anywhere, CRLF
+	send("est\n1\nother:80\n")
+	send("test\n")
+	send("GET / HTTP/1.1\r\n\r\n")
+	send("\x05\x01\x00")
+	after := em.Snapshot()
+	for _, tc := range []struct {
+		name  string
+		count Counter
+		want  int64
+	}{
+		{"all", AllConns, 6},
+		{"est", EstConns, 3},
+		{"est naming resp:80", EstNaming("resp:80"), 2},
+		{"est naming other:80", EstNaming("other:80"), 1},
+		{"est naming nobody", EstNaming("nobody:1"), 0},
+	} {
+		if got := before.Delta(after, l, tc.count); got != tc.want {
+			t.Errorf("%s: %d connections, want %d (%s)", tc.name, got, tc.want, before.String(after))
+		}
+	}
+	if got := after[l].Kinds; got != [numKinds]int64{KindNone: 1, KindEst: 3, KindTest: 1, KindOther: 1} {
+		t.Errorf("kinds %v", got)
+	}
+}
+
+func TestParseEst(t *testing.T) {
+	for _, tc := range []struct {
+		head     string
+		names    []string
+		complete bool
+	}{
+		{"est\n", nil, false},
+		{"est\n2\na:1\n", nil, false},
+		{"est\n2\na:1\nb:2", nil, false},
+		{"est\n2\na:1\n b:2 \r\nforward\n", []string{"a:1", "b:2"}, true},
+		{"est\n0\n", nil, true},
+		{"est\nmany\n", nil, true},
+	} {
+		names, complete := parseEst([]byte(tc.head))
+		if !slices.Equal(names, tc.names) || complete != tc.complete {
+			t.Errorf("parseEst(%q) = %q, %v; want %q, %v", tc.head, names, complete, tc.names, tc.complete)
+		}
+	}
+}
+
+func TestMinRelayChainPassesHalfClose(t *testing.T) {
+	echo := startEcho(t)
+	r2, err := StartMinRelay(echo.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	r1, err := StartMinRelay(r2.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	c := dialTest(t, r1.Addr())
+	msg := bytes.Repeat([]byte("gunshu "), 10000)
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo through two minimal relays: %d bytes, %v", len(got), err)
+	}
+}

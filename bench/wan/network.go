@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Site is the web site every row fetches from: a plain Caddy HTTP server
+// (from the first tree) behind its own link. Responders proxy to it
+// directly, as a responder runs next to the site it exposes.
+type Site struct {
+	Real string // the server's own address
+	Link *Link  // what clients of the direct row and the minimal chain dial
+	proc *Process
+}
+
+func startSite(ctx context.Context, em *Emulator, t *Tree, dir, www string) (*Site, error) {
+	addr, err := freePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	s := &Site{Real: addr[0]}
+	sites := fmt.Sprintf(`http://%s {
+	bind 127.0.0.1
+	handle %s {
+		respond %q 200
+	}
+	handle {
+		root * %s
+		file_server
+	}
+}
+`, s.Real, ttfbPath, ttfbBody, www)
+	if s.proc, err = startCaddy(ctx, t, dir, "site", "", sites, s.Real); err != nil {
+		return nil, err
+	}
+	if s.Link, err = em.NewLink("site", s.Real); err != nil {
+		s.proc.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Network is one tree's Gunshu network, every part a Caddy process of
+// its own: a manager (reached directly: initiators cache its list, so it
+// is not on the path a request waits for), relays and a responder each
+// behind their own link, and the entrances, each behind its own link.
+type Network struct {
+	Tree      *Tree
+	Manager   string
+	Relays    []*Link // each relay's link: the address it advertises
+	Responder *Link
+	// Entrances, each behind its own link.
+	Fixed        *Link // gunshu_initiator with the responder fixed
+	Proxy        *Link // SOCKS5 and HTTP proxy, routes as the rows want them
+	ProxyOne     *Link // proxy with max_relays 1: every route holds one relay
+	ProxyDefault *Link // proxy with the default route options
+
+	procs []*Process
+	links []*Link
+}
+
+// RouteOptions are the gunshu_initiator options of the entrances the
+// request rows use (Fixed and Proxy).
+type RouteOptions struct {
+	MaxRelays int // -1: the whole list, so route lengths are uniform over 1..relays
+}
+
+const relayConfig = `	layer4 {
+		%s {
+			@gunshu gunshu est test
+			route @gunshu {
+				gunshu_relay {
+					managers %s
+					advertise %s
+					allow 127.0.0.0/8
+					register_interval 1h
+				}
+			}
+		}
+	}
+`
+
+// startNetwork starts the tree's network with relays relays. Relays
+// register once and the manager's patrol is an hour apart, so no patrol
+// test crosses a relay's link during the run (links tell them apart from
+// routes anyway).
+func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays int, site *Site, opts RouteOptions) (n *Network, err error) {
+	n = &Network{Tree: t}
+	defer func() {
+		if err != nil {
+			n.Stop()
+			n = nil
+		}
+	}()
+	ports, err := freePorts(relays + 6)
+	if err != nil {
+		return nil, err
+	}
+	n.Manager = ports[0]
+	relayReal := ports[1 : 1+relays]
+	respReal := ports[1+relays]
+	entReal := ports[2+relays:]
+	prefix := t.Label + "-"
+
+	if err := n.start(ctx, t, dir, prefix+"manager", fmt.Sprintf(`	gunshu {
+		manager {
+			patrol_interval 1h
+			allow 127.0.0.0/8
+			max_per_ip 0
+		}
+	}
+	layer4 {
+		%s {
+			@gunshu gunshu reg list
+			route @gunshu {
+				gunshu_manager
+			}
+		}
+	}
+`, n.Manager), n.Manager); err != nil {
+		return nil, err
+	}
+
+	for i, real := range relayReal {
+		l, err := n.link(em, fmt.Sprintf("%srelay%d", prefix, i+1), real)
+		if err != nil {
+			return nil, err
+		}
+		n.Relays = append(n.Relays, l)
+		if err := n.start(ctx, t, dir, l.Name, fmt.Sprintf(relayConfig, real, n.Manager, l.Addr()), real); err != nil {
+			return nil, err
+		}
+	}
+
+	if n.Responder, err = n.link(em, prefix+"responder", respReal); err != nil {
+		return nil, err
+	}
+	if err := n.start(ctx, t, dir, prefix+"responder", fmt.Sprintf(`	layer4 {
+		%s {
+			route {
+				gunshu_responder
+				proxy %s
+			}
+		}
+	}
+`, respReal, site.Real), respReal); err != nil {
+		return nil, err
+	}
+
+	entrances := []struct {
+		link      **Link
+		name      string
+		responder string
+		options   string
+	}{
+		{&n.Fixed, "fixed", n.Responder.Addr(), fmt.Sprintf("max_relays %d", opts.MaxRelays)},
+		{&n.Proxy, "proxy", "", fmt.Sprintf("max_relays %d", opts.MaxRelays)},
+		{&n.ProxyOne, "proxy-one", "", "max_relays 1"},
+		{&n.ProxyDefault, "proxy-default", "", ""},
+	}
+	var blocks strings.Builder
+	for i, e := range entrances {
+		if *e.link, err = n.link(em, prefix+e.name, entReal[i]); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&blocks, `		%s {
+			route {
+				gunshu_initiator %s {
+					manager %s
+					%s
+				}
+			}
+		}
+`, entReal[i], e.responder, n.Manager, e.options)
+	}
+	if err := n.start(ctx, t, dir, prefix+"entrances", "\tlayer4 {\n"+blocks.String()+"\t}\n", entReal[:len(entrances)]...); err != nil {
+		return nil, err
+	}
+	if err := n.waitListed(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Network) start(ctx context.Context, t *Tree, dir, name, global string, listen ...string) error {
+	p, err := startCaddy(ctx, t, filepath.Join(dir, t.Label), name, global, "", listen...)
+	if err != nil {
+		return err
+	}
+	n.procs = append(n.procs, p)
+	return nil
+}
+
+func (n *Network) link(em *Emulator, name, target string) (*Link, error) {
+	l, err := em.NewLink(name, target)
+	if err != nil {
+		return nil, err
+	}
+	n.links = append(n.links, l)
+	return l, nil
+}
+
+// waitListed waits until the manager lists every relay at its link's
+// address.
+func (n *Network) waitListed(ctx context.Context) error {
+	want := make([]string, 0, len(n.Relays))
+	for _, l := range n.Relays {
+		want = append(want, l.Addr())
+	}
+	slices.Sort(want)
+	deadline := time.Now().Add(60 * time.Second)
+	var got []string
+	for time.Now().Before(deadline) {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		list, err := fetchList(lctx, n.Manager)
+		cancel()
+		if err == nil {
+			slices.Sort(list)
+			if slices.Equal(list, want) {
+				return nil
+			}
+			got = list
+		}
+		if err := n.Alive(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s: %w: the manager lists %v, want %v", n.Tree.Label, errNotRegistered, got, want)
+}
+
+// RelayAddrs are the addresses the relays advertise.
+func (n *Network) RelayAddrs() []string {
+	out := make([]string, len(n.Relays))
+	for i, l := range n.Relays {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Alive reports the first process that has exited.
+func (n *Network) Alive() error {
+	for _, p := range n.procs {
+		if err := p.Alive(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop ends the processes (entrances first) and closes the links.
+func (n *Network) Stop() {
+	for i := len(n.procs) - 1; i >= 0; i-- {
+		n.procs[i].Stop()
+	}
+	for _, l := range n.links {
+		l.Close()
+	}
+}
