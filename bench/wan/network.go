@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -107,12 +109,16 @@ func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays
 	entReal := ports[2+relays:]
 	prefix := t.Label + "-"
 
+	open, err := openManagerOptions(ctx, t, dir)
+	if err != nil {
+		return nil, err
+	}
 	if err := n.start(ctx, t, dir, prefix+"manager", fmt.Sprintf(`	gunshu {
 		manager {
 			patrol_interval 1h
 			allow 127.0.0.0/8
 			max_per_ip 0
-		}
+%s		}
 	}
 	layer4 {
 		%s {
@@ -122,7 +128,7 @@ func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays
 			}
 		}
 	}
-`, n.Manager), n.Manager); err != nil {
+`, open, n.Manager), n.Manager); err != nil {
 		return nil, err
 	}
 
@@ -185,6 +191,32 @@ func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays
 		return nil, err
 	}
 	return n, nil
+}
+
+// managerLimits are the manager options that keep a network of many
+// relays on 127.0.0.1 registering, in the off-forms of trees that have
+// them; a tree without one has no such limit by default.
+var managerLimits = []string{"register_rate off", "max_per_network 0", "require_source_match off"}
+
+// openManagerOptions returns the lines of managerLimits the tree's Caddy
+// accepts, each tried alone with `caddy adapt`.
+func openManagerOptions(ctx context.Context, t *Tree, dir string) (string, error) {
+	var out strings.Builder
+	pdir := filepath.Join(dir, t.Label, "adapt")
+	if err := os.MkdirAll(pdir, 0o755); err != nil {
+		return "", err
+	}
+	for i, opt := range managerLimits {
+		file := filepath.Join(pdir, fmt.Sprintf("Caddyfile.%d", i))
+		conf := fmt.Sprintf("{\n\tgunshu {\n\t\tmanager {\n\t\t\t%s\n\t\t}\n\t}\n}\n", opt)
+		if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+			return "", err
+		}
+		if exec.CommandContext(ctx, t.Caddy, "adapt", "--config", file, "--adapter", "caddyfile").Run() == nil {
+			fmt.Fprintf(&out, "\t\t\t%s\n", opt)
+		}
+	}
+	return out.String(), nil
 }
 
 func (n *Network) start(ctx context.Context, t *Tree, dir, name, global string, listen ...string) error {
