@@ -13,19 +13,21 @@ import (
 
 // Config is one run of the bench.
 type Config struct {
-	Trees       []string      // checkouts to build Caddy from and measure, side by side
-	D           time.Duration // one-way delay of every link
-	Relays      int           // relays per network; L ranges over 1..Relays
-	Requests    int           // measured requests per row
-	Warmup      int           // requests per row before measuring
-	Pages       int           // page loads per browser variant; 0 skips the browser
-	Seed        uint64        // seeds the bench's own choices
-	MaxRelays   int           // max_relays of the entrances the request rows use
-	MaxDuration time.Duration // no new round starts after this long
-	Chromium    string        // the browser; "" looks for one on PATH
-	Work        string        // working directory (builds, configs, logs)
-	Progress    io.Writer     // progress lines; nil for none
-	Trace       bool          // print every request's route to Progress
+	Trees []string      // checkouts to build Caddy from and measure, side by side
+	D     time.Duration // one-way delay of every link
+	// AcceptAtHandshake: see Emulator.AcceptAtHandshake.
+	AcceptAtHandshake bool
+	Relays            int           // relays per network; L ranges over 1..Relays
+	Requests          int           // measured requests per row
+	Warmup            int           // requests per row before measuring
+	Pages             int           // page loads per browser variant; 0 skips the browser
+	Seed              uint64        // seeds the bench's own choices
+	MaxRelays         int           // max_relays of the entrances the request rows use
+	MaxDuration       time.Duration // no new round starts after this long
+	Chromium          string        // the browser; "" looks for one on PATH
+	Work              string        // working directory (builds, configs, logs)
+	Progress          io.Writer     // progress lines; nil for none
+	Trace             bool          // print every request's route to Progress
 }
 
 // Result is one measured request.
@@ -85,7 +87,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Trees = append(rep.Trees, t)
 	}
 
-	em := &Emulator{D: cfg.D}
+	em := &Emulator{D: cfg.D, AcceptAtHandshake: cfg.AcceptAtHandshake}
 	www := filepath.Join(cfg.Work, "www")
 	if err := writeSite(www, cfg.Seed); err != nil {
 		return nil, err

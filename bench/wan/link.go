@@ -22,7 +22,9 @@ import (
 // SYN-ACK, then the ACK the first byte rides on), and no server byte
 // reaches the client before accept + 4d (the server can only write once it
 // has accepted, 3d, and its byte then needs d). A half-close (FIN) and a
-// reset follow the bytes before them with the same delay.
+// reset follow the bytes before them with the same delay. This is issue
+// #14's model; Emulator.AcceptAtHandshake is the stricter one in which the
+// far side sees the connection only when its first byte could arrive.
 const (
 	clientFloorD = 3 // client-to-server floor, in d
 	serverFloorD = 4 // server-to-client floor, in d
@@ -112,6 +114,12 @@ func EstNaming(addr string) Counter {
 // the emulator delivered against the model.
 type Emulator struct {
 	D time.Duration
+	// AcceptAtHandshake dials the far side only when the client's
+	// handshake would be complete (accept + 3d), as a TCP server accepts,
+	// instead of at once. The issue #14 model dials at once: then a
+	// server (a relay) can act on a connection 3d before its first byte
+	// arrives, and handshakes along a chain of relays overlap.
+	AcceptAtHandshake bool
 
 	mu    sync.Mutex
 	links []*Link
@@ -205,6 +213,7 @@ type Link struct {
 	counts Counts
 	conns  map[net.Conn]struct{}
 	closed bool
+	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
 }
 
@@ -214,7 +223,7 @@ func (e *Emulator) NewLink(name, target string) (*Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("link %s: %w", name, err)
 	}
-	l := &Link{Name: name, Target: target, em: e, ln: ln, conns: make(map[net.Conn]struct{})}
+	l := &Link{Name: name, Target: target, em: e, ln: ln, conns: make(map[net.Conn]struct{}), done: make(chan struct{})}
 	e.mu.Lock()
 	e.links = append(e.links, l)
 	e.mu.Unlock()
@@ -239,6 +248,9 @@ func (l *Link) Counts() Counts {
 func (l *Link) Close() {
 	l.ln.Close()
 	l.mu.Lock()
+	if !l.closed {
+		close(l.done)
+	}
 	l.closed = true
 	for c := range l.conns {
 		c.Close()
@@ -285,37 +297,61 @@ func (l *Link) accept() {
 	}
 }
 
-// serve dials the far side at accept time and runs both directions.
+// serve dials the far side (at once, or once the handshake would be
+// complete) and runs both directions. The client's bytes are read and
+// stamped from the start, whenever the far side is dialed.
 func (l *Link) serve(client *net.TCPConn, accepted time.Time) {
 	defer l.wg.Done()
 	if !l.track(client) {
 		client.Close()
 		return
 	}
-	fc, err := net.DialTimeout("tcp", l.Target, 5*time.Second)
+	defer l.untrack(client)
+	d := l.em.D
+	up := &direction{em: l.em, src: client, floor: accepted.Add(clientFloorD * d), onHead: l.classified}
+	upQ := make(chan event, queueDepth)
+	go up.read(upQ)
+	server, err := l.dial(accepted)
 	if err != nil {
 		abort(client)
-		l.untrack(client)
+		drain(upQ)
 		return
 	}
-	server := fc.(*net.TCPConn)
-	if !l.track(server) {
-		abort(client)
-		server.Close()
-		l.untrack(client)
-		return
-	}
-	d := l.em.D
-	up := &direction{em: l.em, src: client, dst: server, floor: accepted.Add(clientFloorD * d), onHead: l.classified}
+	defer l.untrack(server)
+	up.dst = server
 	down := &direction{em: l.em, src: server, dst: client, floor: accepted.Add(serverFloorD * d)}
+	downQ := make(chan event, queueDepth)
+	go down.read(downQ)
 	var both sync.WaitGroup
-	both.Add(2)
-	go func() { defer both.Done(); up.run() }()
-	go func() { defer both.Done(); down.run() }()
+	both.Add(1)
+	go func() { defer both.Done(); down.write(downQ) }()
+	up.write(upQ)
 	both.Wait()
 	client.Close()
 	server.Close()
-	l.untrack(client, server)
+}
+
+// dial connects to the far side: at once, or with AcceptAtHandshake at
+// accepted + 3d.
+func (l *Link) dial(accepted time.Time) (*net.TCPConn, error) {
+	if l.em.AcceptAtHandshake {
+		t := time.NewTimer(time.Until(accepted.Add(clientFloorD * l.em.D)))
+		select {
+		case <-t.C:
+		case <-l.done:
+			t.Stop()
+			return nil, net.ErrClosed
+		}
+	}
+	c, err := net.DialTimeout("tcp", l.Target, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if !l.track(c) {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	return c.(*net.TCPConn), nil
 }
 
 func (l *Link) classified(k Kind, names []string) {
@@ -356,12 +392,6 @@ const (
 	queueDepth = 256
 	readSize   = 32 << 10
 )
-
-func (dr *direction) run() {
-	q := make(chan event, queueDepth)
-	go dr.read(q)
-	dr.write(q)
-}
 
 func (dr *direction) read(q chan<- event) {
 	defer close(q)

@@ -141,6 +141,41 @@ func TestLinkServerSpeaksFirst(t *testing.T) {
 	atLeast(t, "the server's first byte", time.Since(start), 4*testD)
 }
 
+func TestLinkAcceptAtHandshake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan time.Time, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		accepted <- time.Now()
+		_, _ = io.Copy(c, c)
+	}()
+	em := &Emulator{D: testD, AcceptAtHandshake: true}
+	l, err := em.NewLink("test", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	start := time.Now()
+	c := dialTest(t, l.Addr())
+	if _, err := c.Write([]byte("x")); err != nil { // sent before the far side exists
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(c, buf); err != nil || buf[0] != 'x' {
+		t.Fatalf("echo %q, %v", buf, err)
+	}
+	atLeast(t, "the far side's accept", (<-accepted).Sub(start), 3*testD)
+	atLeast(t, "the echo", time.Since(start), 4*testD)
+}
+
 func TestLinkCarriesBytesIntactInOrder(t *testing.T) {
 	echo := startEcho(t)
 	_, l := newTestLink(t, echo.ln.Addr().String())

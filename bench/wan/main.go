@@ -35,6 +35,7 @@ func main() {
 	cfg := Config{Progress: os.Stderr}
 	flag.Var(&trees, "tree", "a checkout to build Caddy from and measure (repeat to compare trees side by side; the first is the baseline); default .")
 	flag.DurationVar(&cfg.D, "d", 10*time.Millisecond, "one-way delay of every link")
+	flag.BoolVar(&cfg.AcceptAtHandshake, "accept-at-handshake", false, "dial a link's far side 3d after the client connected, when TCP would accept, instead of at once (issue #14's model)")
 	flag.IntVar(&cfg.Relays, "relays", 6, "relays per network (and minimal relays): L ranges over 1..relays")
 	flag.IntVar(&cfg.Requests, "requests", 120, "measured requests per row")
 	flag.IntVar(&cfg.Warmup, "warmup", 2, "requests per row before measuring")

@@ -51,8 +51,12 @@ func (rep *Report) rowStats() []*rowStats {
 // length and the page loads, as Markdown.
 func (rep *Report) WriteText(w io.Writer) {
 	cfg := rep.Config
-	fmt.Fprintf(w, "WAN model: d = %v each way (RTT %v), a new connection delivers no byte before 3d; %d relays per network; %d requests per row (after %d warm-up); seed %d\n",
-		cfg.D, rep.rtt(), cfg.Relays, cfg.Requests, cfg.Warmup, cfg.Seed)
+	accept := "the far side accepts at once (issue #14's model)"
+	if cfg.AcceptAtHandshake {
+		accept = "the far side accepts at 3d (-accept-at-handshake)"
+	}
+	fmt.Fprintf(w, "WAN model: d = %v each way (RTT %v), a new connection delivers no byte before 3d, %s; %d relays per network; %d requests per row (after %d warm-up); seed %d\n",
+		cfg.D, rep.rtt(), accept, cfg.Relays, cfg.Requests, cfg.Warmup, cfg.Seed)
 	for _, t := range rep.Trees {
 		fmt.Fprintf(w, "tree %s: %s at %s\n", t.Label, t.Dir, t.Commit)
 	}
