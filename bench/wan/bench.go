@@ -119,11 +119,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Rows = append(rep.Rows, treeRows(n)...)
 	}
 
+	// Probing the fixed entrance's port made it start a route.
+	if err := em.WaitIdle(ctx, 30*time.Second); err != nil {
+		return nil, err
+	}
 	rnd := rand.New(rand.NewPCG(cfg.Seed, 1))
 	progress("warm-up: %d request(s) per row", cfg.Warmup)
 	for range cfg.Warmup {
 		for _, row := range rep.Rows {
-			if _, err := measure(ctx, em, row, rnd); err != nil {
+			// Only a failed request stops the run: the warm-up's routes
+			// are not counted.
+			res, err := measure(ctx, em, row, rnd)
+			if err != nil && res.TTFB == 0 {
 				return nil, fmt.Errorf("warm-up, %s %s: %w", row.Name, treeLabel(row.Tree), err)
 			}
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -242,6 +243,39 @@ func (l *Link) Counts() Counts {
 	c := l.counts
 	c.Naming = maps.Clone(c.Naming)
 	return c
+}
+
+// active is how many connections (both sides) the link holds now.
+func (l *Link) active() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+// WaitIdle waits until no link holds a connection, as after start-up
+// probes whose routes are still being built, for at most timeout.
+func (e *Emulator) WaitIdle(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		e.mu.Lock()
+		busy := ""
+		for _, l := range e.links {
+			if l.active() > 0 {
+				busy = l.Name
+				break
+			}
+		}
+		e.mu.Unlock()
+		if busy == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("link %s still carries a connection: %w", busy, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // Close stops accepting, cuts every connection and waits for them.
