@@ -13,10 +13,9 @@ import (
 
 // Config is one run of the bench.
 type Config struct {
-	Trees []string      // checkouts to build Caddy from and measure, side by side
-	D     time.Duration // one-way delay of every link
-	// AcceptAtHandshake: see Emulator.AcceptAtHandshake.
-	AcceptAtHandshake bool
+	Trees             []string      // checkouts to build Caddy from and measure, side by side
+	D                 time.Duration // one-way delay of every link
+	AcceptAtHandshake bool          // see Emulator.AcceptAtHandshake
 	Relays            int           // relays per network; L ranges over 1..Relays
 	Requests          int           // measured requests per row
 	Warmup            int           // requests per row before measuring
@@ -24,6 +23,7 @@ type Config struct {
 	Seed              uint64        // seeds the bench's own choices
 	MaxRelays         int           // max_relays of the entrances the request rows use
 	MaxDuration       time.Duration // no new round starts after this long
+	MaxLate           time.Duration // requests the emulator delivered later than this for are left out of the fits (0 keeps all)
 	Chromium          string        // the browser; "" looks for one on PATH
 	Work              string        // working directory (builds, configs, logs)
 	Progress          io.Writer     // progress lines; nil for none
@@ -35,7 +35,8 @@ type Result struct {
 	Row  *Row
 	L    int
 	TTFB time.Duration
-	Err  error // the request failed, or its route could not be read
+	Late time.Duration // the emulator's latest delivery during the request, against the model
+	Err  error         // the request failed, or its route could not be read
 
 	links string // the links' counts during the request, for -trace
 }
@@ -185,11 +186,13 @@ func measure(ctx context.Context, em *Emulator, row *Row, rnd *rand.Rand) (Resul
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	before := em.Snapshot()
+	em.StartWindow()
 	ttfb, err := row.Do(rctx, rnd)
 	if err != nil {
 		return res, err
 	}
 	res.TTFB = ttfb
+	res.Late = em.WindowLate()
 	after := em.Snapshot()
 	res.links = before.String(after)
 	res.L, err = row.routeLength(before, after)

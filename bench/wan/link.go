@@ -126,6 +126,7 @@ type Emulator struct {
 	links []*Link
 
 	lateN, lateSum, lateMax, lateOver atomic.Int64 // nanoseconds; over: > 1 ms
+	windowMax                         atomic.Int64 // the latest delivery since StartWindow
 }
 
 // Lateness is how far behind the model's delivery time the emulator wrote.
@@ -153,15 +154,26 @@ func (e *Emulator) resetLateness() {
 	e.lateOver.Store(0)
 }
 
+// StartWindow starts watching for the latest delivery, for one request.
+func (e *Emulator) StartWindow() { e.windowMax.Store(0) }
+
+// WindowLate is how late the latest delivery since StartWindow was.
+func (e *Emulator) WindowLate() time.Duration { return time.Duration(e.windowMax.Load()) }
+
 func (e *Emulator) late(d time.Duration) {
 	e.lateN.Add(1)
 	e.lateSum.Add(int64(d))
 	if d > time.Millisecond {
 		e.lateOver.Add(1)
 	}
+	storeMax(&e.lateMax, int64(d))
+	storeMax(&e.windowMax, int64(d))
+}
+
+func storeMax(v *atomic.Int64, x int64) {
 	for {
-		old := e.lateMax.Load()
-		if int64(d) <= old || e.lateMax.CompareAndSwap(old, int64(d)) {
+		old := v.Load()
+		if x <= old || v.CompareAndSwap(old, x) {
 			return
 		}
 	}

@@ -18,7 +18,9 @@ type rowStats struct {
 	ttfb   []float64 // its time to first byte, in RTT
 	byL    map[int][]float64
 	failed []error
-	fit    Fit
+	late   int // left out: the emulator ran late during the request
+	fit    Fit // least squares over every request kept
+	medFit Fit // least squares over the median of each L: a load spike moves it less
 }
 
 func (rep *Report) rtt() time.Duration { return 2 * rep.Config.D }
@@ -36,6 +38,10 @@ func (rep *Report) rowStats() []*rowStats {
 			s.failed = append(s.failed, res.Err)
 			continue
 		}
+		if rep.Config.MaxLate > 0 && res.Late > rep.Config.MaxLate {
+			s.late++
+			continue
+		}
 		y := float64(res.TTFB) / float64(rep.rtt())
 		s.ls = append(s.ls, float64(res.L))
 		s.ttfb = append(s.ttfb, y)
@@ -43,6 +49,12 @@ func (rep *Report) rowStats() []*rowStats {
 	}
 	for _, s := range stats {
 		s.fit = fitLine(s.ls, s.ttfb)
+		var ls, meds []float64
+		for l, v := range s.byL {
+			ls = append(ls, float64(l))
+			meds = append(meds, median(v))
+		}
+		s.medFit = fitLine(ls, meds)
 	}
 	return stats
 }
@@ -65,16 +77,16 @@ func (rep *Report) WriteText(w io.Writer) {
 		rep.Late.Deliveries, rep.Late.Mean.Round(time.Microsecond), rep.Late.Max.Round(time.Microsecond), rep.Late.OverMs)
 
 	stats := rep.rowStats()
-	fmt.Fprintf(w, "Time to first response byte ≈ a + b·L (least squares over every request, ± one standard error), in RTT:\n\n")
-	fmt.Fprintf(w, "| variant | tree | a (RTT) | b (RTT per relay) | at L = 3 (RTT) | requests per L | failed |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "Time to first response byte ≈ a + b·L: least squares over every request (± one standard error), and over the median of each L; in RTT. Left out: failed, and requests the emulator ran more than %v late for (load).\n\n", cfg.MaxLate)
+	fmt.Fprintf(w, "| variant | tree | a (RTT) | b (RTT per relay) | a, b over medians | at L = 3 (RTT) | requests per L | left out: failed, late |\n|---|---|---|---|---|---|---|---|\n")
 	for _, s := range stats {
-		a, b, at3 := "", "", ""
+		a, b, med, at3 := "", "", "", ""
 		if s.row.Fit {
-			a, b, at3 = pm(s.fit.A, s.fit.SEA), pm(s.fit.B, s.fit.SEB), num(s.fit.At(3))
+			a, b, med, at3 = pm(s.fit.A, s.fit.SEA), pm(s.fit.B, s.fit.SEB), num(s.medFit.A)+", "+num(s.medFit.B), num(s.fit.At(3))
 		} else {
 			a = num(s.fit.A) + " (mean)"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d |\n", s.row.Name, treeLabel(s.row.Tree), a, b, at3, countsByL(s.byL), len(s.failed))
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %d, %d |\n", s.row.Name, treeLabel(s.row.Tree), a, b, med, at3, countsByL(s.byL), len(s.failed), s.late)
 	}
 
 	maxL := 0
@@ -111,7 +123,7 @@ func (rep *Report) writeComparison(w io.Writer, stats []*rowStats) {
 		return
 	}
 	base := rep.Trees[0]
-	fmt.Fprintf(w, "\nAgainst %s in the same run (ratios new / %s):\n\n| variant | tree | a | b | at L = 3 |\n|---|---|---|---|---|\n", base.Label, base.Label)
+	fmt.Fprintf(w, "\nAgainst %s in the same run (least squares; at L = 3 also as a ratio new / %s):\n\n| variant | tree | a | b | b over medians | at L = 3 |\n|---|---|---|---|---|---|\n", base.Label, base.Label)
 	byName := map[string]*rowStats{}
 	for _, s := range stats {
 		if s.row.Tree == base {
@@ -123,8 +135,9 @@ func (rep *Report) writeComparison(w io.Writer, stats []*rowStats) {
 		if s.row.Tree == nil || s.row.Tree == base || !ok {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %s → %s | %s → %s | %s → %s (×%s) |\n", s.row.Name, s.row.Tree.Label,
-			num(b.fit.A), num(s.fit.A), num(b.fit.B), num(s.fit.B), num(b.fit.At(3)), num(s.fit.At(3)), num(s.fit.At(3)/b.fit.At(3)))
+		fmt.Fprintf(w, "| %s | %s | %s → %s | %s → %s | %s → %s | %s → %s (×%s) |\n", s.row.Name, s.row.Tree.Label,
+			num(b.fit.A), num(s.fit.A), num(b.fit.B), num(s.fit.B), num(b.medFit.B), num(s.medFit.B),
+			num(b.fit.At(3)), num(s.fit.At(3)), num(s.fit.At(3)/b.fit.At(3)))
 	}
 }
 
@@ -191,16 +204,16 @@ func cmpOr(a, b error) error {
 // WriteCSV writes every request and every page load, one a line.
 func (rep *Report) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"kind", "variant", "tree", "L", "ms", "rtt", "routes", "hops", "error"})
+	_ = cw.Write([]string{"kind", "variant", "tree", "L", "ms", "rtt", "emulator_late_ms", "routes", "hops", "error"})
 	rtt := float64(rep.rtt()) / float64(time.Millisecond)
 	for _, r := range rep.Results {
 		ms := float64(r.TTFB) / float64(time.Millisecond)
 		_ = cw.Write([]string{"request", r.Row.Name, treeLabel(r.Row.Tree), strconv.Itoa(r.L),
-			ff(ms), ff(ms / rtt), "", "", errText(r.Err)})
+			ff(ms), ff(ms / rtt), ff(float64(r.Late) / float64(time.Millisecond)), "", "", errText(r.Err)})
 	}
 	for _, p := range rep.Pages {
 		_ = cw.Write([]string{"page", p.Variant.Name, treeLabel(p.Variant.Tree), "",
-			ff(p.Timing.Load), ff(p.Timing.Load / rtt), strconv.FormatInt(p.Routes, 10), strconv.FormatInt(p.Hops, 10), errText(p.Err)})
+			ff(p.Timing.Load), ff(p.Timing.Load / rtt), "", strconv.FormatInt(p.Routes, 10), strconv.FormatInt(p.Hops, 10), errText(p.Err)})
 	}
 	cw.Flush()
 	return cw.Error()
