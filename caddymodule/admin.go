@@ -116,48 +116,6 @@ func runningManager(name string) (*gunshu.Manager, error) {
 	return m, nil
 }
 
-// serviceView is one service as the admin API and the status page show it.
-type serviceView struct {
-	Address         string    `json:"address"`
-	FirstRegistered time.Time `json:"first_registered"`
-	LastRegistered  time.Time `json:"last_registered"`
-	// Health is "healthy" (last test ok), "failing" or "untested".
-	Health string `json:"health"`
-	// LastTest and LastTestLatencyMS are absent until patrol tested it.
-	LastTest            *time.Time `json:"last_test,omitempty"`
-	LastTestLatencyMS   *float64   `json:"last_test_latency_ms,omitempty"`
-	ConsecutiveFailures int        `json:"consecutive_failures"`
-}
-
-func serviceViews(ctx context.Context, m *gunshu.Manager) ([]serviceView, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	services, err := m.Registry.Services(ctx)
-	if err != nil {
-		return nil, apiError(http.StatusBadGateway, "reading registry: %v", err)
-	}
-	out := make([]serviceView, 0, len(services))
-	for _, s := range services {
-		v := serviceView{
-			Address:             s.Addr,
-			FirstRegistered:     s.FirstSeen,
-			LastRegistered:      s.LastSeen,
-			Health:              "untested",
-			ConsecutiveFailures: s.Failures,
-		}
-		if !s.LastTest.IsZero() {
-			v.LastTest = &s.LastTest
-			v.Health = "failing"
-			if s.LastTestOK {
-				ms := float64(s.LastLatency) / float64(time.Millisecond)
-				v.Health, v.LastTestLatencyMS = "healthy", &ms
-			}
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
 func allowMethod(r *http.Request, method string) error {
 	if r.Method != method {
 		return apiError(http.StatusMethodNotAllowed, "method %s not allowed here; use %s", r.Method, method)

@@ -45,10 +45,10 @@ type App struct {
 	log      *zap.Logger
 	mu       sync.Mutex
 	managers map[string]*gunshu.Manager
-	relays   []*Relay
+	relays   []*RelayHandler
 	// entrances are the initiators of this config, told their cover at
 	// Start (or at their first connection, whichever comes first).
-	entrances   []*Initiator
+	entrances   []*InitiatorHandler
 	limiterKeys []string
 	cancel      context.CancelFunc
 	loops       sync.WaitGroup
@@ -202,7 +202,7 @@ func (a *App) provisionManager(ctx caddy.Context, name string, cfg *ManagerConfi
 		Policy:             gunshu.Policy{Allow: cfg.Allow, Deny: cfg.Deny},
 		RequireSourceMatch: cfg.RequireSourceMatch,
 		RegisterRate:       cfg.RegisterRate.rate(),
-		Limiter:            limiter,
+		SessionLimiter:     limiter,
 		DisableVerify:      cfg.Verify != nil && !*cfg.Verify,
 		TestTimeout:        time.Duration(cfg.TestTimeout),
 		PatrolInterval:     time.Duration(cfg.PatrolInterval),
@@ -265,14 +265,14 @@ func (a *App) Manager(name string) (*gunshu.Manager, error) {
 func (a *App) ManagerNames() []string { return a.managerNames() }
 
 // Relays returns the relays of this config, in provisioning order.
-func (a *App) Relays() []*Relay {
+func (a *App) Relays() []*RelayHandler {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.relays)
 }
 
 // addRelay makes r's registration loop part of the app's lifetime.
-func (a *App) addRelay(r *Relay) {
+func (a *App) addRelay(r *RelayHandler) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.relays = append(a.relays, r)
@@ -280,7 +280,7 @@ func (a *App) addRelay(r *Relay) {
 
 // addEntrance lets the app give h its cover once every relay of the
 // config is known.
-func (a *App) addEntrance(h *Initiator) {
+func (a *App) addEntrance(h *InitiatorHandler) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.entrances = append(a.entrances, h)
@@ -334,6 +334,48 @@ func (a *App) Stop() error {
 		cancel()
 	}
 	a.loops.Wait()
+	return nil
+}
+
+// instrument connects the app's managers to the metrics, the logs and the
+// operator tools, and makes its relays visible to the admin API. App calls
+// it at the end of Provision; Cleanup undoes it.
+func (a *App) instrument(ctx caddy.Context) error {
+	la := &liveApp{app: a}
+	liveApps.Lock()
+	defer liveApps.Unlock()
+	liveApps.list = append(liveApps.list, la)
+	for _, name := range a.ManagerNames() {
+		m, err := a.Manager(name)
+		if err != nil {
+			return err
+		}
+		untrack, err := instrumentManager(ctx, name, m, a.log)
+		if err != nil {
+			return err
+		}
+		la.untrack = append(la.untrack, untrack)
+	}
+	return nil
+}
+
+// Cleanup releases what instrument took: the app's managers and relays
+// leave the admin API, unless a newer config still has them.
+func (a *App) Cleanup() error {
+	for _, key := range a.limiterKeys {
+		_ = releaseLimiter(key)
+	}
+	liveApps.Lock()
+	defer liveApps.Unlock()
+	for i, la := range liveApps.list {
+		if la.app == a {
+			for _, untrack := range la.untrack {
+				untrack()
+			}
+			liveApps.list = append(liveApps.list[:i], liveApps.list[i+1:]...)
+			break
+		}
+	}
 	return nil
 }
 

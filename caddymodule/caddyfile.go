@@ -103,6 +103,24 @@ func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 	return caddy.Duration(dur), nil
 }
 
+// positiveDurationArg reads a duration above zero, or off (given as the
+// word off, when off is not empty) for -1: never.
+func positiveDurationArg(d *caddyfile.Dispenser, off string) (caddy.Duration, error) {
+	opt := d.Val()
+	s, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	if off != "" && s == off {
+		return -1, nil
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: want a positive duration, got %q", opt, s)
+	}
+	return caddy.Duration(dur), nil
+}
+
 func intArg(d *caddyfile.Dispenser) (int, error) {
 	opt := d.Val()
 	s, err := oneArg(d)

@@ -179,7 +179,7 @@ func listRelays(ctx context.Context, w io.Writer, manager string, timeout time.D
 	if _, err := gunshu.ParseAddr(manager); err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	addrs, err := gunshu.FetchList(ctx, manager, timeout, gunshu.Limits{})
+	addrs, err := gunshu.FetchList(ctx, manager, timeout, gunshu.MessageLimits{})
 	if err != nil {
 		return err
 	}

@@ -91,7 +91,7 @@ func (n *exampleNet) load(edit func(string) string) {
 
 // list asks the example's manager for its list, sorted.
 func (n *exampleNet) list() ([]string, error) {
-	l, err := gunshu.FetchList(context.Background(), n.addr("7000"), 2*time.Second, gunshu.Limits{})
+	l, err := gunshu.FetchList(context.Background(), n.addr("7000"), 2*time.Second, gunshu.MessageLimits{})
 	slices.Sort(l)
 	return l, err
 }

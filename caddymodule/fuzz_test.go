@@ -35,15 +35,15 @@ func fuzzUnmarshal(f *testing.F, newModule func() caddyfile.Unmarshaler) {
 }
 
 func FuzzRelayCaddyfile(f *testing.F) {
-	fuzzUnmarshal(f, func() caddyfile.Unmarshaler { return new(Relay) })
+	fuzzUnmarshal(f, func() caddyfile.Unmarshaler { return new(RelayHandler) })
 }
 
 func FuzzResponderCaddyfile(f *testing.F) {
-	fuzzUnmarshal(f, func() caddyfile.Unmarshaler { return new(Responder) })
+	fuzzUnmarshal(f, func() caddyfile.Unmarshaler { return new(ResponderHandler) })
 }
 
 func FuzzInitiatorCaddyfile(f *testing.F) {
-	fuzzUnmarshal(f, func() caddyfile.Unmarshaler { return new(Initiator) })
+	fuzzUnmarshal(f, func() caddyfile.Unmarshaler { return new(InitiatorHandler) })
 }
 
 func FuzzManagerCaddyfile(f *testing.F) {

@@ -14,15 +14,16 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(Initiator))
+	caddy.RegisterModule(new(InitiatorHandler))
 }
 
-// Initiator is an entrance: it carries every connection it accepts
-// through a fresh route of randomly chosen relays to a responder. With a
-// fixed responder, every connection goes there as it is; without one the
+// InitiatorHandler is the layer4 handler gunshu_initiator: an entrance (a
+// gunshu.Entrance) that carries every connection it accepts through a
+// fresh route of randomly chosen relays to a responder. With a fixed
+// responder, every connection goes there as it is; without one the
 // entrance is a SOCKS5 and HTTP proxy, and each client names its
 // responder. Clients need to know nothing of Gunshu.
-type Initiator struct {
+type InitiatorHandler struct {
 	// The route options: manager (required), max_relays, route_continue,
 	// attempts, guards, guard_lifetime, cover.
 	RouteConfig
@@ -58,17 +59,17 @@ type Initiator struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (*Initiator) CaddyModule() caddy.ModuleInfo {
+func (*InitiatorHandler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "layer4.handlers.gunshu_initiator",
-		New: func() caddy.Module { return new(Initiator) },
+		New: func() caddy.Module { return new(InitiatorHandler) },
 	}
 }
 
 // Provision resolves the addresses and credentials and builds the
 // entrance. Its cover and guards are settled once every relay of the
 // config is known (see prepare).
-func (h *Initiator) Provision(ctx caddy.Context) error {
+func (h *InitiatorHandler) Provision(ctx caddy.Context) error {
 	h.log = ctx.Logger(h)
 	if h.Manager == "" {
 		return nil // Validate names what is missing
@@ -110,7 +111,7 @@ func (h *Initiator) Provision(ctx caddy.Context) error {
 		Password:         password,
 		HandshakeTimeout: time.Duration(h.HandshakeTimeout),
 		IdleTimeout:      time.Duration(h.IdleTimeout),
-		Limiter:          h.SessionLimits.newLimiter(),
+		SessionLimiter:   h.SessionLimits.newLimiter(),
 		Logger:           h.log,
 		LogAddresses:     h.LogAddresses,
 	}
@@ -142,10 +143,10 @@ func resolveSecret(repl *caddy.Replacer, field, raw string) (string, error) {
 // prepare gives the entrance its cover and guards, and warns when it has
 // no cover. The app calls it at Start; the first connection calls it too,
 // in case the layer4 app starts first.
-func (h *Initiator) prepare() { h.routes.ready() }
+func (h *InitiatorHandler) prepare() { h.routes.ready() }
 
 // Cleanup releases this config's reference to the shared guards.
-func (h *Initiator) Cleanup() error {
+func (h *InitiatorHandler) Cleanup() error {
 	if h.routes != nil {
 		h.routes.release()
 	}
@@ -153,7 +154,7 @@ func (h *Initiator) Cleanup() error {
 }
 
 // Validate checks the configuration.
-func (h *Initiator) Validate() error {
+func (h *InitiatorHandler) Validate() error {
 	switch {
 	case h.Manager == "":
 		return errors.New("manager is required: the host:port of the manager that lists the relays")
@@ -176,7 +177,7 @@ func (h *Initiator) Validate() error {
 
 // Handle carries the connection through a route. The session runs on the
 // underlying socket, so both ends of the client's leg splice.
-func (h *Initiator) Handle(cx *layer4.Connection, _ layer4.Handler) error {
+func (h *InitiatorHandler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	h.prepare()
 	serveDetached(cx, h.log, "entrance session", h.entrance)
 	return nil
@@ -207,7 +208,7 @@ func (h *Initiator) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 // Without a responder the entrance is a SOCKS5 and HTTP proxy; username
 // and password then protect it. max_relays is a hard bound (default 20,
 // -1 for the whole list); guards 0 turns guards off.
-func (h *Initiator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (h *InitiatorHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // handler name
 	seen := map[string]bool{}
 	if d.NextArg() {
@@ -248,9 +249,9 @@ func (h *Initiator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
-	_ caddy.Provisioner     = (*Initiator)(nil)
-	_ caddy.Validator       = (*Initiator)(nil)
-	_ caddy.CleanerUpper    = (*Initiator)(nil)
-	_ layer4.NextHandler    = (*Initiator)(nil)
-	_ caddyfile.Unmarshaler = (*Initiator)(nil)
+	_ caddy.Provisioner     = (*InitiatorHandler)(nil)
+	_ caddy.Validator       = (*InitiatorHandler)(nil)
+	_ caddy.CleanerUpper    = (*InitiatorHandler)(nil)
+	_ layer4.NextHandler    = (*InitiatorHandler)(nil)
+	_ caddyfile.Unmarshaler = (*InitiatorHandler)(nil)
 )

@@ -220,7 +220,7 @@ func TestStopEndsLoops(t *testing.T) {
 	n := newExampleNet(t)
 	n.load(nil)
 	n.waitList(n.relays()...)
-	loops := []string{"gunshu.(*Manager).Patrol", "gunshu.(*Registrar).keep", "caddymodule.(*Relay).keepRegistered"}
+	loops := []string{"gunshu.(*Manager).Patrol", "gunshu.(*Registrar).keep", "caddymodule.(*RelayHandler).keepRegistered"}
 	if running := goroutinesIn(loops); len(running) != len(loops) {
 		t.Fatalf("before Stop, running loops are %v, want all of %v", running, loops)
 	}

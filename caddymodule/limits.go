@@ -40,11 +40,11 @@ func errNegative[T any](field string, v T) error {
 func (l SessionLimits) set() bool { return l.MaxSessions > 0 || l.MaxSessionsPerIP > 0 }
 
 // newLimiter returns a limiter of this config, or nil without limits.
-func (l SessionLimits) newLimiter() *gunshu.Limiter {
+func (l SessionLimits) newLimiter() *gunshu.SessionLimiter {
 	if !l.set() {
 		return nil
 	}
-	return &gunshu.Limiter{MaxSessions: l.MaxSessions, MaxPerIP: l.MaxSessionsPerIP}
+	return &gunshu.SessionLimiter{MaxSessions: l.MaxSessions, MaxPerIP: l.MaxSessionsPerIP}
 }
 
 // limiters holds the limiters of servers with a stable identity (a
@@ -54,13 +54,13 @@ func (l SessionLimits) newLimiter() *gunshu.Limiter {
 // starts a fresh count.
 var limiters = caddy.NewUsagePool()
 
-type pooledLimiter struct{ *gunshu.Limiter }
+type pooledLimiter struct{ *gunshu.SessionLimiter }
 
 func (pooledLimiter) Destruct() error { return nil }
 
 // sharedLimiter is the pooled limiter of identity with limits l, or nil
 // without limits. Pass the returned key to releaseLimiter in Cleanup.
-func sharedLimiter(identity string, l SessionLimits) (*gunshu.Limiter, string, error) {
+func sharedLimiter(identity string, l SessionLimits) (*gunshu.SessionLimiter, string, error) {
 	if !l.set() {
 		return nil, "", nil
 	}
@@ -71,7 +71,7 @@ func sharedLimiter(identity string, l SessionLimits) (*gunshu.Limiter, string, e
 	if err != nil {
 		return nil, "", err
 	}
-	return val.(pooledLimiter).Limiter, key, nil
+	return val.(pooledLimiter).SessionLimiter, key, nil
 }
 
 // releaseLimiter drops a reference taken by sharedLimiter.

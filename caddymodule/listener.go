@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -89,40 +88,24 @@ func (lw *ListenerWrapper) WrapListener(ln net.Listener) net.Listener {
 //		log_addresses
 //	}
 func (lw *ListenerWrapper) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume wrapper name
+	d.Next() // wrapper name
 	if d.NextArg() {
-		return d.ArgErr()
+		return d.Errf("gunshu listener wrapper takes no arguments, got %q", d.Val())
 	}
-	for d.NextBlock(0) {
-		switch d.Val() {
+	return parseOptions(d, "gunshu listener wrapper", nil, func(opt string) (bool, error) {
+		var err error
+		switch opt {
 		case "timeout":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil {
-				return d.Errf("timeout: %v", err)
-			}
-			lw.Timeout = caddy.Duration(dur)
+			lw.Timeout, err = durationArg(d)
 		case "max_pending":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil {
-				return d.Errf("max_pending: %q is not a number", d.Val())
-			}
-			lw.MaxPending = n
+			lw.MaxPending, err = intArg(d)
 		case "log_addresses":
-			lw.LogAddresses = true
+			err = flagArg(d, &lw.LogAddresses)
 		default:
-			return d.Errf("unrecognized subdirective %q", d.Val())
+			return false, nil
 		}
-		if d.NextArg() {
-			return d.ArgErr()
-		}
-	}
-	return nil
+		return true, err
+	})
 }
 
 // gunshuOpenings are the first lines that make a connection Gunshu's.

@@ -261,7 +261,7 @@ func TestListenerWrapperCaddyfile(t *testing.T) {
 	if !strings.Contains(string(out), want) {
 		t.Fatalf("adapted config lacks %s:\n%s", want, out)
 	}
-	for _, bad := range []string{"gunshu extra", "gunshu {\n timeout soon\n }", "gunshu {\n max_pending x\n }", "gunshu {\n nope\n }"} {
+	for _, bad := range []string{"gunshu extra", "gunshu {\n timeout soon\n }", "gunshu {\n max_pending x\n }", "gunshu {\n nope\n }", "gunshu {\n timeout 1s\n timeout 2s\n }"} {
 		input := "{\n servers {\n listener_wrappers {\n " + bad + "\n }\n }\n}\n:8443 {\n respond hi\n}"
 		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil); err == nil {
 			t.Errorf("%q adapted without error", bad)

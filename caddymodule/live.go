@@ -19,13 +19,6 @@ import (
 // survives a reload that keeps the name.
 var liveManagers = caddy.NewUsagePool()
 
-// sampleInterval is the time between two samples of a registry's size;
-// historyWindow is how far back the status page charts them.
-var (
-	sampleInterval = time.Minute
-	historyWindow  = time.Hour
-)
-
 // liveManager is a named manager as the operator tools see it. The
 // manager itself is swapped in by the newest config that names it.
 type liveManager struct {
@@ -120,29 +113,6 @@ func newLiveManager(name string) *liveManager {
 	return &liveManager{name: name, ctx: ctx, stop: cancel, done: make(chan struct{})}
 }
 
-// sample records the registry's size now and then every interval.
-func (lm *liveManager) sample(ctx context.Context, interval time.Duration) {
-	defer close(lm.done)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		lm.sampleNow(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (lm *liveManager) sampleNow(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if n, err := lm.size(ctx); err == nil {
-		lm.history.add(time.Now(), n)
-	}
-}
-
 // Destruct stops the sampler when no config names the manager any more.
 func (lm *liveManager) Destruct() error {
 	lm.stop()
@@ -153,16 +123,6 @@ func (lm *liveManager) Destruct() error {
 		<-lm.done
 	}
 	return nil
-}
-
-// size is the number of services registered now.
-func (lm *liveManager) size(ctx context.Context) (int, error) {
-	m := lm.manager()
-	if m == nil {
-		return 0, errNotRunning
-	}
-	addrs, err := m.Registry.Addrs(ctx)
-	return len(addrs), err
 }
 
 // lookupManager finds the live manager of that config name.
@@ -195,34 +155,6 @@ func liveManagerList() []*liveManager {
 	return out
 }
 
-// sizeSample is the size of a registry at one moment.
-type sizeSample struct {
-	Time     time.Time `json:"time"`
-	Services int       `json:"services"`
-}
-
-// sizeHistory keeps the samples of the last historyWindow.
-type sizeHistory struct {
-	mu      sync.Mutex
-	samples []sizeSample
-}
-
-func (h *sizeHistory) add(now time.Time, n int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	cut := 0
-	for cut < len(h.samples) && now.Sub(h.samples[cut].Time) > historyWindow {
-		cut++
-	}
-	h.samples = append(h.samples[cut:], sizeSample{Time: now, Services: n})
-}
-
-func (h *sizeHistory) snapshot() []sizeSample {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]sizeSample(nil), h.samples...)
-}
-
 // liveApps are the gunshu apps of the configs loaded now, oldest first:
 // one, or two while a reload is under way.
 var liveApps = struct {
@@ -235,48 +167,6 @@ type liveApp struct {
 	untrack []func()
 }
 
-// instrument connects the app's managers to the metrics, the logs and the
-// operator tools, and makes its relays visible to the admin API. App calls
-// it at the end of Provision; Cleanup undoes it.
-func (a *App) instrument(ctx caddy.Context) error {
-	la := &liveApp{app: a}
-	liveApps.Lock()
-	defer liveApps.Unlock()
-	liveApps.list = append(liveApps.list, la)
-	for _, name := range a.ManagerNames() {
-		m, err := a.Manager(name)
-		if err != nil {
-			return err
-		}
-		untrack, err := instrumentManager(ctx, name, m, a.log)
-		if err != nil {
-			return err
-		}
-		la.untrack = append(la.untrack, untrack)
-	}
-	return nil
-}
-
-// Cleanup releases what instrument took: the app's managers and relays
-// leave the admin API, unless a newer config still has them.
-func (a *App) Cleanup() error {
-	for _, key := range a.limiterKeys {
-		_ = releaseLimiter(key)
-	}
-	liveApps.Lock()
-	defer liveApps.Unlock()
-	for i, la := range liveApps.list {
-		if la.app == a {
-			for _, untrack := range la.untrack {
-				untrack()
-			}
-			liveApps.list = append(liveApps.list[:i], liveApps.list[i+1:]...)
-			break
-		}
-	}
-	return nil
-}
-
 // newestApp is the app of the config loaded last, nil if none.
 func newestApp() *App {
 	liveApps.Lock()
@@ -285,51 +175,4 @@ func newestApp() *App {
 		return nil
 	}
 	return liveApps.list[len(liveApps.list)-1].app
-}
-
-// relayView is one relay handler in GET /gunshu/relays.
-type relayView struct {
-	Advertise      string             `json:"advertise,omitempty"`
-	Registrations  []registrationView `json:"registrations"`
-	ActiveSessions int                `json:"active_sessions"`
-}
-
-// registrationView is the latest registration with one manager.
-type registrationView struct {
-	Manager string `json:"manager"`
-	// LastAttempt is absent until the first attempt ends.
-	LastAttempt *time.Time `json:"last_attempt,omitempty"`
-	OK          bool       `json:"ok"`
-	Error       string     `json:"error,omitempty"`
-	Successes   int        `json:"successes"`
-}
-
-func registrationViews(status []gunshu.Registration) []registrationView {
-	out := make([]registrationView, 0, len(status))
-	for _, st := range status {
-		v := registrationView{Manager: st.Manager, OK: st.OK, Error: st.Error, Successes: st.Successes}
-		if !st.When.IsZero() {
-			v.LastAttempt = &st.When
-		}
-		out = append(out, v)
-	}
-	return out
-}
-
-// relayViews describes the relay handlers of the newest config.
-func relayViews() []relayView {
-	out := []relayView{}
-	a := newestApp()
-	if a == nil {
-		return out
-	}
-	for _, r := range a.Relays() {
-		out = append(out, relayView{
-			Advertise:      r.AdvertisedAddr(),
-			Registrations:  registrationViews(r.Registrations()),
-			ActiveSessions: r.Active(),
-		})
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Advertise < out[j].Advertise })
-	return out
 }

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"bufio"
 	"io"
 	"net"
@@ -39,7 +41,7 @@ func BenchmarkObserverOverhead(b *testing.B) {
 func BenchmarkMetricsObserver(b *testing.B) {
 	var obs metricsObserver
 	s := gunshu.Session{Role: gunshu.RoleRelay, Command: gunshu.CmdEst, Outcome: gunshu.OutcomeOK,
-		Handshake: time.Millisecond, Bytes: gunshu.Counts{Up: 100, Down: 1000}}
+		Handshake: time.Millisecond, Bytes: forward.Counts{Up: 100, Down: 1000}}
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			obs.SessionStarted(gunshu.RoleRelay)

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"errors"
 	"fmt"
 	"strings"
@@ -48,7 +50,7 @@ func TestMetricsObserverCountsASession(t *testing.T) {
 		t.Errorf("active moved by %v after a start, want 1", got)
 	}
 	obs.SessionEnded(gunshu.Session{Role: gunshu.RoleRelay, Command: gunshu.CmdEst, Outcome: gunshu.OutcomeNextHopFailed,
-		Handshake: time.Millisecond, Bytes: gunshu.Counts{Up: 100, Down: 7}})
+		Handshake: time.Millisecond, Bytes: forward.Counts{Up: 100, Down: 7}})
 	obs.SessionStarted(gunshu.RoleRelay)
 	obs.SessionEnded(gunshu.Session{Role: gunshu.RoleRelay, Command: gunshu.CmdTest, Outcome: gunshu.OutcomeOK})
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -211,80 +210,34 @@ func (r *RedisRegistry) Cleanup() error {
 func (r *RedisRegistry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the module name
 	r.Addresses = append(r.Addresses, d.RemainingArgs()...)
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch opt := d.Val(); opt {
+	return parseOptions(d, "redis registry", nil, func(opt string) (bool, error) {
+		var err error
+		switch opt {
 		case "addresses":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			r.Addresses = append(r.Addresses, args...)
+			r.Addresses, err = appendArgs(d, r.Addresses)
 		case "tls":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			r.TLS = true
+			err = flagArg(d, &r.TLS)
 		case "master_name":
-			if !d.AllArgs(&r.MasterName) {
-				return d.ArgErr()
-			}
+			r.MasterName, err = oneArg(d)
 		case "username":
-			if !d.AllArgs(&r.Username) {
-				return d.ArgErr()
-			}
+			r.Username, err = oneArg(d)
 		case "password":
-			if !d.AllArgs(&r.Password) {
-				return d.ArgErr()
-			}
+			r.Password, err = oneArg(d)
 		case "key_prefix":
-			if !d.AllArgs(&r.KeyPrefix) {
-				return d.ArgErr()
-			}
+			r.KeyPrefix, err = oneArg(d)
 		case "db":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return d.Errf("db %q: want a number ≥ 0", v)
-			}
-			r.DB = n
-		case "timeout", "snapshot_interval", "expire_after":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			dur, err := durationOption(opt, v)
-			if err != nil {
-				return d.Err(err.Error())
-			}
-			switch opt {
-			case "timeout":
-				r.Timeout = dur
-			case "snapshot_interval":
-				r.SnapshotInterval = dur
-			default:
-				r.ExpireAfter = dur
-			}
+			r.DB, err = intArg(d)
+		case "timeout":
+			r.Timeout, err = positiveDurationArg(d, "")
+		case "snapshot_interval":
+			r.SnapshotInterval, err = positiveDurationArg(d, "")
+		case "expire_after":
+			r.ExpireAfter, err = positiveDurationArg(d, "off")
 		default:
-			return d.Errf("unrecognized redis registry option %q", opt)
+			return false, nil
 		}
-	}
-	return nil
-}
-
-// durationOption parses the value of a duration option: positive, or
-// "off" (-1) for expire_after.
-func durationOption(opt, v string) (caddy.Duration, error) {
-	if opt == "expire_after" && v == "off" {
-		return -1, nil
-	}
-	dur, err := caddy.ParseDuration(v)
-	if err != nil || dur <= 0 {
-		return 0, fmt.Errorf("%s %q: want a positive duration", opt, v)
-	}
-	return caddy.Duration(dur), nil
+		return true, err
+	}, "addresses")
 }
 
 // Metrics of the Redis registries, by key prefix.

@@ -161,7 +161,7 @@ func TestThreeCaddyManagersOnOneRedis(t *testing.T) {
 		var got []string
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			got, err = gunshu.FetchList(context.Background(), addrs[m], 2*time.Second, gunshu.Limits{})
+			got, err = gunshu.FetchList(context.Background(), addrs[m], 2*time.Second, gunshu.MessageLimits{})
 			slices.Sort(got)
 			if err == nil && slices.Equal(got, relays) {
 				break

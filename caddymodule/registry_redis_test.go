@@ -45,13 +45,14 @@ func TestRedisRegistryCaddyfile(t *testing.T) {
 	}
 
 	for _, bad := range []struct{ input, msg string }{
-		{"redis {\n bogus 1\n}", `unrecognized redis registry option "bogus"`},
-		{"redis {\n timeout soon\n}", `timeout "soon": want a positive duration`},
-		{"redis {\n snapshot_interval 0s\n}", `snapshot_interval "0s": want a positive duration`},
-		{"redis {\n db -1\n}", `db "-1": want a number ≥ 0`},
-		{"redis {\n password\n}", "wrong argument count"},
-		{"redis {\n tls yes\n}", "wrong argument count"},
-		{"redis {\n addresses\n}", "wrong argument count"},
+		{"redis {\n bogus 1\n}", `unknown redis registry option "bogus"`},
+		{"redis {\n timeout soon\n}", `timeout: want a positive duration, got "soon"`},
+		{"redis {\n snapshot_interval 0s\n}", `snapshot_interval: want a positive duration, got "0s"`},
+		{"redis {\n db -1\n}", `db: want a non-negative integer, got "-1"`},
+		{"redis {\n password\n}", "password needs one argument"},
+		{"redis {\n tls yes\n}", `tls takes no arguments, got "yes"`},
+		{"redis {\n addresses\n}", "addresses needs at least one argument"},
+		{"redis {\n db 1\n db 2\n}", `duplicate option "db"`},
 	} {
 		var r RedisRegistry
 		err := r.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad.input))

@@ -14,14 +14,14 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(Relay))
+	caddy.RegisterModule(new(RelayHandler))
 }
 
-// Relay is a Gunshu Service: it answers test, extends routes on est and
-// forwards their bytes. With managers set it registers its advertised
-// address with each of them once its listener is up, and again every
-// register_interval.
-type Relay struct {
+// RelayHandler is the layer4 handler gunshu_relay: a Gunshu Service (a
+// gunshu.Relay) that answers test, extends routes on est and forwards
+// their bytes. With managers set it registers its advertised address with
+// each of them once its listener is up, and again every register_interval.
+type RelayHandler struct {
 	// Managers are the managers' addresses (host:port) to register with.
 	Managers []string `json:"managers,omitempty"`
 	// Advertise is the host:port registered with the managers: the
@@ -64,16 +64,16 @@ type Relay struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (*Relay) CaddyModule() caddy.ModuleInfo {
+func (*RelayHandler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "layer4.handlers.gunshu_relay",
-		New: func() caddy.Module { return new(Relay) },
+		New: func() caddy.Module { return new(RelayHandler) },
 	}
 }
 
 // Provision resolves the addresses, builds the relay and hands its
 // registration loop to the gunshu app.
-func (h *Relay) Provision(ctx caddy.Context) error {
+func (h *RelayHandler) Provision(ctx caddy.Context) error {
 	h.log = ctx.Logger(h)
 	repl := caddy.NewReplacer()
 	managers, err := resolveAddrs(repl, "managers", h.Managers)
@@ -90,23 +90,23 @@ func (h *Relay) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.relay = &gunshu.Relay{
-		Observer:     observer,
-		Policy:       gunshu.Policy{Allow: h.Allow, Deny: h.Deny, DenyPorts: h.denyPorts()},
-		Limits:       gunshu.Limits{MaxList: h.MaxList},
-		Timeouts:     gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},
-		IdleTimeout:  time.Duration(h.IdleTimeout),
-		Logger:       h.log,
-		LogAddresses: h.LogAddresses,
+		Observer:      observer,
+		Policy:        gunshu.Policy{Allow: h.Allow, Deny: h.Deny, DenyPorts: h.denyPorts()},
+		MessageLimits: gunshu.MessageLimits{MaxList: h.MaxList},
+		Timeouts:      gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},
+		IdleTimeout:   time.Duration(h.IdleTimeout),
+		Logger:        h.log,
+		LogAddresses:  h.LogAddresses,
 	}
 	if h.advertise != "" {
 		// A list naming this relay is refused: no route loops through it.
 		h.relay.Self = []string{h.advertise}
-		h.relay.Limiter, h.limiterKey, err = sharedLimiter("relay "+h.advertise, h.SessionLimits)
+		h.relay.SessionLimiter, h.limiterKey, err = sharedLimiter("relay "+h.advertise, h.SessionLimits)
 		if err != nil {
 			return err
 		}
 	} else {
-		h.relay.Limiter = h.SessionLimits.newLimiter()
+		h.relay.SessionLimiter = h.SessionLimits.newLimiter()
 	}
 	if len(managers) > 0 && h.advertise != "" {
 		h.registrar = &gunshu.Registrar{
@@ -125,7 +125,7 @@ func (h *Relay) Provision(ctx caddy.Context) error {
 }
 
 // Validate checks the configuration.
-func (h *Relay) Validate() error {
+func (h *RelayHandler) Validate() error {
 	switch {
 	case len(h.Managers) > 0 && h.Advertise == "":
 		return fmt.Errorf("advertise is required with managers: the relay cannot know the address others reach it at; set advertise to the host:port of this server")
@@ -149,7 +149,7 @@ func (h *Relay) Validate() error {
 }
 
 // denyPorts is the policy's port list: nil for the default.
-func (h *Relay) denyPorts() []uint16 {
+func (h *RelayHandler) denyPorts() []uint16 {
 	if h.DenyPorts == nil {
 		return nil
 	}
@@ -157,23 +157,23 @@ func (h *Relay) denyPorts() []uint16 {
 }
 
 // Cleanup releases this config's reference to the pooled limiter.
-func (h *Relay) Cleanup() error { return releaseLimiter(h.limiterKey) }
+func (h *RelayHandler) Cleanup() error { return releaseLimiter(h.limiterKey) }
 
 // Handle serves one connection as a relay. The session runs on the
 // underlying socket (see detach) and logs itself without addresses, so
 // the handler returns nil: caddy-l4 would log the client's address with
 // an error.
-func (h *Relay) Handle(cx *layer4.Connection, _ layer4.Handler) error {
+func (h *RelayHandler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	serveDetached(cx, h.log, "relay session", h.relay)
 	return nil
 }
 
 // AdvertisedAddr is the address the relay registers ("" without one).
-func (h *Relay) AdvertisedAddr() string { return h.advertise }
+func (h *RelayHandler) AdvertisedAddr() string { return h.advertise }
 
 // Registrations are the latest outcomes of registering with each manager;
 // nil for a relay that does not register.
-func (h *Relay) Registrations() []gunshu.Registration {
+func (h *RelayHandler) Registrations() []gunshu.Registration {
 	if h.registrar == nil {
 		return nil
 	}
@@ -181,7 +181,7 @@ func (h *Relay) Registrations() []gunshu.Registration {
 }
 
 // Active is the number of connections the relay is serving.
-func (h *Relay) Active() int { return h.relay.Active() }
+func (h *RelayHandler) Active() int { return h.relay.Active() }
 
 // listenerWait bounds how long a relay waits for its own listener before
 // its first registration: the layer4 app may start after the gunshu app.
@@ -191,7 +191,7 @@ const listenerWait = 5 * time.Second
 // (its listener is up), then registers until ctx ends. An advertised
 // address that is not reachable from here (behind NAT, say) only delays
 // the first registration by listenerWait.
-func (h *Relay) keepRegistered(ctx context.Context) {
+func (h *RelayHandler) keepRegistered(ctx context.Context) {
 	deadline := time.Now().Add(listenerWait)
 	for time.Now().Before(deadline) {
 		if _, err := gunshu.Ping(ctx, h.advertise, 500*time.Millisecond); err == nil {
@@ -227,7 +227,7 @@ func (h *Relay) keepRegistered(ctx context.Context) {
 // Every option may be given once, except managers, allow and deny, which
 // add to their lists. deny_ports replaces the default (25); none denies no
 // port.
-func (h *Relay) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (h *RelayHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // handler name
 	if d.NextArg() {
 		return d.Errf("gunshu_relay takes no arguments, got %q: options go in a block", d.Val())
@@ -268,9 +268,9 @@ func (h *Relay) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
-	_ caddy.Provisioner     = (*Relay)(nil)
-	_ caddy.Validator       = (*Relay)(nil)
-	_ caddy.CleanerUpper    = (*Relay)(nil)
-	_ layer4.NextHandler    = (*Relay)(nil)
-	_ caddyfile.Unmarshaler = (*Relay)(nil)
+	_ caddy.Provisioner     = (*RelayHandler)(nil)
+	_ caddy.Validator       = (*RelayHandler)(nil)
+	_ caddy.CleanerUpper    = (*RelayHandler)(nil)
+	_ layer4.NextHandler    = (*RelayHandler)(nil)
+	_ caddyfile.Unmarshaler = (*RelayHandler)(nil)
 )

@@ -41,7 +41,7 @@ func TestRelayRegistersFromEnv(t *testing.T) {
 	var list []string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
 		var err error
-		list, err = gunshu.FetchList(context.Background(), manager, time.Second, gunshu.Limits{})
+		list, err = gunshu.FetchList(context.Background(), manager, time.Second, gunshu.MessageLimits{})
 		if err == nil && len(list) == 1 && list[0] == relay {
 			break
 		}

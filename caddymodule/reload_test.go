@@ -235,7 +235,7 @@ func waitListed(t *testing.T, manager string, want ...string) {
 }
 
 func fetchSorted(manager string) ([]string, error) {
-	list, err := gunshu.FetchList(context.Background(), manager, 2*time.Second, gunshu.Limits{})
+	list, err := gunshu.FetchList(context.Background(), manager, 2*time.Second, gunshu.MessageLimits{})
 	slices.Sort(list)
 	return list, err
 }

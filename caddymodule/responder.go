@@ -12,11 +12,12 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(Responder))
+	caddy.RegisterModule(new(ResponderHandler))
 }
 
-// Responder ends Gunshu routes in front of another handler: it consumes
-// est, answers ok, waits for forward and calls the next handler with the
+// ResponderHandler is the layer4 handler gunshu_responder: it ends Gunshu
+// routes in front of another handler (a gunshu.Responder consumes est,
+// answers ok and waits for forward) and calls the next handler with the
 // application stream, so
 //
 //	route {
@@ -25,7 +26,7 @@ func init() {
 //	}
 //
 // exposes a local service through the network. It answers test with ok.
-type Responder struct {
+type ResponderHandler struct {
 	// MaxList caps the entries of an est list. Default: 1024.
 	MaxList int `json:"max_list,omitempty"`
 	// HandshakeTimeout bounds reading est and forward. Default: 10s.
@@ -44,27 +45,27 @@ type Responder struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (*Responder) CaddyModule() caddy.ModuleInfo {
+func (*ResponderHandler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "layer4.handlers.gunshu_responder",
-		New: func() caddy.Module { return new(Responder) },
+		New: func() caddy.Module { return new(ResponderHandler) },
 	}
 }
 
 // Provision builds the responder.
-func (h *Responder) Provision(ctx caddy.Context) error {
+func (h *ResponderHandler) Provision(ctx caddy.Context) error {
 	h.log = ctx.Logger(h)
 	observer, err := newMetricsObserver(ctx)
 	if err != nil {
 		return err
 	}
 	h.responder = &gunshu.Responder{
-		Observer:     observer,
-		Limits:       gunshu.Limits{MaxList: h.MaxList},
-		Timeouts:     gunshu.Timeouts{Command: time.Duration(h.HandshakeTimeout)},
-		Limiter:      h.SessionLimits.newLimiter(),
-		Logger:       h.log,
-		LogAddresses: h.LogAddresses,
+		Observer:       observer,
+		MessageLimits:  gunshu.MessageLimits{MaxList: h.MaxList},
+		Timeouts:       gunshu.Timeouts{Command: time.Duration(h.HandshakeTimeout)},
+		SessionLimiter: h.SessionLimits.newLimiter(),
+		Logger:         h.log,
+		LogAddresses:   h.LogAddresses,
 	}
 	return nil
 }
@@ -73,7 +74,7 @@ func (h *Responder) Provision(ctx caddy.Context) error {
 // closed when the next handler returns, which ends the session's log
 // line. Failures, the next handler's included, are logged here without
 // addresses and not returned: caddy-l4 would log the peer's address.
-func (h *Responder) Handle(cx *layer4.Connection, next layer4.Handler) error {
+func (h *ResponderHandler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	conn, buffered, ok := detachOrLog(cx, h.log, "responder session")
 	if !ok {
 		return nil
@@ -103,7 +104,7 @@ func (h *Responder) Handle(cx *layer4.Connection, next layer4.Handler) error {
 //		max_sessions_per_ip <n>
 //		log_addresses
 //	}
-func (h *Responder) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (h *ResponderHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // handler name
 	if d.NextArg() {
 		return d.Errf("gunshu_responder takes no arguments, got %q", d.Val())
@@ -125,7 +126,7 @@ func (h *Responder) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // Validate checks the configuration.
-func (h *Responder) Validate() error {
+func (h *ResponderHandler) Validate() error {
 	if h.HandshakeTimeout < 0 {
 		return errNegative("handshake_timeout", time.Duration(h.HandshakeTimeout))
 	}
@@ -137,8 +138,8 @@ func (h *Responder) Validate() error {
 
 // Interface guards
 var (
-	_ caddy.Provisioner     = (*Responder)(nil)
-	_ caddy.Validator       = (*Responder)(nil)
-	_ layer4.NextHandler    = (*Responder)(nil)
-	_ caddyfile.Unmarshaler = (*Responder)(nil)
+	_ caddy.Provisioner     = (*ResponderHandler)(nil)
+	_ caddy.Validator       = (*ResponderHandler)(nil)
+	_ layer4.NextHandler    = (*ResponderHandler)(nil)
+	_ caddyfile.Unmarshaler = (*ResponderHandler)(nil)
 )

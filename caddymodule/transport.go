@@ -149,13 +149,17 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume transport name
 	name := d.Token()
 	var passOn []caddyfile.Token
+	seen := map[string]bool{}
 	for d.NextBlock(0) {
-		known, err := t.RouteConfig.unmarshalOption(d, d.Val())
+		opt := d.Val()
+		known, err := t.RouteConfig.unmarshalOption(d, opt)
 		if err != nil {
 			return err
 		}
 		if !known {
 			passOn = append(passOn, d.NextSegment()...)
+		} else if err := once(d, seen, opt); err != nil {
+			return err
 		}
 	}
 	if len(passOn) == 0 {

@@ -89,6 +89,7 @@ func TestTransportCaddyfileErrors(t *testing.T) {
 		"attempts",
 		"manager a b",
 		"no_such_option 1",
+		"manager 127.0.0.1:7001",
 	} {
 		input := ":8080 {\n reverse_proxy 127.0.0.1:9 {\n transport gunshu {\n manager 127.0.0.1:7000\n " + block + "\n }\n }\n}"
 		if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil); err == nil {

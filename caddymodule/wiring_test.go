@@ -444,11 +444,11 @@ func TestConfigValidateJSON(t *testing.T) {
 		{"register_rate every", (&ManagerConfig{RegisterRate: &RateConfig{Burst: 2}}).validate(), "register_rate: every must be positive"},
 		{"register_rate burst", (&ManagerConfig{RegisterRate: &RateConfig{Every: caddy.Duration(time.Second), Burst: -1}}).validate(), "register_rate: burst must not be negative"},
 		{"manager sessions", (&ManagerConfig{SessionLimits: SessionLimits{MaxSessions: -1}}).validate(), "max_sessions must not be negative"},
-		{"relay idle", (&Relay{IdleTimeout: -1}).Validate(), "idle_timeout must not be negative"},
-		{"relay sessions", (&Relay{SessionLimits: SessionLimits{MaxSessionsPerIP: -2}}).Validate(), "max_sessions_per_ip must not be negative"},
-		{"initiator guards", (&Initiator{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", Guards: &neg}}).Validate(), "guards must not be negative"},
-		{"initiator route_continue", (&Initiator{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", RouteContinue: 1.5}}).Validate(), "route_continue 1.5: must be at least 0 and below 1"},
-		{"initiator max_relays", (&Initiator{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", MaxRelays: -3}}).Validate(), "max_relays must be -1 (the whole list) or more, got -3"},
+		{"relay idle", (&RelayHandler{IdleTimeout: -1}).Validate(), "idle_timeout must not be negative"},
+		{"relay sessions", (&RelayHandler{SessionLimits: SessionLimits{MaxSessionsPerIP: -2}}).Validate(), "max_sessions_per_ip must not be negative"},
+		{"initiator guards", (&InitiatorHandler{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", Guards: &neg}}).Validate(), "guards must not be negative"},
+		{"initiator route_continue", (&InitiatorHandler{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", RouteContinue: 1.5}}).Validate(), "route_continue 1.5: must be at least 0 and below 1"},
+		{"initiator max_relays", (&InitiatorHandler{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", MaxRelays: -3}}).Validate(), "max_relays must be -1 (the whole list) or more, got -3"},
 		{"transport guards", (&Transport{RouteConfig: RouteConfig{Manager: "192.0.2.1:7000", Guards: &neg}}).validate(), "gunshu transport: guards must not be negative"},
 	}
 	for _, c := range cases {

@@ -192,7 +192,7 @@ func TestBadInputRouteLoops(t *testing.T) {
 // TestBadInputLimits: configured limits are applied, not the defaults.
 func TestBadInputLimits(t *testing.T) {
 	next := newFakeHop(t)
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), Limits: Limits{MaxLine: 32, MaxList: 2}})
+	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), MessageLimits: MessageLimits{MaxLine: 32, MaxList: 2}})
 	if got := exchange(t, relay, "est\n3\n"); got != "fail\n" {
 		t.Fatalf("count 3 with limit 2: got %q", got)
 	}

@@ -1,6 +1,8 @@
 package gunshu
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"context"
 	"errors"
 	"fmt"
@@ -26,9 +28,9 @@ type Entrance struct {
 	// IdleTimeout ends a session after this long without a byte in
 	// either direction; 0 never does.
 	IdleTimeout time.Duration
-	// Limiter bounds the client connections served at once; nil bounds
+	// SessionLimiter bounds the client connections served at once; nil bounds
 	// none.
-	Limiter *Limiter
+	SessionLimiter *SessionLimiter
 	// Username and Password, when either is set, are required of proxy
 	// clients: SOCKS5 username/password (RFC 1929) or HTTP Basic
 	// Proxy-Authorization. They need an empty Responder.
@@ -84,8 +86,8 @@ func (e *Entrance) ServeBuffered(conn net.Conn, buffered []byte) error {
 	s := startSession(e.obs, RoleInitiator, conn, e.LogAddresses)
 	s.Command = CmdEst
 	var err error
-	if release, lerr := e.Limiter.acquireConn(conn); lerr != nil {
-		resetClose(conn)
+	if release, lerr := e.SessionLimiter.acquireConn(conn); lerr != nil {
+		forward.Abort(conn)
 		err = lerr
 	} else {
 		err = e.serve(conn, buffered, &s, start)
@@ -101,13 +103,13 @@ func (e *Entrance) serve(conn net.Conn, buffered []byte, s *Session, start time.
 		if err != nil {
 			// A reset, not an orderly close: the client must not take
 			// the missing route for an empty answer.
-			resetClose(conn)
+			forward.Abort(conn)
 			return err
 		}
 		s.Handshake = time.Since(start)
 		e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
 		// The client is this route's initiator side: "up" in Forward's terms.
-		s.Bytes, err = ForwardIdle(conn, route.Conn, buffered, route.Rest, e.IdleTimeout)
+		s.Bytes, err = forward.Copy(conn, route.Conn, buffered, route.Rest, e.IdleTimeout)
 		return err
 	}
 	return e.serveProxy(conn, buffered, s, start)
@@ -128,7 +130,7 @@ func (e *Entrance) serveProxy(conn net.Conn, buffered []byte, s *Session, start 
 	_ = conn.SetDeadline(handshakeDeadline(time.Now(), e.HandshakeTimeout))
 	if answerErr := req.answerRoute(conn, err); err != nil || answerErr != nil {
 		if route != nil {
-			resetClose(route.Conn)
+			forward.Abort(route.Conn)
 		}
 		conn.Close()
 		if err == nil {
@@ -139,6 +141,6 @@ func (e *Entrance) serveProxy(conn net.Conn, buffered []byte, s *Session, start 
 	_ = conn.SetDeadline(time.Time{})
 	s.Handshake = time.Since(start)
 	e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
-	s.Bytes, err = ForwardIdle(conn, route.Conn, req.up, route.Rest, e.IdleTimeout)
+	s.Bytes, err = forward.Copy(conn, route.Conn, req.up, route.Rest, e.IdleTimeout)
 	return err
 }

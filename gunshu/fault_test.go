@@ -1,6 +1,8 @@
 package gunshu
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"context"
 	"fmt"
 	"io"
@@ -111,7 +113,7 @@ func TestFaultNextHopDiesMidStream(t *testing.T) {
 	expectRead(t, up, "partial response")
 
 	t.Run("last relay", func(t *testing.T) {
-		resetClose(down) // the responder's process dies
+		forward.Abort(down) // the responder's process dies
 		start := time.Now()
 		got, err := readUntilClosed(up, time.Second)
 		if err == nil {

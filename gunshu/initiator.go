@@ -22,30 +22,6 @@ const (
 // ErrNoRelays means the manager listed no usable relay.
 var ErrNoRelays = errors.New("no relays listed")
 
-// FetchList asks the manager at addr for its list, within timeout.
-func FetchList(ctx context.Context, manager string, timeout time.Duration, l Limits) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, orDefault(timeout, DefaultCommandTimeout))
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", manager)
-	if err != nil {
-		return nil, fmt.Errorf("dialing manager: %w", err)
-	}
-	defer conn.Close()
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	if _, err := conn.Write(listLine); err != nil {
-		return nil, fmt.Errorf("sending list: %w", err)
-	}
-	lr := newLineReader(conn, nil, l.maxLine())
-	defer lr.release()
-	list, err := lr.readList(l.maxList())
-	if err != nil {
-		return nil, fmt.Errorf("reading list: %w", err)
-	}
-	return list, nil
-}
-
 // Route is an established route in forward mode.
 type Route struct {
 	// Conn is the connection to the first hop.
@@ -96,8 +72,8 @@ type Dialer struct {
 	Cover string
 	// Guards keeps the first hops of this initiator; nil picks a fresh
 	// random first hop for every route.
-	Guards *Guards
-	Limits Limits
+	Guards        *Guards
+	MessageLimits MessageLimits
 	// Rand picks the routes; nil means a cryptographically secure source.
 	Rand rand.Source
 	// NetDialer connects to the first hop (set LocalAddr here).
@@ -171,7 +147,7 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 		if err != nil {
 			return nil, err
 		}
-		conn, rest, err := establish(ctx, d.NetDialer, openPolicy, first, list, d.Timeouts, d.Limits)
+		conn, rest, err := establish(ctx, d.NetDialer, openPolicy, first, list, d.Timeouts, d.MessageLimits)
 		d.reportFirstHop(ctx, first, err)
 		if err == nil {
 			if _, err = conn.Write(forwardLine); err == nil {
@@ -202,7 +178,7 @@ func (d *Dialer) relays(ctx context.Context, refresh bool) ([]string, error) {
 	if !refresh && ttl > 0 && cached != nil && age < ttl {
 		return cached, nil
 	}
-	list, err := FetchList(ctx, d.Manager, d.Timeouts.command(), d.Limits)
+	list, err := FetchList(ctx, d.Manager, d.Timeouts.command(), d.MessageLimits)
 	if err != nil {
 		if cached != nil && age < 2*ttl {
 			return cached, nil // a manager hiccup need not stop traffic

@@ -45,12 +45,12 @@ func RemoteIP(addr net.Addr) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// Limiter bounds the sessions a server holds at once, in all and per
-// source address. One Limiter may be shared by several servers (and kept
+// SessionLimiter bounds the sessions a server holds at once, in all and per
+// source address. One SessionLimiter may be shared by several servers (and kept
 // across a config reload) so their sessions count together. The peer's
 // address is only a map key: it is never logged and is forgotten when its
 // last session ends. The zero value limits nothing.
-type Limiter struct {
+type SessionLimiter struct {
 	// MaxSessions caps the sessions held at once; 0 means no cap.
 	MaxSessions int
 	// MaxPerIP caps the sessions of one source (see SourceKey); 0 means
@@ -66,7 +66,7 @@ type Limiter struct {
 // ErrTooManySessions or ErrTooManyFromIP. Every successful Acquire must be
 // paired with one Release of the same ip. An invalid ip (no IP peer) is
 // counted in the total only.
-func (l *Limiter) Acquire(ip netip.Addr) error {
+func (l *SessionLimiter) Acquire(ip netip.Addr) error {
 	if l == nil {
 		return nil
 	}
@@ -90,7 +90,7 @@ func (l *Limiter) Acquire(ip netip.Addr) error {
 }
 
 // Release ends a session counted by Acquire.
-func (l *Limiter) Release(ip netip.Addr) {
+func (l *SessionLimiter) Release(ip netip.Addr) {
 	if l == nil {
 		return
 	}
@@ -106,7 +106,7 @@ func (l *Limiter) Release(ip netip.Addr) {
 }
 
 // Sessions is the number of sessions counted now.
-func (l *Limiter) Sessions() int {
+func (l *SessionLimiter) Sessions() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.total
@@ -114,7 +114,7 @@ func (l *Limiter) Sessions() int {
 
 // acquireConn counts conn's session and returns its release, or refuses
 // it.
-func (l *Limiter) acquireConn(conn net.Conn) (func(), error) {
+func (l *SessionLimiter) acquireConn(conn net.Conn) (func(), error) {
 	if l == nil {
 		return func() {}, nil
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 func TestLimiterCounts(t *testing.T) {
-	l := &Limiter{MaxSessions: 3, MaxPerIP: 2}
+	l := &SessionLimiter{MaxSessions: 3, MaxPerIP: 2}
 	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
 	must := func(err error) {
 		t.Helper()
@@ -35,13 +35,13 @@ func TestLimiterCounts(t *testing.T) {
 		t.Fatalf("after release: %d sessions, %d sources remembered", l.Sessions(), len(l.perSrc))
 	}
 	// One IPv6 /64 is one source.
-	v6 := &Limiter{MaxPerIP: 1}
+	v6 := &SessionLimiter{MaxPerIP: 1}
 	must(v6.Acquire(netip.MustParseAddr("2001:db8::1")))
 	if err := v6.Acquire(netip.MustParseAddr("2001:db8::2")); !errors.Is(err, ErrTooManyFromIP) {
 		t.Fatalf("same /64: %v", err)
 	}
 	must(v6.Acquire(netip.MustParseAddr("2001:db8:1::1")))
-	var none *Limiter
+	var none *SessionLimiter
 	must(none.Acquire(a))
 	none.Release(a)
 }
@@ -61,8 +61,8 @@ func holdConn(t testing.TB, from, to string) net.Conn {
 }
 
 func TestRelayLimiter(t *testing.T) {
-	lim := &Limiter{MaxSessions: 3, MaxPerIP: 2}
-	r := &Relay{Limiter: lim}
+	lim := &SessionLimiter{MaxSessions: 3, MaxPerIP: 2}
+	r := &Relay{SessionLimiter: lim}
 	addr := serveRelay(t, r)
 	h1, h2 := holdConn(t, "127.0.0.1", addr), holdConn(t, "127.0.0.1", addr)
 	waitFor(t, 2*time.Second, "two sessions", func() bool { return lim.Sessions() == 2 })
@@ -85,9 +85,9 @@ func TestRelayLimiter(t *testing.T) {
 }
 
 func TestResponderLimiterCountsStreams(t *testing.T) {
-	lim := &Limiter{MaxSessions: 1}
+	lim := &SessionLimiter{MaxSessions: 1}
 	ln := listen(t)
-	rl := (&Responder{Limiter: lim, Timeouts: Timeouts{Command: 2 * time.Second}}).Listen(ln, 0)
+	rl := (&Responder{SessionLimiter: lim, Timeouts: Timeouts{Command: 2 * time.Second}}).Listen(ln, 0)
 	t.Cleanup(func() { rl.Close(); rl.Wait() })
 	accepted := make(chan net.Conn, 1)
 	go func() {

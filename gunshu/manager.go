@@ -39,8 +39,8 @@ type Manager struct {
 	// the zero Rate allows all. An exchange over the rate gets fail
 	// before anything is resolved or tested.
 	RegisterRate Rate
-	// Limiter bounds the exchanges in flight; nil bounds none.
-	Limiter *Limiter
+	// SessionLimiter bounds the exchanges in flight; nil bounds none.
+	SessionLimiter *SessionLimiter
 	// TestTimeout bounds one test exchange.
 	TestTimeout time.Duration
 	// PatrolInterval is the time between patrol rounds.
@@ -50,7 +50,7 @@ type Manager struct {
 	MaxFailures int
 	// PatrolConcurrency bounds the tests in flight during patrol.
 	PatrolConcurrency int
-	Limits            Limits
+	MessageLimits     MessageLimits
 	Timeouts          Timeouts
 	Rand              rand.Source
 	Dialer            *net.Dialer
@@ -95,7 +95,7 @@ func (m *Manager) ServeBuffered(conn net.Conn, buffered []byte) error {
 	m.obs.SessionStarted(RoleManager)
 	s := Session{Role: RoleManager}
 	var err error
-	if release, lerr := m.Limiter.acquireConn(conn); lerr != nil {
+	if release, lerr := m.SessionLimiter.acquireConn(conn); lerr != nil {
 		err = replyAndClose(conn, failLine, lerr)
 	} else {
 		err = m.serve(conn, buffered, &s, start)
@@ -112,7 +112,7 @@ func (m *Manager) ServeBuffered(conn net.Conn, buffered []byte) error {
 }
 
 func (m *Manager) serve(conn net.Conn, buffered []byte, s *Session, start time.Time) error {
-	lr := newLineReader(conn, buffered, m.Limits.maxLine())
+	lr := newLineReader(conn, buffered, m.MessageLimits.maxLine())
 	defer lr.release()
 	_ = conn.SetDeadline(start.Add(m.Timeouts.command()))
 	cmd, err := lr.readLine()
@@ -146,7 +146,7 @@ func (m *Manager) serveList(conn net.Conn) error {
 		return fmt.Errorf("reading registry: %w", err)
 	}
 	m.rnd.Shuffle(addrs)
-	if limit := m.Limits.maxList(); len(addrs) > limit {
+	if limit := m.MessageLimits.maxList(); len(addrs) > limit {
 		addrs = addrs[:limit]
 	}
 	size := 8
@@ -250,25 +250,10 @@ func (m *Manager) testTargets(ctx context.Context, targets []netip.AddrPort) (ne
 		return at, 0, err
 	}
 	defer conn.Close()
-	if err := testExchange(ctx, conn, m.Limits.maxLine()); err != nil {
+	if err := testExchange(ctx, conn, m.MessageLimits.maxLine()); err != nil {
 		return at, 0, err
 	}
 	return at, time.Since(start), nil
-}
-
-// testExchange sends test on conn and waits for ok, until ctx's deadline.
-func testExchange(ctx context.Context, conn net.Conn, maxLine int) error {
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	if _, err := conn.Write(testLine); err != nil {
-		return fmt.Errorf("sending test: %w", err)
-	}
-	lr := newLineReader(conn, nil, maxLine)
-	defer lr.release()
-	if err := lr.expectLine(ReplyOK); err != nil {
-		return fmt.Errorf("waiting for ok: %w", err)
-	}
-	return nil
 }
 
 // Patrol tests every service each PatrolInterval until ctx ends.

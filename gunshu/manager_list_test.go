@@ -28,7 +28,7 @@ func TestManagerListFailsWhenRegistryFails(t *testing.T) {
 // TestManagerListCappedAtMaxList: the list a manager sends never holds
 // more entries than an initiator with the same limit accepts.
 func TestManagerListCappedAtMaxList(t *testing.T) {
-	m := &Manager{Registry: &MemoryRegistry{}, Limits: Limits{MaxList: 3}}
+	m := &Manager{Registry: &MemoryRegistry{}, MessageLimits: MessageLimits{MaxList: 3}}
 	for i := range 10 {
 		if err := m.Registry.Register(context.Background(), fmt.Sprintf("192.0.2.%d:7001", i+1), "", time.Now()); err != nil {
 			t.Fatal(err)
@@ -40,7 +40,7 @@ func TestManagerListCappedAtMaxList(t *testing.T) {
 	if lines[0] != "3" || len(lines) != 4 {
 		t.Fatalf("got %q, want 3 entries", got)
 	}
-	list, err := FetchList(context.Background(), mgr, time.Second, Limits{MaxList: 3})
+	list, err := FetchList(context.Background(), mgr, time.Second, MessageLimits{MaxList: 3})
 	if err != nil || len(list) != 3 {
 		t.Fatalf("FetchList: %q, %v", list, err)
 	}

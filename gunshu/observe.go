@@ -1,6 +1,8 @@
 package gunshu
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"context"
 	"errors"
 	"io"
@@ -51,7 +53,7 @@ type Session struct {
 	Handshake time.Duration
 	// Duration is the whole lifetime of the connection.
 	Duration time.Duration
-	Bytes    Counts
+	Bytes    forward.Counts
 	// Err is why the session ended early; for an established route it
 	// may be a reset in forward mode, which leaves Outcome ok.
 	Err error
@@ -134,7 +136,7 @@ func classify(err error) Outcome {
 	case errors.Is(err, ErrTooManySessions), errors.Is(err, ErrTooManyFromIP), errors.Is(err, ErrRateLimited),
 		errors.Is(err, ErrGroupFull), errors.Is(err, ErrRegistryFull):
 		return OutcomeLimited
-	case errors.Is(err, ErrIdleTimeout), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+	case errors.Is(err, forward.ErrIdleTimeout), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		return OutcomeTimeout
 	case errors.As(err, &dial):

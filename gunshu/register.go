@@ -2,7 +2,6 @@ package gunshu
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -13,33 +12,6 @@ import (
 
 // DefaultRegisterInterval is how often a relay registers again.
 const DefaultRegisterInterval = 60 * time.Second
-
-// Register sends reg for advertise to the manager at addr and waits for
-// ok, within timeout.
-func Register(ctx context.Context, manager, advertise string, timeout time.Duration) error {
-	return register(ctx, &net.Dialer{}, manager, advertise, timeout)
-}
-
-func register(ctx context.Context, d *net.Dialer, manager, advertise string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, orDefault(timeout, DefaultRouteTimeout))
-	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", manager)
-	if err != nil {
-		return fmt.Errorf("dialing manager: %w", err)
-	}
-	defer conn.Close()
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	if _, err := conn.Write(regMessage(advertise)); err != nil {
-		return fmt.Errorf("sending reg: %w", err)
-	}
-	lr := newLineReader(conn, nil, DefaultMaxLine)
-	defer lr.release()
-	if err := lr.expectLine(ReplyOK); err != nil {
-		return fmt.Errorf("waiting for ok: %w", err)
-	}
-	return nil
-}
 
 // Registration is the latest outcome of registering with one manager.
 type Registration struct {

@@ -14,8 +14,8 @@ var (
 	ErrGroupFull    = errors.New("too many services on one IP address")
 )
 
-// Service is what a registry knows of one registered Service.
-type Service struct {
+// ServiceRecord is what a registry knows of one registered Service (relay).
+type ServiceRecord struct {
 	Addr string `json:"address"`
 	// FirstSeen and LastSeen are the first and the latest registration.
 	FirstSeen time.Time `json:"first_registered"`
@@ -45,13 +45,24 @@ type Registry interface {
 	// Addrs returns the registered addresses, in any order.
 	Addrs(ctx context.Context) ([]string, error)
 	// Services returns everything known of every service.
-	Services(ctx context.Context) ([]Service, error)
+	Services(ctx context.Context) ([]ServiceRecord, error)
 	// RecordTest stores a patrol result and returns the consecutive
 	// failures now counted for addr (0 after a success). An address no
 	// longer registered is ignored.
 	RecordTest(ctx context.Context, addr string, ok bool, latency time.Duration, now time.Time) (int, error)
 	// Remove drops addr and reports whether it was registered.
 	Remove(ctx context.Context, addr string) (bool, error)
+}
+
+// PatrolClaimer is implemented by a Registry that several managers share.
+// Before a patrol round, PatrolOnce asks it which of the registered
+// addresses this manager should test now; the others are left to the
+// other managers. However it shares them out (leases, sharding among the
+// live managers), each service should be tested about once per interval
+// in all, and the share of a manager that stops should pass to the others
+// within about one interval. On error PatrolOnce skips the round.
+type PatrolClaimer interface {
+	ClaimPatrol(ctx context.Context, addrs []string, interval time.Duration) ([]string, error)
 }
 
 // DefaultMaxPerIP is the cap on services per IP address that the Caddy
@@ -67,7 +78,7 @@ type MemoryRegistry struct {
 	MaxPerIP int
 
 	mu       sync.RWMutex
-	services map[string]*Service
+	services map[string]*ServiceRecord
 	perGroup map[string]int
 }
 
@@ -103,11 +114,11 @@ func (m *MemoryRegistry) Register(_ context.Context, addr, group string, now tim
 		return ErrGroupFull
 	}
 	if m.services == nil {
-		m.services = make(map[string]*Service)
+		m.services = make(map[string]*ServiceRecord)
 		m.perGroup = make(map[string]int)
 	}
 	if !known {
-		s = &Service{Addr: addr, FirstSeen: now}
+		s = &ServiceRecord{Addr: addr, FirstSeen: now}
 	}
 	s.LastSeen, s.Group = now, group
 	m.services[addr] = s
@@ -115,7 +126,7 @@ func (m *MemoryRegistry) Register(_ context.Context, addr, group string, now tim
 	return nil
 }
 
-func (m *MemoryRegistry) dropLocked(s *Service) {
+func (m *MemoryRegistry) dropLocked(s *ServiceRecord) {
 	delete(m.services, s.Addr)
 	if m.perGroup[s.Group]--; m.perGroup[s.Group] <= 0 {
 		delete(m.perGroup, s.Group)
@@ -134,9 +145,9 @@ func (m *MemoryRegistry) Addrs(context.Context) ([]string, error) {
 }
 
 // Services implements Registry; the result is sorted by address.
-func (m *MemoryRegistry) Services(context.Context) ([]Service, error) {
+func (m *MemoryRegistry) Services(context.Context) ([]ServiceRecord, error) {
 	m.mu.RLock()
-	out := make([]Service, 0, len(m.services))
+	out := make([]ServiceRecord, 0, len(m.services))
 	for _, s := range m.services {
 		out = append(out, *s)
 	}

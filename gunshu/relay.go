@@ -1,6 +1,8 @@
 package gunshu
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"context"
 	"errors"
 	"fmt"
@@ -64,16 +66,16 @@ func orDefault(d, def time.Duration) time.Duration {
 // value is ready to use with the defaults.
 type Relay struct {
 	// Policy decides which next hops may be dialed.
-	Policy Policy
-	Limits Limits
+	Policy        Policy
+	MessageLimits MessageLimits
 	// Timeouts bound the handshake; forwarding itself has no deadline
 	// unless IdleTimeout is set.
 	Timeouts Timeouts
 	// IdleTimeout ends a forwarding session (with a reset on every hop)
 	// after this long without a byte in either direction; 0 never does.
 	IdleTimeout time.Duration
-	// Limiter bounds the sessions held at once; nil bounds none.
-	Limiter *Limiter
+	// SessionLimiter bounds the sessions held at once; nil bounds none.
+	SessionLimiter *SessionLimiter
 	// Self are the relay's own advertised addresses: a list naming one of
 	// them is refused, so a route cannot loop back through this relay.
 	Self []string
@@ -119,7 +121,7 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 	start := time.Now()
 	s := startSession(r.obs, RoleRelay, conn, r.LogAddresses)
 	var err error
-	if release, lerr := r.Limiter.acquireConn(conn); lerr != nil {
+	if release, lerr := r.SessionLimiter.acquireConn(conn); lerr != nil {
 		err = replyAndClose(conn, failLine, lerr)
 	} else {
 		id := r.sessions.add(conn)
@@ -132,7 +134,7 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 }
 
 func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time) error {
-	lr := newLineReader(up, buffered, r.Limits.maxLine())
+	lr := newLineReader(up, buffered, r.MessageLimits.maxLine())
 	defer func() {
 		if lr.buf != nil {
 			lr.release()
@@ -152,7 +154,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	default:
 		return replyAndClose(up, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
 	}
-	list, err := lr.readList(r.Limits.maxList())
+	list, err := lr.readList(r.MessageLimits.maxList())
 	if err == nil {
 		err = r.checkList(list)
 	}
@@ -164,29 +166,29 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 		return replyAndClose(up, failLine, err)
 	}
 	if _, err := up.Write(okLine); err != nil {
-		resetClose(down)
+		forward.Abort(down)
 		up.Close()
 		return fmt.Errorf("answering ok: %w", err)
 	}
 	_ = up.SetReadDeadline(time.Now().Add(r.Timeouts.command()))
 	if err := lr.expectLine(CmdForward); err != nil {
-		resetClose(down)
-		resetClose(up)
+		forward.Abort(down)
+		forward.Abort(up)
 		return fmt.Errorf("waiting for forward: %w", err)
 	}
 	_ = up.SetReadDeadline(time.Time{})
 	// forward and whatever followed it leave in one segment.
 	first := append(forwardLine[:len(forwardLine):len(forwardLine)], lr.release()...)
 	if _, err := down.Write(first); err != nil {
-		resetClose(down)
-		resetClose(up)
+		forward.Abort(down)
+		forward.Abort(up)
 		return errNextHop{fmt.Errorf("sending forward: %w", err)}
 	}
 	s.Handshake = time.Since(start)
 	// The handshake in detail, for an operator debugging: how many
 	// entries the list had, never which.
 	r.log.Debug("route extended", zap.Int("list_entries", len(list)), zap.Duration("handshake", s.Handshake))
-	s.Bytes, err = ForwardIdle(up, down, nil, downRest, r.IdleTimeout)
+	s.Bytes, err = forward.Copy(up, down, nil, downRest, r.IdleTimeout)
 	s.Bytes.Up += int64(len(first) - len(forwardLine))
 	return err
 }
@@ -228,7 +230,7 @@ func (r *Relay) checkList(list []string) error {
 // read past the next hop's ok.
 func (r *Relay) extend(list []string) (net.Conn, []byte, error) {
 	next, rest := nextHop(r.rnd, list)
-	return establish(context.Background(), r.Dialer, &r.Policy, next, rest, r.Timeouts, r.Limits)
+	return establish(context.Background(), r.Dialer, &r.Policy, next, rest, r.Timeouts, r.MessageLimits)
 }
 
 // nextHop picks a relay's successor uniformly from the list it received,
@@ -243,7 +245,7 @@ func nextHop(rnd *random, list []string) (string, []string) {
 // establish dials next through policy, sends est with list and waits for
 // ok. It is the one place where a route is extended, for relays and
 // initiators alike.
-func establish(ctx context.Context, d *net.Dialer, policy *Policy, next string, list []string, t Timeouts, l Limits) (net.Conn, []byte, error) {
+func establish(ctx context.Context, d *net.Dialer, policy *Policy, next string, list []string, t Timeouts, l MessageLimits) (net.Conn, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.route())
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -261,7 +263,7 @@ func establish(ctx context.Context, d *net.Dialer, policy *Policy, next string, 
 	stop := context.AfterFunc(ctx, func() { _ = down.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if _, err := down.Write(estMessage(list)); err != nil {
-		resetClose(down)
+		forward.Abort(down)
 		return nil, nil, errNextHop{fmt.Errorf("sending est: %w", err)}
 	}
 	dlr := newLineReader(down, nil, l.maxLine())
@@ -346,6 +348,6 @@ func (ss *sessionSet) abortAll() {
 	}
 	ss.mu.Unlock()
 	for _, c := range conns {
-		resetClose(c)
+		forward.Abort(c)
 	}
 }

@@ -1,6 +1,8 @@
 package gunshu
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"errors"
 	"fmt"
 	"io"
@@ -20,11 +22,11 @@ var ErrTestAnswered = errors.New("test answered")
 // ok, waits for forward, and hands over the stream. It answers test too.
 // The zero value is ready to use.
 type Responder struct {
-	Limits   Limits
-	Timeouts Timeouts
-	// Limiter bounds the sessions held at once, from the start of the
+	MessageLimits MessageLimits
+	Timeouts      Timeouts
+	// SessionLimiter bounds the sessions held at once, from the start of the
 	// handshake to the stream's Close; nil bounds none.
-	Limiter *Limiter
+	SessionLimiter *SessionLimiter
 	// Logger gets one line per finished session; nil logs nothing.
 	Logger *zap.Logger
 	// LogAddresses adds the last relay's address to session logs.
@@ -52,7 +54,7 @@ func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) 
 	r.init()
 	start := time.Now()
 	s := startSession(r.obs, RoleResponder, conn, r.LogAddresses)
-	release, err := r.Limiter.acquireConn(conn)
+	release, err := r.SessionLimiter.acquireConn(conn)
 	if err != nil {
 		err = replyAndClose(conn, failLine, err)
 		r.end(s, start, err)
@@ -68,7 +70,7 @@ func (r *Responder) Handshake(conn net.Conn, buffered []byte) (net.Conn, error) 
 	st := &stream{Conn: conn, rest: rest}
 	st.done = func() {
 		release()
-		s.Bytes = Counts{Up: st.up.Load(), Down: st.down.Load()}
+		s.Bytes = forward.Counts{Up: st.up.Load(), Down: st.down.Load()}
 		r.end(s, start, nil)
 	}
 	return st, nil
@@ -82,7 +84,7 @@ func (r *Responder) end(s Session, start time.Time, err error) {
 }
 
 func (r *Responder) handshake(conn net.Conn, buffered []byte, s *Session, start time.Time) ([]byte, error) {
-	lr := newLineReader(conn, buffered, r.Limits.maxLine())
+	lr := newLineReader(conn, buffered, r.MessageLimits.maxLine())
 	rest, err := r.readRoute(conn, lr, s, start)
 	if lr.buf != nil {
 		lr.release()
@@ -106,7 +108,7 @@ func (r *Responder) readRoute(conn net.Conn, lr *lineReader, s *Session, start t
 		return nil, replyAndClose(conn, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
 	}
 	// The list is read in full, as the protocol asks, and then dropped.
-	list, err := lr.readList(r.Limits.maxList())
+	list, err := lr.readList(r.MessageLimits.maxList())
 	if err != nil {
 		return nil, replyAndClose(conn, failLine, fmt.Errorf("reading est: %w", err))
 	}
@@ -154,12 +156,7 @@ func (s *stream) Write(p []byte) (int, error) {
 }
 
 // CloseWrite half-closes the route when the connection supports it.
-func (s *stream) CloseWrite() error {
-	if cw, ok := s.Conn.(closeWriter); ok {
-		return cw.CloseWrite()
-	}
-	return errors.New("half-close not supported")
-}
+func (s *stream) CloseWrite() error { return forward.CloseWrite(s.Conn) }
 
 // ReadFrom lets io.Copy into the stream use the connection's fast path.
 func (s *stream) ReadFrom(r io.Reader) (int64, error) {
@@ -170,7 +167,7 @@ func (s *stream) ReadFrom(r io.Reader) (int64, error) {
 	if rf, ok := s.Conn.(io.ReaderFrom); ok {
 		n, err = rf.ReadFrom(r)
 	} else {
-		n, err = io.Copy(writerOnly{s.Conn}, r)
+		n, err = io.Copy(struct{ io.Writer }{s.Conn}, r)
 	}
 	s.down.Add(n)
 	return n, err

@@ -1,6 +1,8 @@
 package gunshu
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"context"
 	"math/rand/v2"
 	"net"
@@ -126,9 +128,7 @@ func (n *testNet) echoResponder(t testing.TB) string {
 						}
 					}
 					if err != nil {
-						if cw, ok := c.(closeWriter); ok {
-							_ = cw.CloseWrite()
-						}
+						_ = forward.CloseWrite(c)
 						return
 					}
 				}

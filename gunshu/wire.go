@@ -1,13 +1,7 @@
-// Package gunshu implements the Gunshu anonymizing relay protocol (2003):
-// a Manager that keeps the list of live relay Services, the Service (Relay)
-// that extends routes and then copies bytes, the Initiator (Dialer) that
-// builds a route through randomly chosen Services, and the Responder that
-// accepts routes as ordinary connections.
-//
-// The wire format is line based; see PROTOCOL.md for the normative text.
-// This file holds the codec: bounded line reading, counts, addresses and
-// lists, and the writers for every message.
 package gunshu
+
+// The wire codec: bounded line reading, counts, addresses and lists, and
+// the writers for every message. PROTOCOL.md has the normative text.
 
 import (
 	"errors"
@@ -57,22 +51,22 @@ var (
 	forwardLine = []byte("forward\n")
 )
 
-// Limits bounds what a peer may send. Zero fields take the defaults.
-type Limits struct {
+// MessageLimits bounds what a peer may send. Zero fields take the defaults.
+type MessageLimits struct {
 	// MaxLine is the longest accepted line in bytes, without its newline.
 	MaxLine int
 	// MaxList is the largest accepted count in est and list.
 	MaxList int
 }
 
-func (l Limits) maxLine() int {
+func (l MessageLimits) maxLine() int {
 	if l.MaxLine <= 0 {
 		return DefaultMaxLine
 	}
 	return l.MaxLine
 }
 
-func (l Limits) maxList() int {
+func (l MessageLimits) maxList() int {
 	if l.MaxList <= 0 {
 		return DefaultMaxList
 	}

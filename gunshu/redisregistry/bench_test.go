@@ -56,7 +56,7 @@ func BenchmarkList(b *testing.B) {
 			b.SetParallelism(4)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					list, err := gunshu.FetchList(ctx, addr, 5*time.Second, gunshu.Limits{})
+					list, err := gunshu.FetchList(ctx, addr, 5*time.Second, gunshu.MessageLimits{})
 					if err != nil {
 						b.Error(err)
 						return
@@ -164,7 +164,7 @@ func BenchmarkListSideBySide(b *testing.B) {
 			for k := range 2 {
 				side := (first + k) % 2
 				start := time.Now()
-				list, err := gunshu.FetchList(ctx, managers[side], 5*time.Second, gunshu.Limits{})
+				list, err := gunshu.FetchList(ctx, managers[side], 5*time.Second, gunshu.MessageLimits{})
 				spent[side].Add(int64(time.Since(start)))
 				if err != nil || len(list) != services {
 					b.Errorf("list: %d services, %v", len(list), err)

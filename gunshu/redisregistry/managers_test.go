@@ -82,7 +82,7 @@ func (tm *testManager) stop() {
 
 func (tm *testManager) list(t testing.TB) []string {
 	t.Helper()
-	list, err := gunshu.FetchList(context.Background(), tm.addr, 2*time.Second, gunshu.Limits{})
+	list, err := gunshu.FetchList(context.Background(), tm.addr, 2*time.Second, gunshu.MessageLimits{})
 	if err != nil {
 		t.Fatalf("list at %s: %v", tm.addr, err)
 	}

@@ -400,7 +400,7 @@ func rendezvous(id, addr string) uint64 {
 
 // Services implements gunshu.Registry with one transaction; the result is
 // sorted by address.
-func (r *Registry) Services(ctx context.Context) ([]gunshu.Service, error) {
+func (r *Registry) Services(ctx context.Context) ([]gunshu.ServiceRecord, error) {
 	ctx, cancel := r.op(ctx)
 	defer cancel()
 	var (
@@ -417,10 +417,10 @@ func (r *Registry) Services(ctx context.Context) ([]gunshu.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis registry: %w", err)
 	}
-	out := make([]gunshu.Service, 0, len(seen.Val()))
+	out := make([]gunshu.ServiceRecord, 0, len(seen.Val()))
 	for _, z := range seen.Val() {
 		addr, _ := z.Member.(string)
-		s := gunshu.Service{Addr: addr, LastSeen: time.UnixMilli(int64(z.Score))}
+		s := gunshu.ServiceRecord{Addr: addr, LastSeen: time.UnixMilli(int64(z.Score))}
 		s.FirstSeen = parseMillis(first.Val()[addr])
 		s.Failures, _ = strconv.Atoi(failures.Val()[addr])
 		if t := strings.Fields(tests.Val()[addr]); len(t) == 3 {
@@ -431,7 +431,7 @@ func (r *Registry) Services(ctx context.Context) ([]gunshu.Service, error) {
 		}
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b gunshu.Service) int { return strings.Compare(a.Addr, b.Addr) })
+	slices.SortFunc(out, func(a, b gunshu.ServiceRecord) int { return strings.Compare(a.Addr, b.Addr) })
 	return out, nil
 }
 

@@ -1,9 +1,11 @@
-package gunshu
+package forward
 
 import (
 	"net"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // spliceStream moves src to dst through a kernel pipe with splice(2),
@@ -44,7 +46,7 @@ func spliceStream(dst, src *net.TCPConn, watch *idleWatch) (written int64, handl
 				}
 			}
 			inPipe, readErr = splice(int(fd), p.w, maxSpliceChunk)
-			if readErr == syscall.EAGAIN {
+			if readErr == unix.EAGAIN {
 				// Nothing to read: park without the pipe. The EAGAIN was
 				// seen after the poller reset its readiness, so no
 				// wake-up can be lost.
@@ -60,7 +62,7 @@ func spliceStream(dst, src *net.TCPConn, watch *idleWatch) (written int64, handl
 		if p == nil && readErr != nil {
 			return written, false, nil // no pipe: copy in user space
 		}
-		if readErr == syscall.EINVAL && written == 0 {
+		if readErr == unix.EINVAL && written == 0 {
 			return 0, false, nil
 		}
 		if readErr != nil {
@@ -89,7 +91,7 @@ func drainPipe(dstRaw syscall.RawConn, p *kernelPipe, inPipe int) (int, error) {
 		var spliceErr error
 		err := dstRaw.Write(func(fd uintptr) bool {
 			n, spliceErr = splice(p.r, int(fd), inPipe-written)
-			return spliceErr != syscall.EAGAIN
+			return spliceErr != unix.EAGAIN
 		})
 		if err != nil {
 			return written, err
@@ -98,7 +100,7 @@ func drainPipe(dstRaw syscall.RawConn, p *kernelPipe, inPipe int) (int, error) {
 			return written, spliceErr
 		}
 		if n == 0 {
-			return written, syscall.EPIPE
+			return written, unix.EPIPE
 		}
 		written += n
 	}
@@ -107,18 +109,15 @@ func drainPipe(dstRaw syscall.RawConn, p *kernelPipe, inPipe int) (int, error) {
 
 const (
 	// maxSpliceChunk bounds one splice from a socket, and is the pipe's size.
-	maxSpliceChunk   = 1 << 20
-	spliceMove       = 0x1
-	fcntlSetPipeSize = 1031 // F_SETPIPE_SZ
-	spliceNonblock   = 0x2
+	maxSpliceChunk = 1 << 20
 	// idlePipes bounds the pool; more pipes than this are closed on return.
 	idlePipes = 256
 )
 
 func splice(in, out, max int) (int, error) {
 	for {
-		n, err := syscall.Splice(in, nil, out, nil, max, spliceMove|spliceNonblock)
-		if err == syscall.EINTR {
+		n, err := unix.Splice(in, nil, out, nil, max, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err == unix.EINTR {
 			continue
 		}
 		return int(n), err
@@ -128,8 +127,8 @@ func splice(in, out, max int) (int, error) {
 type kernelPipe struct{ r, w int }
 
 func (p *kernelPipe) close() {
-	syscall.Close(p.r)
-	syscall.Close(p.w)
+	unix.Close(p.r)
+	unix.Close(p.w)
 }
 
 // pipePool keeps a bounded stack of empty pipes. Unlike a sync.Pool it
@@ -151,12 +150,12 @@ func (pp *pipePool) get() (*kernelPipe, error) {
 	}
 	pp.mu.Unlock()
 	var fds [2]int
-	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil, err
 	}
 	// A larger pipe lets one splice move more; pages are allocated only
 	// when used, so an idle pipe stays small. Failure is harmless.
-	_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, uintptr(fds[0]), fcntlSetPipeSize, maxSpliceChunk)
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, maxSpliceChunk)
 	return &kernelPipe{r: fds[0], w: fds[1]}, nil
 }
 

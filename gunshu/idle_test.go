@@ -1,6 +1,8 @@
 package gunshu
 
 import (
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+
 	"errors"
 	"io"
 	"net"
@@ -110,7 +112,7 @@ func TestRelayIdleTimeout(t *testing.T) {
 	}
 	// The route was established, so the outcome is ok; the error says why
 	// the stream ended.
-	if s := rec.next(t); s.Outcome != OutcomeOK || !errors.Is(s.Err, ErrIdleTimeout) {
+	if s := rec.next(t); s.Outcome != OutcomeOK || !errors.Is(s.Err, forward.ErrIdleTimeout) {
 		t.Fatalf("session outcome %s, error %v", s.Outcome, s.Err)
 	}
 }
@@ -121,32 +123,5 @@ func TestRelayWithoutIdleTimeoutKeepsQuietSessions(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	if err := echoByte(c, 'x'); err != nil {
 		t.Fatalf("quiet session without idle timeout: %v", err)
-	}
-}
-
-// TestForwardIdleUserSpace covers the copy path used for connections that
-// cannot splice.
-func TestForwardIdleUserSpace(t *testing.T) {
-	upNear, upFar := net.Pipe()
-	downNear, downFar := net.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		_, err := ForwardIdle(upNear, downNear, nil, nil, 500*time.Millisecond)
-		done <- err
-	}()
-	go func() { _, _ = io.Copy(downFar, downFar) }()
-	for i := range 5 {
-		if err := echoByte(upFar, byte(i)); err != nil {
-			t.Fatalf("echo %d: %v", i, err)
-		}
-		time.Sleep(80 * time.Millisecond)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrIdleTimeout) {
-			t.Fatalf("ForwardIdle = %v", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("idle session not ended")
 	}
 }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package gunshu
+package forward
 
 import "net"
 

@@ -1,4 +1,9 @@
-package gunshu
+// Package forward moves a route's bytes once it is established: both
+// directions at once, in the kernel (splice) between two TCP sockets,
+// half-closes passed on, an error in either direction ending both with a
+// reset, and an optional idle timeout. It knows nothing of the protocol;
+// every role of package gunshu uses it for its forward mode.
+package forward
 
 import (
 	"errors"
@@ -20,27 +25,33 @@ type closeWriter interface {
 	CloseWrite() error
 }
 
-// Forward copies bytes both ways between up (toward the initiator) and
-// down (toward the responder) until both directions end, then closes both.
-// upRest and downRest are bytes already read from up and down that were
-// not yet passed on; they go first. An orderly end of one direction is
-// passed on as a half-close; an error in either direction closes both at
-// once with a reset, so every hop of the route ends.
-//
-// Between two *net.TCPConn on Linux the copy runs in the kernel (splice)
-// and an idle direction holds no pipe and no buffer.
-func Forward(up, down net.Conn, upRest, downRest []byte) (Counts, error) {
-	return ForwardIdle(up, down, upRest, downRest, 0)
+// CloseWrite half-closes c when it can: what a server that shuts down
+// its sending side expects of a TCP connection.
+func CloseWrite(c net.Conn) error {
+	if cw, ok := c.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("half-close not supported")
 }
 
 // ErrIdleTimeout ends a session that moved no byte for its idle timeout.
 var ErrIdleTimeout = errors.New("idle timeout")
 
-// ForwardIdle is Forward that also ends the session, like an error would,
-// once no byte has moved in either direction for idle; idle <= 0 never
-// does. The copy loops only store a timestamp per chunk; one timer per
-// session looks at it, so no deadline is set per read.
-func ForwardIdle(up, down net.Conn, upRest, downRest []byte, idle time.Duration) (Counts, error) {
+// Copy copies bytes both ways between up (toward the initiator) and down
+// (toward the responder) until both directions end, then closes both.
+// upRest and downRest are bytes already read from up and down that were
+// not yet passed on; they go first. An orderly end of one direction is
+// passed on as a half-close; an error in either direction closes both at
+// once with a reset, so every hop of the route ends.
+//
+// Once no byte has moved in either direction for idle, the session ends
+// as an error would, with ErrIdleTimeout; idle <= 0 never ends it. The
+// copy loops only store a timestamp per chunk; one timer per session
+// looks at it, so no deadline is set per read.
+//
+// Between two *net.TCPConn on Linux the copy runs in the kernel (splice)
+// and an idle direction holds no pipe and no buffer.
+func Copy(up, down net.Conn, upRest, downRest []byte, idle time.Duration) (Counts, error) {
 	var (
 		counts  Counts
 		downErr error
@@ -49,8 +60,8 @@ func ForwardIdle(up, down net.Conn, upRest, downRest []byte, idle time.Duration)
 	)
 	fail := func() {
 		abort.Do(func() {
-			resetClose(up)
-			resetClose(down)
+			Abort(up)
+			Abort(down)
 		})
 	}
 	var watch *idleWatch
@@ -184,9 +195,9 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); re
 type readerOnly struct{ io.Reader }
 type writerOnly struct{ io.Writer }
 
-// resetClose closes c so that its peer sees a reset rather than an
-// orderly end: an aborted session must not look like a finished one.
-func resetClose(c net.Conn) {
+// Abort closes c so that its peer sees a reset rather than an orderly
+// end: an aborted session must not look like a finished one.
+func Abort(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
