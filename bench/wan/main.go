@@ -39,7 +39,7 @@ func main() {
 	flag.IntVar(&cfg.Relays, "relays", 6, "relays per network (and minimal relays): L ranges over 1..relays")
 	flag.IntVar(&cfg.Requests, "requests", 120, "measured requests per row")
 	flag.IntVar(&cfg.Warmup, "warmup", 2, "requests per row before measuring")
-	flag.IntVar(&cfg.Pages, "pages", 5, "page loads per browser variant (0: no browser)")
+	flag.IntVar(&cfg.Pages, "pages", 7, "page loads per browser variant (0: no browser)")
 	flag.Uint64Var(&cfg.Seed, "seed", 1, "seed of the bench's own random choices")
 	flag.IntVar(&cfg.MaxRelays, "max-relays", -1, "max_relays of the entrances the request rows use (-1: the whole list, so L is uniform)")
 	flag.DurationVar(&cfg.MaxLate, "max-late", 2*time.Millisecond, "leave out of the fits a request for which the emulator delivered a byte this much later than the model (a busy machine); 0 keeps all")
