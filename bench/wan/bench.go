@@ -22,7 +22,7 @@ type Config struct {
 	Pages             int           // page loads per browser variant; 0 skips the browser
 	Seed              uint64        // seeds the bench's own choices
 	MaxRelays         int           // max_relays of the entrances the request rows use
-	MaxDuration       time.Duration // no new round starts after this long
+	MaxDuration       time.Duration // no new round starts after this long; 0: no bound
 	MaxLate           time.Duration // requests the emulator delivered later than this for are left out of the fits (0 keeps all)
 	Chromium          string        // the browser; "" looks for one on PATH
 	Work              string        // working directory (builds, configs, logs)
@@ -138,6 +138,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	em.resetLateness()
 	deadline := start.Add(cfg.MaxDuration)
+	if cfg.MaxDuration <= 0 {
+		deadline = start.Add(24 * time.Hour)
+	}
 	progress("measuring: %d rounds of %d rows", cfg.Requests, len(rep.Rows))
 	for round := 0; round < cfg.Requests && ctx.Err() == nil && time.Now().Before(deadline); round++ {
 		for _, i := range rnd.Perm(len(rep.Rows)) {

@@ -185,7 +185,7 @@ type Snapshot map[*Link]Counts
 // Snapshot returns the counts of every link made so far.
 func (e *Emulator) Snapshot() Snapshot {
 	e.mu.Lock()
-	links := append([]*Link(nil), e.links...)
+	links := slices.Clone(e.links)
 	e.mu.Unlock()
 	s := make(Snapshot, len(links))
 	for _, l := range links {
@@ -269,25 +269,19 @@ func (l *Link) active() int {
 func (e *Emulator) WaitIdle(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for {
-		e.mu.Lock()
-		busy := ""
-		for _, l := range e.links {
-			if l.active() > 0 {
-				busy = l.Name
-				break
+	e.mu.Lock()
+	links := slices.Clone(e.links)
+	e.mu.Unlock()
+	for _, l := range links {
+		for l.active() > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("link %s still carries a connection: %w", l.Name, ctx.Err())
+			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		e.mu.Unlock()
-		if busy == "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("link %s still carries a connection: %w", busy, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
 	}
+	return nil
 }
 
 // Close stops accepting, cuts every connection and waits for them.

@@ -24,7 +24,7 @@ func pageVariants(site *Site, nets []*Network) []*PageVariant {
 		url := "http://" + n.Responder.Addr() + pagePath
 		vs = append(vs,
 			&PageVariant{Name: "SOCKS5, routes of 1 relay (max_relays 1)", Tree: n.Tree, socks: n.ProxyOne.Addr(), url: url, net: n},
-			&PageVariant{Name: "SOCKS5, default routes (max_relays 20, route_continue 0.7)", Tree: n.Tree, socks: n.ProxyDefault.Addr(), url: url, net: n},
+			&PageVariant{Name: "SOCKS5, default route options", Tree: n.Tree, socks: n.ProxyDefault.Addr(), url: url, net: n},
 			&PageVariant{Name: fmt.Sprintf("SOCKS5, whole list offered (max_relays -1, %d relays)", len(n.Relays)), Tree: n.Tree, socks: n.Proxy.Addr(), url: url, net: n},
 		)
 	}
