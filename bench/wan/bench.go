@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.LoadAvg[0] = loadAvg()
 	progress := func(format string, args ...any) {
 		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "# "+format+"\n", args...)
+			fmt.Fprintf(cfg.Progress, "# %4.0fs  "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
 		}
 	}
 

@@ -219,49 +219,34 @@ func (s Snapshot) String(later Snapshot) string {
 type Link struct {
 	Name   string
 	Target string
+	*server
 
-	em     *Emulator
-	ln     net.Listener
-	mu     sync.Mutex
-	counts Counts
-	conns  map[net.Conn]struct{}
-	closed bool
-	done   chan struct{} // closed by Close
-	wg     sync.WaitGroup
+	em       *Emulator
+	countsMu sync.Mutex
+	counts   Counts
 }
 
 // NewLink starts a link to target on a fresh loopback port.
 func (e *Emulator) NewLink(name, target string) (*Link, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := listen()
 	if err != nil {
 		return nil, fmt.Errorf("link %s: %w", name, err)
 	}
-	l := &Link{Name: name, Target: target, em: e, ln: ln, conns: make(map[net.Conn]struct{}), done: make(chan struct{})}
+	l := &Link{Name: name, Target: target, server: s, em: e}
 	e.mu.Lock()
 	e.links = append(e.links, l)
 	e.mu.Unlock()
-	l.wg.Add(1)
-	go l.accept()
+	s.serve(l.carry)
 	return l, nil
 }
 
-// Addr is the address clients dial: the link's, never the server's.
-func (l *Link) Addr() string { return l.ln.Addr().String() }
-
 // Counts returns the connections seen so far.
 func (l *Link) Counts() Counts {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.countsMu.Lock()
+	defer l.countsMu.Unlock()
 	c := l.counts
 	c.Naming = maps.Clone(c.Naming)
 	return c
-}
-
-// active is how many connections (both sides) the link holds now.
-func (l *Link) active() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.conns)
 }
 
 // WaitIdle waits until no link holds a connection, as after start-up
@@ -284,80 +269,25 @@ func (e *Emulator) WaitIdle(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// Close stops accepting, cuts every connection and waits for them.
-func (l *Link) Close() {
-	l.ln.Close()
-	l.mu.Lock()
-	if !l.closed {
-		close(l.done)
-	}
-	l.closed = true
-	for c := range l.conns {
-		c.Close()
-	}
-	l.mu.Unlock()
-	l.wg.Wait()
-}
-
-func (l *Link) track(c net.Conn) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return false
-	}
-	l.conns[c] = struct{}{}
-	return true
-}
-
-func (l *Link) untrack(cs ...net.Conn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, c := range cs {
-		delete(l.conns, c)
-	}
-}
-
-func (l *Link) accept() {
-	defer l.wg.Done()
-	for {
-		c, err := l.ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return // closed
-		}
-		accepted := time.Now()
-		l.mu.Lock()
-		l.counts.Conns++
-		l.mu.Unlock()
-		l.wg.Add(1)
-		go l.serve(c.(*net.TCPConn), accepted)
-	}
-}
-
-// serve dials the far side (at once, or once the handshake would be
+// carry dials the far side (at once, or once the handshake would be
 // complete) and runs both directions. The client's bytes are read and
 // stamped from the start, whenever the far side is dialed.
-func (l *Link) serve(client *net.TCPConn, accepted time.Time) {
-	defer l.wg.Done()
-	if !l.track(client) {
-		client.Close()
-		return
-	}
-	defer l.untrack(client)
+func (l *Link) carry(client *net.TCPConn, accepted time.Time) {
+	l.countsMu.Lock()
+	l.counts.Conns++
+	l.countsMu.Unlock()
 	d := l.em.D
 	up := &direction{em: l.em, src: client, floor: accepted.Add(clientFloorD * d), onHead: l.classified}
 	upQ := make(chan event, queueDepth)
 	go up.read(upQ)
-	server, err := l.dial(accepted)
+	server, err := l.dialFar(accepted)
 	if err != nil {
 		abort(client)
 		drain(upQ)
 		return
 	}
 	defer l.untrack(server)
+	defer server.Close()
 	up.dst = server
 	down := &direction{em: l.em, src: server, dst: client, floor: accepted.Add(serverFloorD * d)}
 	downQ := make(chan event, queueDepth)
@@ -367,13 +297,11 @@ func (l *Link) serve(client *net.TCPConn, accepted time.Time) {
 	go func() { defer both.Done(); down.write(downQ) }()
 	up.write(upQ)
 	both.Wait()
-	client.Close()
-	server.Close()
 }
 
-// dial connects to the far side: at once, or with AcceptAtHandshake at
+// dialFar connects to the far side: at once, or with AcceptAtHandshake at
 // accepted + 3d.
-func (l *Link) dial(accepted time.Time) (*net.TCPConn, error) {
+func (l *Link) dialFar(accepted time.Time) (*net.TCPConn, error) {
 	if l.em.AcceptAtHandshake {
 		t := time.NewTimer(time.Until(accepted.Add(clientFloorD * l.em.D)))
 		select {
@@ -383,20 +311,12 @@ func (l *Link) dial(accepted time.Time) (*net.TCPConn, error) {
 			return nil, net.ErrClosed
 		}
 	}
-	c, err := net.DialTimeout("tcp", l.Target, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	if !l.track(c) {
-		c.Close()
-		return nil, net.ErrClosed
-	}
-	return c.(*net.TCPConn), nil
+	return l.dial(l.Target)
 }
 
 func (l *Link) classified(k Kind, names []string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.countsMu.Lock()
+	defer l.countsMu.Unlock()
 	l.counts.Kinds[k]++
 	if len(names) > 0 && l.counts.Naming == nil {
 		l.counts.Naming = make(map[string]int64)

@@ -55,6 +55,29 @@ func startEcho(t *testing.T) *echoServer {
 	return s
 }
 
+// serveOne runs handle on the first connection to a fresh listener and
+// returns the listener's address.
+func serveOne(t *testing.T, handle func(c *net.TCPConn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		handle(c.(*net.TCPConn))
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
 func newTestLink(t *testing.T, target string) (*Emulator, *Link) {
 	t.Helper()
 	em := &Emulator{D: testD}
@@ -116,21 +139,11 @@ func TestLinkHandshakeAndRoundTrips(t *testing.T) {
 }
 
 func TestLinkServerSpeaksFirst(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := serveOne(t, func(c *net.TCPConn) {
 		_, _ = c.Write([]byte("hello"))
 		_, _ = io.Copy(io.Discard, c)
-	}()
-	_, l := newTestLink(t, ln.Addr().String())
+	})
+	_, l := newTestLink(t, addr)
 	start := time.Now()
 	c := dialTest(t, l.Addr())
 	got := make([]byte, 5)
@@ -142,23 +155,13 @@ func TestLinkServerSpeaksFirst(t *testing.T) {
 }
 
 func TestLinkAcceptAtHandshake(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	accepted := make(chan time.Time, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := serveOne(t, func(c *net.TCPConn) {
 		accepted <- time.Now()
 		_, _ = io.Copy(c, c)
-	}()
+	})
 	em := &Emulator{D: testD, AcceptAtHandshake: true}
-	l, err := em.NewLink("test", ln.Addr().String())
+	l, err := em.NewLink("test", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,27 +202,16 @@ func TestLinkCarriesBytesIntactInOrder(t *testing.T) {
 }
 
 func TestLinkPassesResetOn(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		buf := make([]byte, 1)
-		_, _ = c.Read(buf)
-		_ = c.(*net.TCPConn).SetLinger(0)
-		c.Close() // a reset
-	}()
-	_, l := newTestLink(t, ln.Addr().String())
+	addr := serveOne(t, func(c *net.TCPConn) {
+		_, _ = c.Read(make([]byte, 1))
+		abort(c)
+	})
+	_, l := newTestLink(t, addr)
 	c := dialTest(t, l.Addr())
 	if _, err := c.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Read(make([]byte, 1))
+	_, err := c.Read(make([]byte, 1))
 	if err == nil || errors.Is(err, io.EOF) {
 		t.Fatalf("read after the server's reset: %v, want a reset", err)
 	}

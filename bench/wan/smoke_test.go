@@ -7,6 +7,14 @@ import (
 	"time"
 )
 
+// testLog writes the bench's progress lines to the test log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
 // TestBenchSmoke runs the whole bench small, on this checkout: Caddy built
 // from it, every row, a few requests each on short links, and one page
 // load per browser variant. It checks what holds whatever the code's
@@ -20,6 +28,7 @@ func TestBenchSmoke(t *testing.T) {
 	cfg := Config{
 		Trees: []string{"../.."}, D: d, Relays: 3, Requests: 3, Warmup: 1, Pages: 1,
 		Seed: 1, MaxRelays: -1, MaxDuration: 6 * time.Minute, Work: t.TempDir(),
+		Progress: testLog{t},
 	}
 	rep, err := Run(ctx, cfg)
 	if err != nil {
