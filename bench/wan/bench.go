@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,122 +66,175 @@ type Report struct {
 
 // Run builds every tree, starts the site, the minimal chain and one Gunshu
 // network per tree behind emulated links, then measures the rows and the
-// pages in interleaved rounds.
+// pages in interleaved rounds. On an error after measuring began it
+// returns what it measured so far with the error.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.Trees) == 0 || cfg.Relays < 1 || cfg.Requests < 1 || cfg.D <= 0 {
 		return nil, errors.New("need at least one tree, one relay, one request and a positive delay")
 	}
-	start := time.Now()
-	rep := &Report{Config: cfg}
-	rep.LoadAvg[0] = loadAvg()
-	progress := func(format string, args ...any) {
-		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "# %4.0fs  "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
+	r := &run{cfg: cfg, rep: &Report{Config: cfg}, start: time.Now(), rnd: rand.New(rand.NewPCG(cfg.Seed, 1))}
+	r.deadline = r.start.Add(cfg.MaxDuration)
+	if cfg.MaxDuration <= 0 {
+		r.deadline = r.start.Add(24 * time.Hour)
+	}
+	r.rep.LoadAvg[0] = loadAvg()
+	defer r.stop()
+	if err := r.setUp(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.warmUp(ctx); err != nil {
+		return nil, err
+	}
+	err := r.measureRows(ctx)
+	if err == nil {
+		r.loadPages(ctx)
+	}
+	r.rep.Late = r.em.Lateness()
+	r.rep.LoadAvg[1] = loadAvg()
+	r.rep.Elapsed = time.Since(r.start)
+	return r.rep, cmp.Or(err, ctx.Err())
+}
+
+// run is one run of the bench: what it started and where it is.
+type run struct {
+	cfg      Config
+	rep      *Report
+	start    time.Time
+	deadline time.Time // no new round starts after it
+	rnd      *rand.Rand
+	browser  string
+
+	em    *Emulator
+	site  *Site
+	chain *Chain
+	nets  []*Network
+}
+
+func (r *run) progress(format string, args ...any) {
+	if r.cfg.Progress != nil {
+		fmt.Fprintf(r.cfg.Progress, "# %4.0fs  "+format+"\n", append([]any{time.Since(r.start).Seconds()}, args...)...)
+	}
+}
+
+// setUp builds the trees and starts everything behind its links.
+func (r *run) setUp(ctx context.Context) error {
+	cfg := r.cfg
+	if cfg.Pages > 0 {
+		var err error
+		if r.browser, err = findChromium(cfg.Chromium); err != nil {
+			return err
 		}
 	}
-
 	for i, dir := range cfg.Trees {
-		progress("building Caddy in %s", dir)
+		r.progress("building Caddy in %s", dir)
 		t, err := buildTree(ctx, dir, cfg.Work, i)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		rep.Trees = append(rep.Trees, t)
+		r.rep.Trees = append(r.rep.Trees, t)
 	}
-
-	em := &Emulator{D: cfg.D, AcceptAtHandshake: cfg.AcceptAtHandshake}
 	www := filepath.Join(cfg.Work, "www")
 	if err := writeSite(www, cfg.Seed); err != nil {
-		return nil, err
+		return err
 	}
-	progress("starting the site, the minimal chain and %d network(s) of %d relays, d = %v", len(rep.Trees), cfg.Relays, cfg.D)
-	site, err := startSite(ctx, em, rep.Trees[0], cfg.Work, www)
-	if err != nil {
-		return nil, err
+	r.progress("starting the site, the minimal chain and %d network(s) of %d relays, d = %v", len(r.rep.Trees), cfg.Relays, cfg.D)
+	r.em = &Emulator{D: cfg.D, AcceptAtHandshake: cfg.AcceptAtHandshake}
+	var err error
+	if r.site, err = startSite(ctx, r.em, r.rep.Trees[0], cfg.Work, www); err != nil {
+		return err
 	}
-	defer site.Stop()
-	chain, err := startChain(em, site, cfg.Relays)
-	if err != nil {
-		return nil, err
+	if r.chain, err = startChain(r.em, r.site, cfg.Relays); err != nil {
+		return err
 	}
-	defer chain.Stop()
-	rep.Rows = baselineRows(site, chain.Links)
-	var nets []*Network
-	defer func() {
-		for _, n := range nets {
-			n.Stop()
-		}
-	}()
-	for _, t := range rep.Trees {
-		n, err := startNetwork(ctx, em, t, cfg.Work, cfg.Relays, site, RouteOptions{MaxRelays: cfg.MaxRelays})
+	r.rep.Rows = baselineRows(r.site, r.chain.Links)
+	for _, t := range r.rep.Trees {
+		n, err := startNetwork(ctx, r.em, t, cfg.Work, cfg.Relays, r.site, RouteOptions{MaxRelays: cfg.MaxRelays})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		nets = append(nets, n)
-		rep.Rows = append(rep.Rows, treeRows(n)...)
+		r.nets = append(r.nets, n)
+		r.rep.Rows = append(r.rep.Rows, treeRows(n)...)
 	}
-
 	// Probing the fixed entrance's port made it start a route.
-	if err := em.WaitIdle(ctx, 30*time.Second); err != nil {
-		return nil, err
+	return r.em.WaitIdle(ctx, 30*time.Second)
+}
+
+// stop ends what setUp started, the networks first.
+func (r *run) stop() {
+	for _, n := range r.nets {
+		n.Stop()
 	}
-	rnd := rand.New(rand.NewPCG(cfg.Seed, 1))
-	progress("warm-up: %d request(s) per row", cfg.Warmup)
-	for range cfg.Warmup {
-		for _, row := range rep.Rows {
-			// Only a failed request stops the run: the warm-up's routes
-			// are not counted.
-			res, err := measure(ctx, em, row, rnd)
-			if err != nil && res.TTFB == 0 {
-				return nil, fmt.Errorf("warm-up, %s %s: %w", row.Name, treeLabel(row.Tree), err)
+	if r.chain != nil {
+		r.chain.Stop()
+	}
+	if r.site != nil {
+		r.site.Stop()
+	}
+}
+
+// warmUp makes every row's first requests, which fill caches (the
+// entrances' lists, their guards) and are not counted. Only a failed
+// request stops the run.
+func (r *run) warmUp(ctx context.Context) error {
+	r.progress("warm-up: %d request(s) per row", r.cfg.Warmup)
+	for range r.cfg.Warmup {
+		for _, row := range r.rep.Rows {
+			if res, err := measure(ctx, r.em, row, r.rnd); err != nil && res.TTFB == 0 {
+				return fmt.Errorf("warm-up, %s %s: %w", row.Name, treeLabel(row.Tree), err)
 			}
 		}
 	}
-	em.resetLateness()
-	deadline := start.Add(cfg.MaxDuration)
-	if cfg.MaxDuration <= 0 {
-		deadline = start.Add(24 * time.Hour)
-	}
-	progress("measuring: %d rounds of %d rows", cfg.Requests, len(rep.Rows))
-	for round := 0; round < cfg.Requests && ctx.Err() == nil && time.Now().Before(deadline); round++ {
-		for _, i := range rnd.Perm(len(rep.Rows)) {
-			row := rep.Rows[i]
-			res, err := measure(ctx, em, row, rnd)
+	r.em.resetLateness()
+	return nil
+}
+
+// measureRows makes the requests: in each round every row once, in a
+// fresh random order.
+func (r *run) measureRows(ctx context.Context) error {
+	r.progress("measuring: %d rounds of %d rows", r.cfg.Requests, len(r.rep.Rows))
+	for round := 0; round < r.cfg.Requests && r.going(ctx); round++ {
+		for _, i := range r.rnd.Perm(len(r.rep.Rows)) {
+			row := r.rep.Rows[i]
+			res, err := measure(ctx, r.em, row, r.rnd)
 			res.Err = err
-			rep.Results = append(rep.Results, res)
-			if cfg.Trace {
-				progress("%s (%s): L=%d, %.2f RTT, %v; links: %s", row.Name, treeLabel(row.Tree), res.L,
-					float64(res.TTFB)/float64(2*cfg.D), res.Err, res.links)
+			r.rep.Results = append(r.rep.Results, res)
+			if r.cfg.Trace {
+				r.progress("%s (%s): L=%d, %.2f RTT, %v; links: %s", row.Name, treeLabel(row.Tree), res.L,
+					float64(res.TTFB)/float64(2*r.cfg.D), res.Err, res.links)
 			}
 		}
-		if err := networksAlive(nets); err != nil {
-			return rep, err
+		for _, n := range r.nets {
+			if err := n.Alive(); err != nil {
+				return err
+			}
 		}
 		if (round+1)%20 == 0 {
-			progress("round %d of %d", round+1, cfg.Requests)
+			r.progress("round %d of %d", round+1, r.cfg.Requests)
 		}
 	}
+	return nil
+}
 
-	if cfg.Pages > 0 {
-		browser, err := findChromium(cfg.Chromium)
-		if err != nil {
-			return nil, err
-		}
-		rep.Variants = pageVariants(site, nets)
-		progress("browser: %d round(s) of %d page loads", cfg.Pages, len(rep.Variants))
-		for round := 0; round < cfg.Pages && ctx.Err() == nil && time.Now().Before(deadline); round++ {
-			for _, i := range rnd.Perm(len(rep.Variants)) {
-				v := rep.Variants[i]
-				profile := filepath.Join(cfg.Work, "chromium", fmt.Sprintf("%d-%d", round, i))
-				rep.Pages = append(rep.Pages, v.load(ctx, em, browser, profile))
-				_ = os.RemoveAll(profile)
-			}
+// loadPages loads the page in a fresh browser per load: in each round
+// every variant once, in a fresh random order.
+func (r *run) loadPages(ctx context.Context) {
+	if r.cfg.Pages <= 0 {
+		return
+	}
+	r.rep.Variants = pageVariants(r.site, r.nets)
+	r.progress("browser: %d round(s) of %d page loads", r.cfg.Pages, len(r.rep.Variants))
+	for round := 0; round < r.cfg.Pages && r.going(ctx); round++ {
+		for _, i := range r.rnd.Perm(len(r.rep.Variants)) {
+			profile := filepath.Join(r.cfg.Work, "chromium", fmt.Sprintf("%d-%d", round, i))
+			r.rep.Pages = append(r.rep.Pages, r.rep.Variants[i].load(ctx, r.em, r.browser, profile))
+			_ = os.RemoveAll(profile)
 		}
 	}
-	rep.Late = em.Lateness()
-	rep.LoadAvg[1] = loadAvg()
-	rep.Elapsed = time.Since(start)
-	return rep, ctx.Err()
+}
+
+// going reports whether another round may start.
+func (r *run) going(ctx context.Context) bool {
+	return ctx.Err() == nil && time.Now().Before(r.deadline)
 }
 
 // measure makes one request of row and reads its route from the links.
@@ -202,15 +256,6 @@ func measure(ctx context.Context, em *Emulator, row *Row, rnd *rand.Rand) (Resul
 	return res, err
 }
 
-func networksAlive(nets []*Network) error {
-	for _, n := range nets {
-		if err := n.Alive(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func treeLabel(t *Tree) string {
 	if t == nil {
 		return "baseline"
@@ -228,48 +273,4 @@ func loadAvg() string {
 		return "unknown"
 	}
 	return a + " " + b5 + " " + c
-}
-
-// Chain is the minimal relays, each behind its own link, the last one's
-// next hop the site's link.
-type Chain struct {
-	Links  []*Link
-	relays []*MinRelay
-}
-
-func startChain(em *Emulator, site *Site, n int) (*Chain, error) {
-	c := &Chain{Links: make([]*Link, n)}
-	next := site.Link.Addr()
-	for i := n - 1; i >= 0; i-- {
-		r, err := StartMinRelay(next)
-		if err != nil {
-			c.Stop()
-			return nil, err
-		}
-		c.relays = append(c.relays, r)
-		if c.Links[i], err = em.NewLink(fmt.Sprintf("minimal%d", i+1), r.Addr()); err != nil {
-			c.Stop()
-			return nil, err
-		}
-		next = c.Links[i].Addr()
-	}
-	return c, nil
-}
-
-// Stop closes the relays and their links.
-func (c *Chain) Stop() {
-	for _, r := range c.relays {
-		r.Close()
-	}
-	for _, l := range c.Links {
-		if l != nil {
-			l.Close()
-		}
-	}
-}
-
-// Stop ends the site's Caddy and closes its link.
-func (s *Site) Stop() {
-	s.proc.Stop()
-	s.Link.Close()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -49,4 +50,42 @@ func pipe(dst, src *net.TCPConn) {
 		return
 	}
 	_ = dst.CloseWrite()
+}
+
+// Chain is the minimal relays, each behind its own link, the last one's
+// next hop the site's link.
+type Chain struct {
+	Links  []*Link
+	relays []*MinRelay
+}
+
+func startChain(em *Emulator, site *Site, n int) (*Chain, error) {
+	c := &Chain{Links: make([]*Link, n)}
+	next := site.Link.Addr()
+	for i := n - 1; i >= 0; i-- {
+		r, err := StartMinRelay(next)
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.relays = append(c.relays, r)
+		if c.Links[i], err = em.NewLink(fmt.Sprintf("minimal%d", i+1), r.Addr()); err != nil {
+			c.Stop()
+			return nil, err
+		}
+		next = c.Links[i].Addr()
+	}
+	return c, nil
+}
+
+// Stop closes the relays and their links.
+func (c *Chain) Stop() {
+	for _, r := range c.relays {
+		r.Close()
+	}
+	for _, l := range c.Links {
+		if l != nil {
+			l.Close()
+		}
+	}
 }

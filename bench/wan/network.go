@@ -47,6 +47,12 @@ func startSite(ctx context.Context, em *Emulator, t *Tree, dir, www string) (*Si
 	return s, nil
 }
 
+// Stop ends the site's Caddy and closes its link.
+func (s *Site) Stop() {
+	s.proc.Stop()
+	s.Link.Close()
+}
+
 // Network is one tree's Gunshu network, every part a Caddy process of
 // its own: a manager (reached directly: initiators cache its list, so it
 // is not on the path a request waits for), relays and a responder each
