@@ -23,6 +23,7 @@ type Config struct {
 	Pages             int           // page loads per browser variant; 0 skips the browser
 	Seed              uint64        // seeds the bench's own choices
 	MaxRelays         int           // max_relays of the entrances the request rows use
+	ManagerLink       bool          // put each manager behind a link too
 	MaxDuration       time.Duration // no new round starts after this long; 0: no bound
 	MaxLate           time.Duration // requests the emulator delivered later than this for are left out of the fits (0 keeps all)
 	Chromium          string        // the browser; "" looks for one on PATH
@@ -148,7 +149,7 @@ func (r *run) setUp(ctx context.Context) error {
 	}
 	r.rep.Rows = baselineRows(r.site, r.chain.Links)
 	for _, t := range r.rep.Trees {
-		n, err := startNetwork(ctx, r.em, t, cfg.Work, cfg.Relays, r.site, RouteOptions{MaxRelays: cfg.MaxRelays})
+		n, err := startNetwork(ctx, r.em, t, cfg.Work, cfg.Relays, r.site, RouteOptions{MaxRelays: cfg.MaxRelays, ManagerLink: cfg.ManagerLink})
 		if err != nil {
 			return err
 		}

@@ -42,6 +42,7 @@ func main() {
 	flag.IntVar(&cfg.Pages, "pages", 7, "page loads per browser variant (0: no browser)")
 	flag.Uint64Var(&cfg.Seed, "seed", 1, "seed of the bench's own random choices")
 	flag.IntVar(&cfg.MaxRelays, "max-relays", -1, "max_relays of the entrances the request rows use (-1: the whole list, so L is uniform)")
+	flag.BoolVar(&cfg.ManagerLink, "manager-link", false, "put the manager behind a link too (by default it is reached directly: entrances keep its list 5 s)")
 	flag.DurationVar(&cfg.MaxLate, "max-late", 5*time.Millisecond, "leave out of the fits a request for which the emulator delivered a byte this much later than the model (a busy machine); 0 keeps all")
 	flag.DurationVar(&cfg.MaxDuration, "max-duration", 40*time.Minute, "start no new round after this long")
 	flag.StringVar(&cfg.Chromium, "chromium", "", "the browser (default: chromium on PATH)")

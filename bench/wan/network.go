@@ -54,9 +54,9 @@ func (s *Site) Stop() {
 }
 
 // Network is one tree's Gunshu network, every part a Caddy process of
-// its own: a manager (reached directly: initiators cache its list, so it
-// is not on the path a request waits for), relays and a responder each
-// behind their own link, and the entrances, each behind its own link.
+// its own: a manager (reached directly unless RouteOptions.ManagerLink:
+// initiators cache its list), relays and a responder each behind their
+// own link, and the entrances, each behind its own link.
 type Network struct {
 	Tree      *Tree
 	Manager   string
@@ -72,10 +72,15 @@ type Network struct {
 	links []*Link
 }
 
-// RouteOptions are the gunshu_initiator options of the entrances the
-// request rows use (Fixed and Proxy).
+// RouteOptions shape the network's routes.
 type RouteOptions struct {
-	MaxRelays int // -1: the whole list, so route lengths are uniform over 1..relays
+	// MaxRelays is max_relays of the entrances the request rows use
+	// (Fixed and Proxy); -1: the whole list, so route lengths are uniform
+	// over 1..relays.
+	MaxRelays int
+	// ManagerLink puts the manager behind a link too, so an entrance's
+	// list fetch costs what it would on a WAN.
+	ManagerLink bool
 }
 
 const relayConfig = `	layer4 {
@@ -136,6 +141,13 @@ func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays
 	}
 `, open, n.Manager), n.Manager); err != nil {
 		return nil, err
+	}
+	if opts.ManagerLink {
+		ml, err := n.link(em, prefix+"manager", n.Manager)
+		if err != nil {
+			return nil, err
+		}
+		n.Manager = ml.Addr()
 	}
 
 	for i, real := range relayReal {

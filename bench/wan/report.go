@@ -67,8 +67,12 @@ func (rep *Report) WriteText(w io.Writer) {
 	if cfg.AcceptAtHandshake {
 		accept = "the far side accepts at 3d (-accept-at-handshake)"
 	}
-	fmt.Fprintf(w, "WAN model: d = %v each way (RTT %v), a new connection delivers no byte before 3d, %s; %d relays per network; %d requests per row (after %d warm-up); seed %d\n",
-		cfg.D, rep.rtt(), accept, cfg.Relays, cfg.Requests, cfg.Warmup, cfg.Seed)
+	manager := "the manager reached directly"
+	if cfg.ManagerLink {
+		manager = "the manager behind a link too"
+	}
+	fmt.Fprintf(w, "WAN model: d = %v each way (RTT %v), a new connection delivers no byte before 3d, %s; %d relays per network, %s; %d requests per row (after %d warm-up); seed %d\n",
+		cfg.D, rep.rtt(), accept, cfg.Relays, manager, cfg.Requests, cfg.Warmup, cfg.Seed)
 	for _, t := range rep.Trees {
 		fmt.Fprintf(w, "tree %s: %s at %s\n", t.Label, t.Dir, t.Commit)
 	}
