@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -131,6 +132,9 @@ func (r *run) setUp(ctx context.Context) error {
 		t, err := buildTree(ctx, dir, cfg.Work, i)
 		if err != nil {
 			return err
+		}
+		if slices.ContainsFunc(r.rep.Trees, func(o *Tree) bool { return o.Label == t.Label }) {
+			t.Label = fmt.Sprintf("%s-%d", t.Label, i+1) // two checkouts of one name
 		}
 		r.rep.Trees = append(r.rep.Trees, t)
 	}

@@ -68,8 +68,11 @@ type Network struct {
 	ProxyOne     *Link // proxy with max_relays 1: every route holds one relay
 	ProxyDefault *Link // proxy with the default route options
 
-	procs []*Process
-	links []*Link
+	em     *Emulator
+	dir    string // the run's working directory
+	prefix string // of the parts' names: the tree's label
+	procs  []*Process
+	links  []*Link
 }
 
 // RouteOptions shape the network's routes.
@@ -83,7 +86,9 @@ type RouteOptions struct {
 	ManagerLink bool
 }
 
-const relayConfig = `	layer4 {
+// Caddyfile global options (inside the global block) of each part.
+const (
+	relayConfig = `	layer4 {
 		%s {
 			@gunshu gunshu est test
 			route @gunshu {
@@ -97,34 +102,7 @@ const relayConfig = `	layer4 {
 		}
 	}
 `
-
-// startNetwork starts the tree's network with relays relays. Relays
-// register once and the manager's patrol is an hour apart, so no patrol
-// test crosses a relay's link during the run (links tell them apart from
-// routes anyway).
-func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays int, site *Site, opts RouteOptions) (n *Network, err error) {
-	n = &Network{Tree: t}
-	defer func() {
-		if err != nil {
-			n.Stop()
-			n = nil
-		}
-	}()
-	ports, err := freePorts(relays + 6)
-	if err != nil {
-		return nil, err
-	}
-	n.Manager = ports[0]
-	relayReal := ports[1 : 1+relays]
-	respReal := ports[1+relays]
-	entReal := ports[2+relays:]
-	prefix := t.Label + "-"
-
-	open, err := openManagerOptions(ctx, t, dir)
-	if err != nil {
-		return nil, err
-	}
-	if err := n.start(ctx, t, dir, prefix+"manager", fmt.Sprintf(`	gunshu {
+	managerConfig = `	gunshu {
 		manager {
 			patrol_interval 1h
 			allow 127.0.0.0/8
@@ -139,32 +117,8 @@ func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays
 			}
 		}
 	}
-`, open, n.Manager), n.Manager); err != nil {
-		return nil, err
-	}
-	if opts.ManagerLink {
-		ml, err := n.link(em, prefix+"manager", n.Manager)
-		if err != nil {
-			return nil, err
-		}
-		n.Manager = ml.Addr()
-	}
-
-	for i, real := range relayReal {
-		l, err := n.link(em, fmt.Sprintf("%srelay%d", prefix, i+1), real)
-		if err != nil {
-			return nil, err
-		}
-		n.Relays = append(n.Relays, l)
-		if err := n.start(ctx, t, dir, l.Name, fmt.Sprintf(relayConfig, real, n.Manager, l.Addr()), real); err != nil {
-			return nil, err
-		}
-	}
-
-	if n.Responder, err = n.link(em, prefix+"responder", respReal); err != nil {
-		return nil, err
-	}
-	if err := n.start(ctx, t, dir, prefix+"responder", fmt.Sprintf(`	layer4 {
+`
+	responderConfig = `	layer4 {
 		%s {
 			route {
 				gunshu_responder
@@ -172,27 +126,8 @@ func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays
 			}
 		}
 	}
-`, respReal, site.Real), respReal); err != nil {
-		return nil, err
-	}
-
-	entrances := []struct {
-		link      **Link
-		name      string
-		responder string
-		options   string
-	}{
-		{&n.Fixed, "fixed", n.Responder.Addr(), fmt.Sprintf("max_relays %d", opts.MaxRelays)},
-		{&n.Proxy, "proxy", "", fmt.Sprintf("max_relays %d", opts.MaxRelays)},
-		{&n.ProxyOne, "proxy-one", "", "max_relays 1"},
-		{&n.ProxyDefault, "proxy-default", "", ""},
-	}
-	var blocks strings.Builder
-	for i, e := range entrances {
-		if *e.link, err = n.link(em, prefix+e.name, entReal[i]); err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(&blocks, `		%s {
+`
+	entranceBlock = `		%s {
 			route {
 				gunshu_initiator %s {
 					manager %s
@@ -200,15 +135,109 @@ func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays
 				}
 			}
 		}
-`, entReal[i], e.responder, n.Manager, e.options)
-	}
-	if err := n.start(ctx, t, dir, prefix+"entrances", "\tlayer4 {\n"+blocks.String()+"\t}\n", entReal[:len(entrances)]...); err != nil {
+`
+)
+
+// startNetwork starts the tree's network with relays relays. Relays
+// register once and the manager's patrol is an hour apart, so no patrol
+// test crosses a relay's link during the run (links tell them apart from
+// routes anyway).
+func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays int, site *Site, opts RouteOptions) (n *Network, err error) {
+	n = &Network{Tree: t, em: em, dir: dir, prefix: t.Label + "-"}
+	defer func() {
+		if err != nil {
+			n.Stop()
+			n = nil
+		}
+	}()
+	ports, err := freePorts(relays + 2 + numEntrances)
+	if err != nil {
 		return nil, err
 	}
-	if err := n.waitListed(ctx); err != nil {
+	if err := n.startManager(ctx, ports[0], opts.ManagerLink); err != nil {
 		return nil, err
 	}
-	return n, nil
+	if err := n.startRelays(ctx, ports[1:1+relays]); err != nil {
+		return nil, err
+	}
+	if err := n.startResponder(ctx, ports[1+relays], site); err != nil {
+		return nil, err
+	}
+	if err := n.startEntrances(ctx, ports[2+relays:], opts.MaxRelays); err != nil {
+		return nil, err
+	}
+	return n, n.waitListed(ctx)
+}
+
+func (n *Network) startManager(ctx context.Context, addr string, behindLink bool) error {
+	open, err := openManagerOptions(ctx, n.Tree, n.dir)
+	if err != nil {
+		return err
+	}
+	if err := n.start(ctx, n.prefix+"manager", fmt.Sprintf(managerConfig, open, addr), addr); err != nil {
+		return err
+	}
+	n.Manager = addr
+	if behindLink {
+		l, err := n.link(n.prefix+"manager", addr)
+		if err != nil {
+			return err
+		}
+		n.Manager = l.Addr()
+	}
+	return nil
+}
+
+// startRelays starts a relay on each address, each advertising its link.
+func (n *Network) startRelays(ctx context.Context, addrs []string) error {
+	for i, addr := range addrs {
+		l, err := n.link(fmt.Sprintf("%srelay%d", n.prefix, i+1), addr)
+		if err != nil {
+			return err
+		}
+		n.Relays = append(n.Relays, l)
+		if err := n.start(ctx, l.Name, fmt.Sprintf(relayConfig, addr, n.Manager, l.Addr()), addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Network) startResponder(ctx context.Context, addr string, site *Site) error {
+	var err error
+	if n.Responder, err = n.link(n.prefix+"responder", addr); err != nil {
+		return err
+	}
+	return n.start(ctx, n.prefix+"responder", fmt.Sprintf(responderConfig, addr, site.Real), addr)
+}
+
+// numEntrances is how many entrances startEntrances starts.
+const numEntrances = 4
+
+// startEntrances starts one Caddy with the entrances, each on its own
+// address behind its own link.
+func (n *Network) startEntrances(ctx context.Context, addrs []string, maxRelays int) error {
+	rows := fmt.Sprintf("max_relays %d", maxRelays)
+	entrances := [numEntrances]struct {
+		link      **Link
+		name      string
+		responder string
+		options   string
+	}{
+		{&n.Fixed, "fixed", n.Responder.Addr(), rows},
+		{&n.Proxy, "proxy", "", rows},
+		{&n.ProxyOne, "proxy-one", "", "max_relays 1"},
+		{&n.ProxyDefault, "proxy-default", "", ""},
+	}
+	var blocks strings.Builder
+	for i, e := range entrances {
+		var err error
+		if *e.link, err = n.link(n.prefix+e.name, addrs[i]); err != nil {
+			return err
+		}
+		fmt.Fprintf(&blocks, entranceBlock, addrs[i], e.responder, n.Manager, e.options)
+	}
+	return n.start(ctx, n.prefix+"entrances", "\tlayer4 {\n"+blocks.String()+"\t}\n", addrs...)
 }
 
 // managerLimits are the manager options that keep a network of many
@@ -237,8 +266,8 @@ func openManagerOptions(ctx context.Context, t *Tree, dir string) (string, error
 	return out.String(), nil
 }
 
-func (n *Network) start(ctx context.Context, t *Tree, dir, name, global string, listen ...string) error {
-	p, err := startCaddy(ctx, t, filepath.Join(dir, t.Label), name, global, "", listen...)
+func (n *Network) start(ctx context.Context, name, global string, listen ...string) error {
+	p, err := startCaddy(ctx, n.Tree, filepath.Join(n.dir, n.Tree.Label), name, global, "", listen...)
 	if err != nil {
 		return err
 	}
@@ -246,8 +275,8 @@ func (n *Network) start(ctx context.Context, t *Tree, dir, name, global string, 
 	return nil
 }
 
-func (n *Network) link(em *Emulator, name, target string) (*Link, error) {
-	l, err := em.NewLink(name, target)
+func (n *Network) link(name, target string) (*Link, error) {
+	l, err := n.em.NewLink(name, target)
 	if err != nil {
 		return nil, err
 	}
