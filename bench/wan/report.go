@@ -81,7 +81,16 @@ func (rep *Report) WriteText(w io.Writer) {
 		rep.Late.Deliveries, rep.Late.Mean.Round(time.Microsecond), rep.Late.Max.Round(time.Microsecond), rep.Late.OverMs)
 
 	stats := rep.rowStats()
-	fmt.Fprintf(w, "Time to first response byte ≈ a + b·L: least squares over every request (± one standard error), and over the median of each L; in RTT. Left out: failed, and requests the emulator ran more than %v late for (load).\n\n", cfg.MaxLate)
+	rep.writeFits(w, stats)
+	writeMedians(w, stats)
+	rep.writeComparison(w, stats)
+	rep.writeFailures(w, stats)
+	rep.writePages(w)
+}
+
+// writeFits prints the a + b·L table.
+func (rep *Report) writeFits(w io.Writer, stats []*rowStats) {
+	fmt.Fprintf(w, "Time to first response byte ≈ a + b·L: least squares over every request (± one standard error), and over the median of each L; in RTT. Left out: failed, and requests the emulator ran more than %v late for (load).\n\n", rep.Config.MaxLate)
 	fmt.Fprintf(w, "| variant | tree | a (RTT) | b (RTT per relay) | a, b over medians | at L = 3 (RTT) | requests per L | left out: failed, late |\n|---|---|---|---|---|---|---|---|\n")
 	for _, s := range stats {
 		a, b, med, at3 := "", "", "", ""
@@ -92,7 +101,10 @@ func (rep *Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %d, %d |\n", s.row.Name, treeLabel(s.row.Tree), a, b, med, at3, countsByL(s.byL), len(s.failed), s.late)
 	}
+}
 
+// writeMedians prints each row's median by route length.
+func writeMedians(w io.Writer, stats []*rowStats) {
 	maxL := 0
 	for _, s := range stats {
 		for l := range s.byL {
@@ -115,9 +127,6 @@ func (rep *Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	rep.writeComparison(w, stats)
-	rep.writeFailures(w, stats)
-	rep.writePages(w)
 }
 
 // writeComparison prints, when several trees ran, each tree's fit next to
