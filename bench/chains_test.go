@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // pickFirst makes a relay extend every route to the first entry of its
@@ -22,8 +23,6 @@ import (
 type pickFirst struct{}
 
 func (pickFirst) Uint64() uint64 { return 1 << 32 }
-
-func loopbackPolicy() gunshu.Policy { return gunshu.Policy{Allow: []string{"127.0.0.0/8"}} }
 
 // network is everything one benchmark started; stop ends it all.
 type network struct {
@@ -148,7 +147,7 @@ func acceptAll(ln net.Listener, handle func(net.Conn)) {
 // gunshuRelay starts a Gunshu relay that always picks the first entry.
 func (n *network) gunshuRelay() string {
 	ln := n.listen()
-	r := &gunshu.Relay{Policy: loopbackPolicy(), Rand: pickFirst{}}
+	r := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst{}}
 	n.serve(ln, func() { _ = r.Serve(ln) })
 	n.stops = append(n.stops, func() { _ = r.Close() })
 	return ln.Addr().String()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // childEnv selects a child role: the memory benchmarks run the relay in a
@@ -70,7 +71,7 @@ func runChild(role, next string) error {
 	}
 	switch role {
 	case "gunshu":
-		r := &gunshu.Relay{Policy: loopbackPolicy(), Rand: pickFirst{}}
+		r := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst{}}
 		go func() { _ = r.Serve(ln) }()
 	case "splice":
 		go acceptAll(ln, func(c net.Conn) { pipeTo(c.(*net.TCPConn), next, spliceCopy) })

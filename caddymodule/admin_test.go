@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 func TestAdminAPIListsEvictsAndRefuses(t *testing.T) {
@@ -33,13 +35,10 @@ func TestAdminAPIListsEvictsAndRefuses(t *testing.T) {
 	t.Run("patrol results", func(t *testing.T) {
 		// Patrol runs every 300ms; wait for a test of every relay.
 		var services []serviceView
-		for range 100 {
+		testkit.Eventually(t, 10*time.Second, "a patrol test of every relay", func() bool {
 			services = n.waitServices(len(n.relays))
-			if !slices.ContainsFunc(services, func(s serviceView) bool { return s.LastTest == nil }) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return !slices.ContainsFunc(services, func(s serviceView) bool { return s.LastTest == nil })
+		})
 		for _, s := range services {
 			if s.Health != "healthy" || s.LastTest == nil || s.LastTestLatencyMS == nil || *s.LastTestLatencyMS <= 0 || s.ConsecutiveFailures != 0 {
 				t.Errorf("after patrol, %s is %+v; want healthy with a latency", s.Address, s)

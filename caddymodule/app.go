@@ -115,10 +115,8 @@ func (r *RateConfig) validate() error {
 		return nil
 	case r.Every <= 0:
 		return fmt.Errorf("register_rate: every must be positive, got %s", time.Duration(r.Every))
-	case r.Burst < 0:
-		return errNegative("register_rate: burst", r.Burst)
 	}
-	return nil
+	return notNegative(countOption("register_rate: burst", r.Burst))
 }
 
 // maxPerIP is the configured cap, or the default.
@@ -212,17 +210,15 @@ func (a *App) provisionManager(ctx caddy.Context, name string, cfg *ManagerConfi
 }
 
 func (cfg *ManagerConfig) validate() error {
-	switch {
-	case cfg.PatrolInterval < 0:
-		return errNegative("patrol_interval", time.Duration(cfg.PatrolInterval))
-	case cfg.TestTimeout < 0:
-		return errNegative("test_timeout", time.Duration(cfg.TestTimeout))
-	case cfg.MaxFailures < 0:
-		return errNegative("max_failures", cfg.MaxFailures)
-	case cfg.MaxServices < 0:
-		return errNegative("max_services", cfg.MaxServices)
-	case cfg.MaxPerIP != nil && *cfg.MaxPerIP < 0:
-		return errNegative("max_per_ip", *cfg.MaxPerIP)
+	err := notNegative(
+		durationOption("patrol_interval", cfg.PatrolInterval),
+		durationOption("test_timeout", cfg.TestTimeout),
+		countOption("max_failures", cfg.MaxFailures),
+		countOption("max_services", cfg.MaxServices),
+		countOption("max_per_ip", cfg.maxPerIP()),
+	)
+	if err != nil {
+		return err
 	}
 	if err := cfg.RegisterRate.validate(); err != nil {
 		return err

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/gunshu/caddy-gunshu/gunshu"
 )
 
@@ -168,10 +166,7 @@ func setupBenchNet(tb testing.TB) *benchNet {
 	cfg := `{"admin": {"disabled": true, "config": {"persist": false}},
 		"logging": {"logs": {"default": {"level": "ERROR"}}},
 		"apps": {"layer4": {"servers": {` + strings.Join(servers, ",") + `}}}}`
-	if err := caddy.Load([]byte(cfg), true); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = caddy.Stop() })
+	runConfig(tb, []byte(cfg))
 
 	est := fmt.Appendf(nil, "est\n3\n%s\n%s\n%s\n", r[1], r[2], responder)
 	return &benchNet{chains: []chain{

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,12 +16,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // runGunshuCommand runs "caddy gunshu <args>" as Caddy's command line
@@ -61,9 +62,9 @@ func listRows(t *testing.T, out string, header ...string) map[string][]string {
 // still lists it, but nothing answers there any more.
 func deadRelay(t *testing.T, manager string) string {
 	t.Helper()
-	ln := entListen(t)
+	ln := testkit.Listen(t)
 	addr := ln.Addr().String()
-	r := &gunshu.Relay{Policy: entLoopbackPolicy(), Self: []string{addr}}
+	r := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Self: []string{addr}}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Serve(ln) }()
 	err := gunshu.Register(context.Background(), manager, addr, 5*time.Second)
@@ -77,9 +78,9 @@ func deadRelay(t *testing.T, manager string) string {
 }
 
 func TestCommandList(t *testing.T) {
-	n := newEntNet(t, 3)
-	dead := deadRelay(t, n.manager)
-	out, err := runGunshuCommand(t, "", "list", "--manager", n.manager, "--timeout", "2s")
+	n := testnet.New(t, 3)
+	dead := deadRelay(t, n.ManagerAddr)
+	out, err := runGunshuCommand(t, "", "list", "--manager", n.ManagerAddr, "--timeout", "2s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestCommandList(t *testing.T) {
 	if len(rows) != 4 {
 		t.Fatalf("%d rows, want 4:\n%s", len(rows), out)
 	}
-	for _, r := range n.relays {
+	for _, r := range n.RelayAddrs() {
 		f := rows[r]
 		if len(f) != 5 || f[2] != "ok" || f[4] != "ms" {
 			t.Fatalf("live relay %s: row %q\n%s", r, f, out)
@@ -100,11 +101,11 @@ func TestCommandList(t *testing.T) {
 	if f := rows[dead]; len(f) != 4 || f[2] != "failing" || f[3] != "-" {
 		t.Fatalf("dead relay %s: row %q\n%s", dead, f, out)
 	}
-	if footer := out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]; footer != "4 relay(s) listed by "+n.manager+": 3 ok, 1 failing\n" {
+	if footer := out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]; footer != "4 relay(s) listed by "+n.ManagerAddr+": 3 ok, 1 failing\n" {
 		t.Fatalf("footer %q", footer)
 	}
 
-	out, err = runGunshuCommand(t, "", "list", "--manager", n.manager, "--json")
+	out, err = runGunshuCommand(t, "", "list", "--manager", n.ManagerAddr, "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,11 +116,11 @@ func TestCommandList(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("JSON %q: %v", out, err)
 	}
-	if doc.Manager != n.manager || len(doc.Relays) != 4 {
+	if doc.Manager != n.ManagerAddr || len(doc.Relays) != 4 {
 		t.Fatalf("JSON %s", out)
 	}
 	for _, r := range doc.Relays {
-		live := slices.Contains(n.relays, r.Address)
+		live := slices.Contains(n.RelayAddrs(), r.Address)
 		switch {
 		case live && (r.Health != "ok" || r.LatencyMS == nil || *r.LatencyMS <= 0 || r.Error != ""):
 			t.Errorf("live relay %+v", r)
@@ -133,12 +134,12 @@ func TestCommandList(t *testing.T) {
 	}
 
 	// --no-test prints the addresses only.
-	out, err = runGunshuCommand(t, "", "list", "--manager", n.manager, "--no-test")
+	out, err = runGunshuCommand(t, "", "list", "--manager", n.ManagerAddr, "--no-test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rows = listRows(t, out, "#", "ADDRESS")
-	want := append(slices.Clone(n.relays), dead)
+	want := append(slices.Clone(n.RelayAddrs()), dead)
 	listed := slices.Collect(maps.Keys(rows))
 	sort.Strings(listed)
 	sort.Strings(want)
@@ -150,10 +151,10 @@ func TestCommandList(t *testing.T) {
 			t.Fatalf("--no-test row %q", f)
 		}
 	}
-	if !strings.HasSuffix(out, "4 relay(s) listed by "+n.manager+"\n") {
+	if !strings.HasSuffix(out, "4 relay(s) listed by "+n.ManagerAddr+"\n") {
 		t.Fatalf("--no-test footer:\n%s", out)
 	}
-	out, err = runGunshuCommand(t, "", "list", "--manager", n.manager, "--no-test", "--json")
+	out, err = runGunshuCommand(t, "", "list", "--manager", n.ManagerAddr, "--no-test", "--json")
 	if err != nil || strings.Contains(out, "health") || !strings.Contains(out, dead) {
 		t.Fatalf("--no-test --json: %v\n%s", err, out)
 	}
@@ -185,21 +186,14 @@ const commandAdminCaddyfile = `{
 `
 
 func TestCommandListFromAdminAPI(t *testing.T) {
-	admin, manager := opsPort(t), opsPort(t)
+	admin, manager := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	caddyfile := strings.NewReplacer("{admin}", admin, "{manager}", manager, "{storage}", t.TempDir()).Replace(commandAdminCaddyfile)
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
-	if err != nil {
-		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading config: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	loadCaddyfile(t, caddyfile)
 
 	// One live relay, run by the test, and one registered then stopped.
-	ln := entListen(t)
+	ln := testkit.Listen(t)
 	live := ln.Addr().String()
-	r := &gunshu.Relay{Policy: entLoopbackPolicy(), Self: []string{live}}
+	r := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Self: []string{live}}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Serve(ln) }()
 	t.Cleanup(func() { ln.Close(); _ = r.Close(); <-done })
@@ -261,7 +255,7 @@ func TestCommandListFromAdminAPI(t *testing.T) {
 
 	// Errors: an unknown manager (the default name here), a Caddy that
 	// does not answer, --manager with --admin, --no-test with --admin.
-	closed := opsPort(t)
+	closed := testkit.FreeAddr(t)
 	for _, c := range []struct {
 		args []string
 		want string
@@ -281,9 +275,7 @@ func TestCommandListFromAdminAPI(t *testing.T) {
 }
 
 func TestCommandErrors(t *testing.T) {
-	ln := entListen(t)
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := testkit.ClosedAddr(t)
 	for _, args := range [][]string{
 		{"list"},
 		{"list", "--manager", "not an address"},
@@ -298,30 +290,22 @@ func TestCommandErrors(t *testing.T) {
 }
 
 func TestCommandDial(t *testing.T) {
-	n := newEntNet(t, 3)
+	n := testnet.New(t, 3)
 	// An upper-casing responder: it answers what it read, once input ends.
-	ln := entListen(t)
+	ln := testkit.Listen(t)
 	rl := (&gunshu.Responder{}).Listen(ln, 0)
-	n.closers = append(n.closers, func() { rl.Close(); rl.Wait() })
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		for {
-			c, err := rl.Accept()
-			if err != nil {
-				return
-			}
-			in, _ := io.ReadAll(c)
-			c.Write(bytes.ToUpper(in))
-			c.Close()
-		}
-	}()
+	t.Cleanup(rl.Wait)
+	testkit.Serve(t, rl, func(c net.Conn) {
+		in, _ := io.ReadAll(c)
+		c.Write(bytes.ToUpper(in))
+		c.Close()
+	})
 	dataDir := t.TempDir()
 	t.Setenv("XDG_DATA_HOME", dataDir)
 	input := strings.Repeat("hello through the crowd\n", 1000)
 	var guard []byte
 	for run := range 3 {
-		out, err := runGunshuCommand(t, input, "dial", "--manager", n.manager, ln.Addr().String())
+		out, err := runGunshuCommand(t, input, "dial", "--manager", n.ManagerAddr, ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,7 +314,7 @@ func TestCommandDial(t *testing.T) {
 		}
 		// The guard is kept in Caddy's data directory, the same for
 		// every run.
-		stored, err := os.ReadFile(filepath.Join(dataDir, "caddy", filepath.FromSlash(gunshu.GuardKey(n.manager, ""))))
+		stored, err := os.ReadFile(filepath.Join(dataDir, "caddy", filepath.FromSlash(gunshu.GuardKey(n.ManagerAddr, ""))))
 		if err != nil {
 			t.Fatalf("run %d: guard file: %v", run, err)
 		}
@@ -339,19 +323,19 @@ func TestCommandDial(t *testing.T) {
 		}
 		guard = stored
 	}
-	if !slices.ContainsFunc(n.relays, func(r string) bool { return bytes.Contains(guard, []byte(r)) }) {
-		t.Fatalf("guard file %s names none of the relays %v", guard, n.relays)
+	if !slices.ContainsFunc(n.RelayAddrs(), func(r string) bool { return bytes.Contains(guard, []byte(r)) }) {
+		t.Fatalf("guard file %s names none of the relays %v", guard, n.RelayAddrs())
 	}
 
 	// --guards 0 keeps nothing.
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
-	if _, err := runGunshuCommand(t, "x", "dial", "--guards", "0", "--manager", n.manager, ln.Addr().String()); err != nil {
+	if _, err := runGunshuCommand(t, "x", "dial", "--guards", "0", "--manager", n.ManagerAddr, ln.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(os.Getenv("XDG_DATA_HOME"), "caddy")); !os.IsNotExist(err) {
 		t.Fatalf("--guards 0 wrote to the data directory: %v", err)
 	}
-	if _, err := runGunshuCommand(t, "x", "dial", "--route-continue", "1", "--manager", n.manager, ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "route_continue") {
+	if _, err := runGunshuCommand(t, "x", "dial", "--route-continue", "1", "--manager", n.ManagerAddr, ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "route_continue") {
 		t.Fatalf("--route-continue 1: error %v", err)
 	}
 }

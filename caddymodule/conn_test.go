@@ -7,32 +7,14 @@ import (
 
 	"github.com/mholt/caddy-l4/layer4"
 	"go.uber.org/zap"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+)
 
 // TestDetach checks that a session gets the raw socket, so its forward
 // path can splice, and every byte caddy-l4 buffered, in order.
 func TestDetach(t *testing.T) {
-	client, server := tcpPair(t)
+	server, client := testkit.TCPPair(t)
 	cx := layer4.WrapConnection(server, []byte("est\n1\n"), zap.NewNop())
 	conn, buffered, err := detach(cx)
 	if err != nil {

@@ -3,18 +3,16 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // exampleNet is Caddyfile.example running in this process, its fixed
@@ -37,7 +35,7 @@ func newExampleNet(t *testing.T) *exampleNet {
 	}
 	n := &exampleNet{t: t, caddyfile: string(src), ports: map[string]string{}}
 	for _, p := range examplePorts {
-		n.ports[p] = freePort(t)
+		n.ports[p] = testkit.FreePort(t)
 	}
 	return n
 }
@@ -83,10 +81,7 @@ func (n *exampleNet) config(edit func(string) string) []byte {
 // stops Caddy.
 func (n *exampleNet) load(edit func(string) string) {
 	n.t.Helper()
-	if err := caddy.Load(n.config(edit), true); err != nil {
-		n.t.Fatalf("loading the example: %v", err)
-	}
-	n.t.Cleanup(func() { _ = caddy.Stop() })
+	runConfig(n.t, n.config(edit))
 }
 
 // list asks the example's manager for its list, sorted.
@@ -114,14 +109,4 @@ func (n *exampleNet) waitList(want ...string) {
 
 func (n *exampleNet) relays() []string {
 	return []string{n.addr("7001"), n.addr("7002"), n.addr("7003")}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }

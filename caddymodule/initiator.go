@@ -155,19 +155,17 @@ func (h *InitiatorHandler) Cleanup() error {
 
 // Validate checks the configuration.
 func (h *InitiatorHandler) Validate() error {
-	switch {
-	case h.Manager == "":
+	if h.Manager == "" {
 		return errors.New("manager is required: the host:port of the manager that lists the relays")
-	case h.Responder != "" && (h.Username != "" || h.Password != ""):
-		return errors.New("username and password need proxy mode: remove responder, or the credentials (a fixed-target entrance passes bytes as they are and has no place to ask for them)")
-	case h.HandshakeTimeout < 0:
-		return errNegative("handshake_timeout", time.Duration(h.HandshakeTimeout))
-	case h.DialTimeout < 0:
-		return errNegative("dial_timeout", time.Duration(h.DialTimeout))
-	case h.RouteTimeout < 0:
-		return errNegative("route_timeout", time.Duration(h.RouteTimeout))
-	case h.IdleTimeout < 0:
-		return errNegative("idle_timeout", time.Duration(h.IdleTimeout))
+	}
+	err := notNegative(
+		durationOption("handshake_timeout", h.HandshakeTimeout),
+		durationOption("dial_timeout", h.DialTimeout),
+		durationOption("route_timeout", h.RouteTimeout),
+		durationOption("idle_timeout", h.IdleTimeout),
+	)
+	if err != nil {
+		return err
 	}
 	if err := h.RouteConfig.validate(); err != nil {
 		return err

@@ -10,15 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestInitiatorWithoutRelays: when the manager lists no relay, the
 // entrance ends the client's connection with a reset at once, so the
 // client sees a failure and not an empty answer or a hang.
 func TestInitiatorWithoutRelays(t *testing.T) {
-	manager := "127.0.0.1:" + freePort(t)
-	entrance := "127.0.0.1:" + freePort(t)
+	manager := testkit.FreeAddr(t)
+	entrance := testkit.FreeAddr(t)
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true, "config": {"persist": false}},
 		"apps": {"layer4": {"servers": {
@@ -26,10 +26,7 @@ func TestInitiatorWithoutRelays(t *testing.T) {
 			"entrance": {"listen": [%q], "routes": [{"handle": [{"handler": "gunshu_initiator", "manager": %q, "responder": "192.0.2.1:7100"}]}]}
 		}}}
 	}`, manager, entrance, manager)
-	if err := caddy.Load([]byte(cfg), true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	runConfig(t, []byte(cfg))
 
 	// The reset may come so fast that it ends the dial, the write or the
 	// read: all are the failure we want, as long as no byte arrives.

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -17,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // get fetches path through the example's entrance on a fresh connection,
@@ -51,17 +51,11 @@ func TestExampleThroughEntrance(t *testing.T) {
 	entrance := n.addr("8000")
 
 	t.Run("curl", func(t *testing.T) {
-		curl, err := exec.LookPath("curl")
-		if err != nil {
-			t.Fatal("curl is needed: the issue names it as the client of the example")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, curl, "-sS", "--noproxy", "*", "-m", "10", "http://"+entrance+"/").CombinedOutput()
+		out, err := testkit.Curl(t, "--noproxy", "*", "http://"+entrance+"/")
 		if err != nil {
 			t.Fatalf("curl: %v: %s", err, out)
 		}
-		if !strings.Contains(string(out), "Hello from behind the crowd") {
+		if !strings.Contains(out, "Hello from behind the crowd") {
 			t.Fatalf("curl got %.200q, want the example page", out)
 		}
 	})
@@ -76,23 +70,17 @@ func TestExampleThroughEntrance(t *testing.T) {
 		{"absolute-form", "--proxy", "http://" + proxy},
 	} {
 		t.Run("curl via "+mode.name, func(t *testing.T) {
-			curl, err := exec.LookPath("curl")
-			if err != nil {
-				t.Fatal("curl is needed: the issue names it as the client of the proxy entrance")
-			}
-			args := []string{"-sS", "-m", "10", mode.flag, mode.proxyURL}
+			args := []string{mode.flag, mode.proxyURL}
 			if mode.name == "connect" {
-				args = []string{"-sS", "-m", "10", "--proxytunnel", "--proxy", mode.proxyURL}
+				args = []string{"--proxytunnel", "--proxy", mode.proxyURL}
 			}
 			for i := range 3 {
 				path := fmt.Sprintf("/echo/%s-%d", mode.name, i)
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-				out, err := exec.CommandContext(ctx, curl, append(args, "http://"+responder+path)...).CombinedOutput()
-				cancel()
+				out, err := testkit.Curl(t, append(args, "http://"+responder+path)...)
 				if err != nil {
 					t.Fatalf("curl %v: %v: %s", args, err, out)
 				}
-				if string(out) != path {
+				if out != path {
 					t.Fatalf("curl via %s got %.200q, want %q", mode.name, out, path)
 				}
 			}
@@ -137,28 +125,6 @@ func TestExampleThroughEntrance(t *testing.T) {
 	})
 }
 
-// startOutsideRelay runs a plain gunshu relay on a free loopback port, as
-// a relay outside this Caddy would be.
-func startOutsideRelay(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay := &gunshu.Relay{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = relay.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		relay.Close()
-		<-done
-	})
-	return ln.Addr().String()
-}
-
 func TestReloadKeepsRegistrations(t *testing.T) {
 	n := newExampleNet(t)
 	// The outside relay is a fourth service on 127.0.0.1.
@@ -166,7 +132,7 @@ func TestReloadKeepsRegistrations(t *testing.T) {
 	n.load(fourPerIP)
 	n.waitList(n.relays()...)
 
-	outside := startOutsideRelay(t)
+	outside := testnet.ServeRelay(t, &gunshu.Relay{})
 	if err := gunshu.Register(context.Background(), n.addr("7000"), outside, 5*time.Second); err != nil {
 		t.Fatalf("registering %s: %v", outside, err)
 	}

@@ -22,18 +22,7 @@ type SessionLimits struct {
 }
 
 func (l SessionLimits) validate() error {
-	if l.MaxSessions < 0 {
-		return errNegative("max_sessions", l.MaxSessions)
-	}
-	if l.MaxSessionsPerIP < 0 {
-		return errNegative("max_sessions_per_ip", l.MaxSessionsPerIP)
-	}
-	return nil
-}
-
-// errNegative is the config error of a field that must not be negative.
-func errNegative[T any](field string, v T) error {
-	return fmt.Errorf("%s must not be negative, got %v", field, v)
+	return notNegative(countOption("max_sessions", l.MaxSessions), countOption("max_sessions_per_ip", l.MaxSessionsPerIP))
 }
 
 // set reports whether any limit is configured.
@@ -54,10 +43,6 @@ func (l SessionLimits) newLimiter() *gunshu.SessionLimiter {
 // starts a fresh count.
 var limiters = caddy.NewUsagePool()
 
-type pooledLimiter struct{ *gunshu.SessionLimiter }
-
-func (pooledLimiter) Destruct() error { return nil }
-
 // sharedLimiter is the pooled limiter of identity with limits l, or nil
 // without limits. Pass the returned key to releaseLimiter in Cleanup.
 func sharedLimiter(identity string, l SessionLimits) (*gunshu.SessionLimiter, string, error) {
@@ -66,12 +51,12 @@ func sharedLimiter(identity string, l SessionLimits) (*gunshu.SessionLimiter, st
 	}
 	key := fmt.Sprintf("%s|%d|%d", identity, l.MaxSessions, l.MaxSessionsPerIP)
 	val, _, err := limiters.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return pooledLimiter{l.newLimiter()}, nil
+		return pooled[*gunshu.SessionLimiter]{l.newLimiter()}, nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	return val.(pooledLimiter).SessionLimiter, key, nil
+	return val.(pooled[*gunshu.SessionLimiter]).value, key, nil
 }
 
 // releaseLimiter drops a reference taken by sharedLimiter.

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	_ "github.com/mholt/caddy-l4/modules/l4echo"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // startMatcherServer runs one layer4 server: Gunshu traffic goes to a
@@ -16,7 +17,7 @@ import (
 // matcher that waited for bytes that never come would show.
 func startMatcherServer(t *testing.T, commands string) string {
 	t.Helper()
-	addr := "127.0.0.1:" + freePort(t)
+	addr := testkit.FreeAddr(t)
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true, "config": {"persist": false}},
 		"apps": {"layer4": {"servers": {"srv0": {
@@ -28,10 +29,7 @@ func startMatcherServer(t *testing.T, commands string) string {
 			]
 		}}}}
 	}`, addr, commands)
-	if err := caddy.Load([]byte(cfg), true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	runConfig(t, []byte(cfg))
 	return addr
 }
 

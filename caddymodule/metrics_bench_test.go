@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-
 	"bufio"
 	"io"
 	"net"
@@ -10,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 )
 
 // BenchmarkObserverOverhead measures what metrics add to a route: one

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestMetricsCountTrafficExactly drives routes and bad requests through a
@@ -31,7 +33,7 @@ func TestMetricsCountTrafficExactly(t *testing.T) {
 	if got, err := opsExchange(n.relays[0], "est\nx\n"); err != nil || got != "fail\n" {
 		t.Fatalf("bad est answered %q, %v; want fail", got, err)
 	}
-	if got, err := opsExchange(n.relays[1], "est\n1\n"+opsPort(t)+"\n"); err != nil || got != "fail\n" {
+	if got, err := opsExchange(n.relays[1], "est\n1\n"+testkit.FreeAddr(t)+"\n"); err != nil || got != "fail\n" {
 		t.Fatalf("est to a closed port answered %q, %v; want fail", got, err)
 	}
 

@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-
 	"errors"
 	"fmt"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 )
 
 func TestRegisterMetricsTwiceIntoOneRegistry(t *testing.T) {

@@ -15,11 +15,12 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/mholt/caddy-l4/modules/l4echo"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // opsNet is a whole network in one Caddy loaded from a Caddyfile: a
@@ -114,14 +115,14 @@ func startOpsNet(t *testing.T, logAddresses bool) *opsNet {
 	t.Helper()
 	n := &opsNet{
 		t:     t,
-		admin: opsPort(t), manager: opsPort(t), status: opsPort(t),
-		responder: opsPort(t), entrance: opsPort(t),
+		admin: testkit.FreeAddr(t), manager: testkit.FreeAddr(t), status: testkit.FreeAddr(t),
+		responder: testkit.FreeAddr(t), entrance: testkit.FreeAddr(t),
 	}
 	dir := t.TempDir()
 	n.logs = []string{filepath.Join(dir, "info.log"), filepath.Join(dir, "debug.log")}
 	var relays strings.Builder
 	for range 3 {
-		r := opsPort(t)
+		r := testkit.FreeAddr(t)
 		n.relays = append(n.relays, r)
 		relays.WriteString(strings.ReplaceAll(opsRelayBlock, "{relay}", r))
 	}
@@ -152,21 +153,7 @@ func (n *opsNet) load(edit func(string) string) error {
 	if edit != nil {
 		text = edit(text)
 	}
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
-	if err != nil {
-		n.t.Fatalf("adapting Caddyfile: %v\n%s", err, text)
-	}
-	return caddy.Load(cfg, true)
-}
-
-func opsPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return caddy.Load(adaptCaddyfile(n.t, text), true)
 }
 
 // waitServices waits until the admin API lists want services.
@@ -195,9 +182,18 @@ func (n *opsNet) adminJSON(method, path string, v any) (int, []byte) {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	resp, err := opsHTTP.Do(req)
-	if err != nil {
-		n.t.Fatalf("%s %s: %v", method, path, err)
+	// Every config load replaces the admin endpoint and shuts the old one
+	// down in the background: a request right after a load may meet it
+	// closing. The new one answers within moments.
+	var resp *http.Response
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if resp, err = opsHTTP.Do(req); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("%s %s: %v", method, path, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))

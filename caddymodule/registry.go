@@ -36,11 +36,6 @@ type RegistryModule interface {
 // reloads.
 var registries = caddy.NewUsagePool()
 
-// pooledRegistry lets a gunshu.MemoryRegistry live in a UsagePool.
-type pooledRegistry struct{ *gunshu.MemoryRegistry }
-
-func (pooledRegistry) Destruct() error { return nil }
-
 // MemoryRegistry keeps a manager's list in this process's memory. The list
 // survives a config reload as long as a manager of the same name is in the
 // new config. Its caps are the manager's max_services and max_per_ip.
@@ -63,13 +58,13 @@ func (m *MemoryRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
 		return nil, fmt.Errorf("memory registry already serves manager %q", m.key)
 	}
 	val, _, err := registries.LoadOrNew(p.Manager, func() (caddy.Destructor, error) {
-		return pooledRegistry{gunshu.NewMemoryRegistry(p.MaxServices, p.MaxPerIP)}, nil
+		return pooled[*gunshu.MemoryRegistry]{gunshu.NewMemoryRegistry(p.MaxServices, p.MaxPerIP)}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	m.key = p.Manager
-	reg := val.(pooledRegistry).MemoryRegistry
+	reg := val.(pooled[*gunshu.MemoryRegistry]).value
 	reg.SetLimits(p.MaxServices, p.MaxPerIP)
 	return reg, nil
 }

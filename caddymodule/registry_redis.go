@@ -102,8 +102,8 @@ func (r *RedisRegistry) Provision(ctx caddy.Context) error {
 	if r.DB != 0 && len(opts.Addrs) > 1 && opts.MasterName == "" {
 		return errors.New("redis db: a Cluster has only db 0")
 	}
-	if r.Timeout < 0 || r.SnapshotInterval < 0 {
-		return errors.New("redis timeout and snapshot_interval must not be negative")
+	if err := notNegative(durationOption("timeout", r.Timeout), durationOption("snapshot_interval", r.SnapshotInterval)); err != nil {
+		return fmt.Errorf("redis %w", err)
 	}
 	prefix := repl.ReplaceKnown(r.KeyPrefix, "")
 	if prefix == "" {

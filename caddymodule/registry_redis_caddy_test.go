@@ -8,16 +8,15 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // threeManagersCaddyfile is three managers on one Redis, each on its own
@@ -97,40 +96,11 @@ const threeManagersCaddyfile = `{
 	}
 }`
 
-// echoServer echoes every connection until the test ends.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
-}
-
 func TestThreeCaddyManagersOnOneRedis(t *testing.T) {
 	srv := redistest.Start(t)
-	addrs := map[string]string{"{redis}": srv.Addr, "{ECHO}": echoServer(t)}
+	addrs := map[string]string{"{redis}": srv.Addr, "{ECHO}": testkit.EchoServer(t)}
 	for _, name := range []string{"A", "B", "C", "R1", "R2", "RESP", "ENT"} {
-		addrs["{"+name+"}"] = freePort(t)
+		addrs["{"+name+"}"] = testkit.FreePort(t)
 	}
 	text := threeManagersCaddyfile
 	for placeholder, addr := range addrs {
@@ -150,10 +120,7 @@ func TestThreeCaddyManagersOnOneRedis(t *testing.T) {
 	}
 	cfg["admin"] = map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
 	cfgJSON, _ = json.Marshal(cfg)
-	if err := caddy.Load(cfgJSON, true); err != nil {
-		t.Fatalf("loading: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	runConfig(t, cfgJSON)
 
 	relays := []string{addrs["{R1}"], addrs["{R2}"]}
 	slices.Sort(relays)

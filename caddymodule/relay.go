@@ -129,18 +129,18 @@ func (h *RelayHandler) Validate() error {
 	switch {
 	case len(h.Managers) > 0 && h.Advertise == "":
 		return fmt.Errorf("advertise is required with managers: the relay cannot know the address others reach it at; set advertise to the host:port of this server")
-	case h.RegisterInterval < 0:
-		return errNegative("register_interval", time.Duration(h.RegisterInterval))
 	case h.RegisterInterval > 0 && len(h.Managers) == 0:
 		return fmt.Errorf("register_interval is set but there are no managers to register with")
-	case h.MaxList < 0:
-		return errNegative("max_list", h.MaxList)
-	case h.DialTimeout < 0:
-		return errNegative("dial_timeout", time.Duration(h.DialTimeout))
-	case h.RouteTimeout < 0:
-		return errNegative("route_timeout", time.Duration(h.RouteTimeout))
-	case h.IdleTimeout < 0:
-		return errNegative("idle_timeout", time.Duration(h.IdleTimeout))
+	}
+	err := notNegative(
+		durationOption("register_interval", h.RegisterInterval),
+		countOption("max_list", h.MaxList),
+		durationOption("dial_timeout", h.DialTimeout),
+		durationOption("route_timeout", h.RouteTimeout),
+		durationOption("idle_timeout", h.IdleTimeout),
+	)
+	if err != nil {
+		return err
 	}
 	if err := h.SessionLimits.validate(); err != nil {
 		return err

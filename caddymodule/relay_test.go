@@ -9,15 +9,16 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestRelayRegistersFromEnv: a relay whose addresses are {env.*}
 // placeholders registers the expanded address, and only a relay with
 // managers registers.
 func TestRelayRegistersFromEnv(t *testing.T) {
-	manager := "127.0.0.1:" + freePort(t)
-	relay := "127.0.0.1:" + freePort(t)
-	quiet := "127.0.0.1:" + freePort(t)
+	manager := testkit.FreeAddr(t)
+	relay := testkit.FreeAddr(t)
+	quiet := testkit.FreeAddr(t)
 	t.Setenv("GUNSHU_TEST_MANAGER", manager)
 	t.Setenv("GUNSHU_TEST_PORT", relay[len("127.0.0.1:"):])
 	cfg := fmt.Sprintf(`{
@@ -33,10 +34,7 @@ func TestRelayRegistersFromEnv(t *testing.T) {
 			}}
 		}
 	}`, manager, relay, quiet)
-	if err := caddy.Load([]byte(cfg), true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	runConfig(t, []byte(cfg))
 
 	var list []string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {

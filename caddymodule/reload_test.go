@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/mholt/caddy-l4/modules/l4echo"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // reloadCaddyfile is a network in one Caddy: a manager, relays, an echoing
@@ -90,11 +90,7 @@ func (n *reloadNet) config(patrol string, relays []string) []byte {
 	text := strings.ReplaceAll(reloadCaddyfile, "{relays}", blocks.String())
 	text = strings.NewReplacer("{storage}", n.storage, "{patrol}", patrol, "{manager}", n.manager,
 		"{responder}", n.responder, "{entrance}", n.entrance).Replace(text)
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
-	if err != nil {
-		n.t.Fatalf("adapting: %v\n%s", err, text)
-	}
-	return cfg
+	return adaptCaddyfile(n.t, text)
 }
 
 // TestReloadKeepsSessionsFlowing reloads Caddy (a changed config: a new
@@ -104,13 +100,10 @@ func (n *reloadNet) config(patrol string, relays []string) []byte {
 // intact; new sessions use the new config.
 func TestReloadKeepsSessionsFlowing(t *testing.T) {
 	const sessions = 200
-	n := &reloadNet{t: t, manager: "127.0.0.1:" + freePort(t), responder: "127.0.0.1:" + freePort(t),
-		entrance: "127.0.0.1:" + freePort(t), storage: t.TempDir()}
-	relays := []string{"127.0.0.1:" + freePort(t), "127.0.0.1:" + freePort(t), "127.0.0.1:" + freePort(t)}
-	if err := caddy.Load(n.config("30s", relays), true); err != nil {
-		t.Fatalf("loading: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	n := &reloadNet{t: t, manager: testkit.FreeAddr(t), responder: testkit.FreeAddr(t),
+		entrance: testkit.FreeAddr(t), storage: t.TempDir()}
+	relays := []string{testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)}
+	runConfig(t, n.config("30s", relays))
 	waitListed(t, n.manager, relays...)
 
 	deadline := time.Now().Add(60 * time.Second)
@@ -134,7 +127,7 @@ func TestReloadKeepsSessionsFlowing(t *testing.T) {
 	oldRelays := newestApp().Relays()
 
 	// The reload: one more relay, another patrol interval.
-	relays = append(relays, "127.0.0.1:"+freePort(t))
+	relays = append(relays, testkit.FreeAddr(t))
 	if err := caddy.Load(n.config("20s", relays), true); err != nil {
 		t.Fatalf("reloading: %v", err)
 	}

@@ -127,11 +127,8 @@ func (h *ResponderHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Validate checks the configuration.
 func (h *ResponderHandler) Validate() error {
-	if h.HandshakeTimeout < 0 {
-		return errNegative("handshake_timeout", time.Duration(h.HandshakeTimeout))
-	}
-	if h.MaxList < 0 {
-		return errNegative("max_list", h.MaxList)
+	if err := notNegative(durationOption("handshake_timeout", h.HandshakeTimeout), countOption("max_list", h.MaxList)); err != nil {
+		return err
 	}
 	return h.SessionLimits.validate()
 }

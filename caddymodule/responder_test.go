@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestResponderLogsNoAddress ends a route at a responder whose next
@@ -18,8 +18,8 @@ import (
 // line names the last relay's address.
 func TestResponderLogsNoAddress(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
-	addr := "127.0.0.1:" + freePort(t)
-	deadUpstream := "127.0.0.1:" + freePort(t)
+	addr := testkit.FreeAddr(t)
+	deadUpstream := testkit.FreeAddr(t)
 	cfg := fmt.Sprintf(`{
 		"admin": {"disabled": true, "config": {"persist": false}},
 		"logging": {"logs": {"default": {"level": "INFO", "writer": {"output": "file", "filename": %q}}}},
@@ -28,10 +28,7 @@ func TestResponderLogsNoAddress(t *testing.T) {
 			"routes": [{"handle": [{"handler": "gunshu_responder"}, {"handler": "proxy", "upstreams": [{"dial": [%q]}]}]}]
 		}}}}
 	}`, logFile, addr, deadUpstream)
-	if err := caddy.Load([]byte(cfg), true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	runConfig(t, []byte(cfg))
 
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -50,16 +49,23 @@ func (c *RouteConfig) validate() error {
 	switch {
 	case c.MaxRelays < -1:
 		return fmt.Errorf("max_relays must be -1 (the whole list) or more, got %d", c.MaxRelays)
-	case c.Attempts < 0:
-		return errNegative("attempts", c.Attempts)
-	case c.Guards != nil && *c.Guards < 0:
-		return errNegative("guards", *c.Guards)
-	case c.GuardLifetime < 0:
-		return errNegative("guard_lifetime", time.Duration(c.GuardLifetime))
-	case c.GuardLifetime > 0 && c.Guards != nil && *c.Guards == 0:
+	case c.GuardLifetime > 0 && c.guards() == 0:
 		return fmt.Errorf("guard_lifetime is set but guards is 0 (off)")
 	}
-	d := gunshu.Dialer{RouteContinue: c.RouteContinue}
+	err := notNegative(
+		countOption("attempts", c.Attempts),
+		countOption("guards", c.guards()),
+		durationOption("guard_lifetime", c.GuardLifetime),
+	)
+	if err != nil {
+		return err
+	}
+	return validRouteContinue(c.RouteContinue)
+}
+
+// validRouteContinue is the Dialer's own rule for route_continue.
+func validRouteContinue(p float64) error {
+	d := gunshu.Dialer{RouteContinue: p}
 	return d.ValidateRouteSize()
 }
 
@@ -86,9 +92,10 @@ func (c *RouteConfig) unmarshalOption(d *caddyfile.Dispenser, opt string) (bool,
 	case "route_continue":
 		var s string
 		if s, err = oneArg(d); err == nil {
-			c.RouteContinue, err = strconv.ParseFloat(s, 64)
-			if err != nil || math.IsNaN(c.RouteContinue) || c.RouteContinue < 0 || c.RouteContinue >= 1 {
+			if c.RouteContinue, err = strconv.ParseFloat(s, 64); err != nil {
 				err = d.Errf("route_continue: want a probability at least 0 and below 1, got %q", s)
+			} else if err = validRouteContinue(c.RouteContinue); err != nil {
+				err = d.Err(err.Error())
 			}
 		}
 	case "attempts":
@@ -189,10 +196,6 @@ func (rd *routeDialer) release() {
 // reload keeps them without reading the storage again.
 var guardSets = caddy.NewUsagePool()
 
-type pooledGuards struct{ *gunshu.Guards }
-
-func (pooledGuards) Destruct() error { return nil }
-
 func sharedGuards(manager, cover string, count int, lifetime time.Duration, storage gunshu.KeyValueStorage, log *zap.Logger) (*gunshu.Guards, string) {
 	storeKey := gunshu.GuardKey(manager, cover)
 	key := fmt.Sprintf("%s|%d|%d", storeKey, count, lifetime)
@@ -201,7 +204,7 @@ func sharedGuards(manager, cover string, count int, lifetime time.Duration, stor
 		if storage != nil {
 			g.Store = gunshu.StorageGuardStore(storage, storeKey)
 		}
-		return pooledGuards{g}, nil
+		return pooled[*gunshu.Guards]{g}, nil
 	})
-	return val.(pooledGuards).Guards, key
+	return val.(pooled[*gunshu.Guards]).value, key
 }

@@ -7,12 +7,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // TestStatusPageInChromium loads the status page of a running manager in
@@ -20,7 +21,6 @@ import (
 // chart has one point per sample of the registry's size. A screenshot is
 // kept under artifacts/ for CI.
 func TestStatusPageInChromium(t *testing.T) {
-	chromium := findChromium(t)
 	// Samples are taken by hand below, so the chart's content is known.
 	defer func(old time.Duration) { sampleInterval = old }(sampleInterval)
 	sampleInterval = time.Hour
@@ -60,7 +60,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Errorf("last sample counts %d services, want %d", last.Services, len(n.relays))
 	}
 
-	dom := runChromium(t, chromium, "--dump-dom", "http://"+n.status+"/")
+	dom := testkit.Chromium(t, "--dump-dom", "http://"+n.status+"/")
 	for _, relay := range n.relays {
 		if !strings.Contains(dom, relay) {
 			t.Errorf("the page does not list service %s", relay)
@@ -84,43 +84,10 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	shot := filepath.Join(artifacts, "status-page.png")
 	_ = os.Remove(shot)
-	runChromium(t, chromium, "--screenshot="+shot, "--window-size=1000,1000", "--hide-scrollbars", "http://"+n.status+"/")
+	testkit.Chromium(t, "--screenshot="+shot, "--window-size=1000,1000", "--hide-scrollbars", "http://"+n.status+"/")
 	if info, err := os.Stat(shot); err != nil || info.Size() < 1000 {
 		t.Fatalf("no screenshot at %s: %v", shot, err)
 	}
-}
-
-func findChromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if path, err := exec.LookPath(name); err == nil {
-			return path
-		}
-	}
-	t.Fatal("chromium is needed to load the status page (apt-get install chromium)")
-	return ""
-}
-
-// runChromium runs headless Chromium with a fresh profile and returns its
-// standard output.
-func runChromium(t *testing.T, chromium string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	flags := []string{
-		"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--proxy-bypass-list=<-loopback>", "--disable-background-networking",
-		"--disable-component-update", "--disable-features=NetworkTimeServiceQuerying",
-		"--user-data-dir=" + t.TempDir(),
-	}
-	cmd := exec.CommandContext(ctx, chromium, slices.Concat(flags, args)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
-	}
-	return string(out)
 }
 
 // statusJSON fetches the status page as JSON.

@@ -14,7 +14,6 @@ import (
 	"math/big"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,6 +24,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 func TestTransportCaddyfile(t *testing.T) {
@@ -167,22 +168,22 @@ func writeTestCert(t *testing.T) (certFile, keyFile string) {
 // answer must not appear in it; in the plain control they must, which
 // shows the tee sees what the relays see.
 func TestTransportEndToEndTLS(t *testing.T) {
-	n := newEntNet(t, 3)
+	n := testnet.New(t, 3)
 	certFile, keyFile := writeTestCert(t)
-	tlsBack, plainBack := freePortNum(t), freePortNum(t)
-	tlsFront, plainFront := freePortNum(t), freePortNum(t)
-	tlsTee := newTeeProxy(t, n, fmt.Sprintf("127.0.0.1:%d", tlsBack))
-	plainTee := newTeeProxy(t, n, fmt.Sprintf("127.0.0.1:%d", plainBack))
+	tlsBack, plainBack := testkit.FreePort(t), testkit.FreePort(t)
+	tlsFront, plainFront := testkit.FreePort(t), testkit.FreePort(t)
+	tlsTee := newTeeProxy(t, "127.0.0.1:"+tlsBack)
+	plainTee := newTeeProxy(t, "127.0.0.1:"+plainBack)
 
 	responderRoutes := `[{"handle": [{"handler": "static_response", "body": "TOP-SECRET-ANSWER for {http.request.uri}"}]}]`
-	front := func(port int, upstream, tlsConfig string) string {
+	front := func(port, upstream, tlsConfig string) string {
 		return fmt.Sprintf(`{
-			"listen": ["127.0.0.1:%d"],
+			"listen": ["127.0.0.1:%s"],
 			"automatic_https": {"disable": true},
 			"routes": [{"handle": [{"handler": "reverse_proxy",
 				"upstreams": [{"dial": %q}],
 				"transport": {"protocol": "gunshu", "manager": %q %s}}]}]
-		}`, port, upstream, n.manager, tlsConfig)
+		}`, port, upstream, n.ManagerAddr, tlsConfig)
 	}
 	storage := loadCaddy(t, fmt.Sprintf(`{
 		"admin": {"listen": "{admin}"},
@@ -193,14 +194,14 @@ func TestTransportEndToEndTLS(t *testing.T) {
 				"tls_front": %s,
 				"plain_front": %s,
 				"tls_responder": {
-					"listen": ["127.0.0.1:%d"],
+					"listen": ["127.0.0.1:%s"],
 					"listener_wrappers": [{"wrapper": "gunshu"}, {"wrapper": "tls"}],
 					"tls_connection_policies": [{}],
 					"automatic_https": {"disable": true},
 					"routes": %s
 				},
 				"plain_responder": {
-					"listen": ["127.0.0.1:%d"],
+					"listen": ["127.0.0.1:%s"],
 					"listener_wrappers": [{"wrapper": "gunshu"}],
 					"automatic_https": {"disable": true},
 					"routes": %s
@@ -213,9 +214,9 @@ func TestTransportEndToEndTLS(t *testing.T) {
 		tlsBack, responderRoutes, plainBack, responderRoutes))
 
 	client := &http.Client{Timeout: 20 * time.Second}
-	get := func(port int, path string) string {
+	get := func(port, path string) string {
 		t.Helper()
-		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		resp, err := client.Get("http://127.0.0.1:" + port + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,42 +231,23 @@ func TestTransportEndToEndTLS(t *testing.T) {
 	get(plainFront, "/plain-path-51c0")
 	// Both transports share one guard set in Caddy's storage: no gunshu
 	// app here, so no cover.
-	stored, err := os.ReadFile(filepath.Join(storage, filepath.FromSlash(gunshu.GuardKey(n.manager, ""))))
-	if err != nil || !slices.ContainsFunc(n.relays, func(r string) bool { return bytes.Contains(stored, []byte(r)) }) {
-		t.Fatalf("the transports' guard set in Caddy's storage: %s (%v), want one of %v", stored, err, n.relays)
+	stored, err := os.ReadFile(filepath.Join(storage, filepath.FromSlash(gunshu.GuardKey(n.ManagerAddr, ""))))
+	if err != nil || !slices.ContainsFunc(n.RelayAddrs(), func(r string) bool { return bytes.Contains(stored, []byte(r)) }) {
+		t.Fatalf("the transports' guard set in Caddy's storage: %s (%v), want one of %v", stored, err, n.RelayAddrs())
 	}
 	// And with a real client.
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Fatalf("curl is needed (Debian package curl): %v", err)
-	}
-	out, err := exec.Command(curl, "-sS", "--max-time", "20", fmt.Sprintf("http://127.0.0.1:%d/secret-path-8ff2?curl", tlsFront)).CombinedOutput()
-	if want := "TOP-SECRET-ANSWER for /secret-path-8ff2?curl"; err != nil || string(out) != want {
+	out, err := testkit.Curl(t, "http://127.0.0.1:"+tlsFront+"/secret-path-8ff2?curl")
+	if want := "TOP-SECRET-ANSWER for /secret-path-8ff2?curl"; err != nil || out != want {
 		t.Fatalf("curl: %v %q, want %q", err, out, want)
 	}
 
 	// A proxy entrance with curl speaking TLS through it to the same
 	// responder: the route ends at the same tee.
-	entranceLn := entListen(t)
-	entrance := &gunshu.Entrance{Dialer: n.dialer()}
-	n.serve(entranceLn, func() {
-		for {
-			c, err := entranceLn.Accept()
-			if err != nil {
-				return
-			}
-			n.wg.Add(1)
-			go func() {
-				defer n.wg.Done()
-				_ = entrance.ServeConn(c)
-			}()
-		}
-	})
-	out, err = exec.Command(curl, "-sS", "--max-time", "20", "--cacert", certFile,
-		"--socks5-hostname", entranceLn.Addr().String(),
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{Dialer: n.Dialer(1)})
+	out, err = testkit.Curl(t, "--cacert", certFile, "--socks5-hostname", entrance,
 		"--connect-to", "responder.test:443:"+tlsTee.addr,
-		"https://responder.test/secret-path-8ff2?socks").CombinedOutput()
-	if want := "TOP-SECRET-ANSWER for /secret-path-8ff2?socks"; err != nil || string(out) != want {
+		"https://responder.test/secret-path-8ff2?socks")
+	if want := "TOP-SECRET-ANSWER for /secret-path-8ff2?socks"; err != nil || out != want {
 		t.Fatalf("curl over SOCKS5 and TLS: %v %q, want %q", err, out, want)
 	}
 

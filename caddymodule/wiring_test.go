@@ -14,50 +14,13 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
-
-// loadCaddyfile adapts text and loads it, with the admin endpoint off;
-// Caddy is stopped when the test ends.
-func loadCaddyfile(t *testing.T, text string) {
-	t.Helper()
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
-	if err != nil {
-		t.Fatalf("adapting: %v\n%s", err, text)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-}
-
-// echoResponder runs a gunshu responder outside Caddy that echoes every
-// stream.
-func echoResponder(t *testing.T, n *entNet) string {
-	t.Helper()
-	ln := entListen(t)
-	rl := (&gunshu.Responder{}).Listen(ln, 0)
-	n.closers = append(n.closers, func() { rl.Close(); rl.Wait() })
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		for {
-			c, err := rl.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // echoThrough sends msg through a session on conn and wants it back.
 func echoThrough(t *testing.T, conn net.Conn, r io.Reader, msg string) {
@@ -82,29 +45,21 @@ func echoThrough(t *testing.T, conn net.Conn, r io.Reader, msg string) {
 // warn. Another entrance, for a manager no relay of this Caddy registers
 // with, warns that it has no cover.
 func TestEntranceCoverInCaddy(t *testing.T) {
-	n := newEntNet(t, 0)
-	responder := echoResponder(t, n)
+	responder := testnet.EchoResponder(t)
 	// Outside relays send from 127.0.0.3 and log their predecessor: a
 	// predecessor 127.0.0.2 is the entrance, under its cover.
 	core, logs := observer.New(zap.InfoLevel)
 	var outside []string
 	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.3:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
 		r := &gunshu.Relay{
-			Policy: entLoopbackPolicy(), Self: []string{addr}, LogAddresses: true, Logger: zap.New(core),
+			Policy: testnet.LoopbackPolicy(), LogAddresses: true, Logger: zap.New(core),
 			Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}},
 		}
-		n.serve(ln, func() { _ = r.Serve(ln) })
-		n.closers = append(n.closers, func() { _ = r.Close() })
-		outside = append(outside, addr)
+		outside = append(outside, testnet.ServeRelayOn(t, r, testkit.ListenOn(t, "127.0.0.3:0")))
 	}
-	manager := "127.0.0.1:" + freePort(t)
-	coverRelay := "127.0.0.2:" + freePort(t)
-	covered, uncovered := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+	manager := testkit.FreeAddr(t)
+	coverRelay := "127.0.0.2:" + testkit.FreePort(t)
+	covered, uncovered := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	storage, logFile := t.TempDir(), filepath.Join(t.TempDir(), "caddy.log")
 	loadCaddyfile(t, strings.NewReplacer("{storage}", storage, "{log}", logFile, "{manager}", manager,
 		"{cover}", coverRelay, "{covered}", covered, "{uncovered}", uncovered, "{responder}", responder).Replace(`{
@@ -214,11 +169,11 @@ func TestEntranceCoverInCaddy(t *testing.T) {
 // password comes from the environment: an HTTP CONNECT with the
 // credentials gets a route, one without gets 407.
 func TestProxyEntranceInCaddy(t *testing.T) {
-	n := newEntNet(t, 3)
-	responder := echoResponder(t, n)
+	n := testnet.New(t, 3)
+	responder := testnet.EchoResponder(t)
 	t.Setenv("GUNSHU_TEST_PROXY_PASSWORD", "s3cret")
-	entrance := "127.0.0.1:" + freePort(t)
-	loadCaddyfile(t, strings.NewReplacer("{storage}", t.TempDir(), "{manager}", n.manager, "{entrance}", entrance).Replace(`{
+	entrance := testkit.FreeAddr(t)
+	loadCaddyfile(t, strings.NewReplacer("{storage}", t.TempDir(), "{manager}", n.ManagerAddr, "{entrance}", entrance).Replace(`{
 	admin off
 	storage file_system {storage}
 	log default {
@@ -282,7 +237,7 @@ func TestProxyEntranceInCaddy(t *testing.T) {
 // the sessions it holds, and a reload keeps the count (the limiter is
 // pooled by the advertised address), until the session ends.
 func TestRelayLimitKeptAcrossReload(t *testing.T) {
-	relay := "127.0.0.1:" + freePort(t)
+	relay := testkit.FreeAddr(t)
 	text := strings.NewReplacer("{relay}", relay).Replace(`{
 	admin off
 	log default {
@@ -324,7 +279,10 @@ func holdSession(t *testing.T, addr string) net.Conn {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond) // let the relay take it first
+		// The relay serves (and counts) it before the probe, as a rule.
+		testkit.Eventually(t, 5*time.Second, "the relay serving the silent session", func() bool {
+			return value(t, gunshuMetrics.sessionsActive.WithLabelValues("relay")) >= 1
+		})
 		if got, err := opsExchange(addr, "test\n"); err == nil && strings.TrimSpace(got) == "fail" {
 			return held
 		}
@@ -352,23 +310,13 @@ func waitReply(t *testing.T, addr, want string) {
 // require_source_match refuses a service on another address than the
 // registering one.
 func TestManagerCapsInCaddy(t *testing.T) {
-	n := newEntNet(t, 0)
 	var relays []string
 	for range 3 {
-		ln := entListen(t)
-		r := &gunshu.Relay{}
-		n.serve(ln, func() { _ = r.Serve(ln) })
-		relays = append(relays, ln.Addr().String())
+		relays = append(relays, testnet.ServeRelay(t, &gunshu.Relay{}))
 	}
-	ln2, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2 := &gunshu.Relay{}
-	n.serve(ln2, func() { _ = r2.Serve(ln2) })
-	other := ln2.Addr().String()
+	other := testnet.ServeRelayOn(t, &gunshu.Relay{}, testkit.ListenOn(t, "127.0.0.2:0"))
 
-	capped, rated, strict := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+	capped, rated, strict := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	loadCaddyfile(t, strings.NewReplacer("{capped}", capped, "{rated}", rated, "{strict}", strict).Replace(`{
 	admin off
 	log default {

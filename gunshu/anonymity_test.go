@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"fmt"
@@ -10,6 +10,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // TestLogsNameNoPredecessor: whatever happens to a session (refused
@@ -19,9 +23,9 @@ import (
 func TestLogsNameNoPredecessor(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core)
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), Logger: log, Timeouts: Timeouts{Command: 300 * time.Millisecond}})
-	resp, _ := serveResponder(t, &Responder{Logger: log}, func(c net.Conn) { c.Close() })
-	dead := listen(t)
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Logger: log, Timeouts: gunshu.Timeouts{Command: 300 * time.Millisecond}})
+	resp, _ := serveResponder(t, &gunshu.Responder{Logger: log}, func(c net.Conn) { c.Close() })
+	dead := testkit.Listen(t)
 	deadAddr := dead.Addr().String()
 	dead.Close()
 
@@ -51,7 +55,7 @@ func TestLogsNameNoPredecessor(t *testing.T) {
 	})
 	// The responder's predecessor is the relay: its outgoing addresses
 	// must not show in the responder's lines either.
-	waitFor(t, 2*time.Second, "sessions still running", func() bool { return logs.FilterMessage("session").Len() >= 6 })
+	testkit.Eventually(t, 2*time.Second, "sessions still running", func() bool { return logs.FilterMessage("session").Len() >= 6 })
 
 	entries := logs.All()
 	if len(entries) == 0 {
@@ -76,12 +80,12 @@ func TestLogsNameNoPredecessor(t *testing.T) {
 // TestLogsNamePredecessorWhenAsked: LogAddresses puts it back.
 func TestLogsNamePredecessorWhenAsked(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), Logger: zap.New(core), LogAddresses: true})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Logger: zap.New(core), LogAddresses: true})
 	c := dialRaw(t, relay)
 	client := c.LocalAddr().String()
 	writeRaw(t, c, "test\n")
 	readToEnd(t, c)
-	waitFor(t, 2*time.Second, "no session line", func() bool { return logs.FilterMessage("session").Len() == 1 })
+	testkit.Eventually(t, 2*time.Second, "no session line", func() bool { return logs.FilterMessage("session").Len() == 1 })
 	if got := logs.FilterMessage("session").All()[0].ContextMap()["remote"]; got != client {
 		t.Fatalf("remote = %v, want %s", got, client)
 	}

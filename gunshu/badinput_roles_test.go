@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"errors"
@@ -7,10 +7,13 @@ import (
 	"net"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // cannedServer answers every connection with reply and closes it; with
@@ -18,52 +21,18 @@ import (
 // ends (a peer that accepts and never answers).
 func cannedServer(t testing.TB, reply string, hold bool) string {
 	t.Helper()
-	ln := listen(t)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var held []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if hold {
-				mu.Lock()
-				held = append(held, c)
-				mu.Unlock()
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-				_, _ = c.Read(make([]byte, 4096))
-				_, _ = c.Write([]byte(reply))
-			}()
+	ln := testkit.Listen(t)
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		if hold {
+			_, _ = io.Copy(io.Discard, c) // until the test ends and closes c
+			return
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		_, _ = c.Read(make([]byte, 4096))
+		_, _ = c.Write([]byte(reply))
 	})
 	return ln.Addr().String()
-}
-
-// closedPort returns a loopback address where nothing listens.
-func closedPort(t testing.TB) string {
-	ln := listen(t)
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // badEnv is one server of each role plus misbehaving peers for them.
@@ -72,39 +41,34 @@ type badEnv struct {
 	failer, garbler, closer, silent     string
 	closed                              string
 	managerReply                        atomic.Pointer[string] // what the entrance's manager lists
-	relayServer                         *Relay
+	relayServer                         *gunshu.Relay
 }
 
 func newBadEnv(t *testing.T) *badEnv {
 	env := &badEnv{}
-	local := func() Policy { return Policy{Allow: []string{"127.0.0.1/32"}} }
-	tm := Timeouts{Command: 2 * time.Second, Dial: time.Second, Route: time.Second}
+	local := func() gunshu.Policy { return gunshu.Policy{Allow: []string{"127.0.0.1/32"}} }
+	tm := gunshu.Timeouts{Command: 2 * time.Second, Dial: time.Second, Route: time.Second}
 	env.failer = cannedServer(t, "fail\n", false)
 	env.garbler = cannedServer(t, "nope\n", false)
 	env.closer = cannedServer(t, "", false)
 	env.silent = cannedServer(t, "", true)
-	env.closed = closedPort(t)
-	env.manager = serveManager(t, &Manager{Policy: local(), TestTimeout: time.Second, Timeouts: tm})
+	env.closed = testkit.ClosedAddr(t)
+	env.manager = testnet.ServeManager(t, &gunshu.Manager{Policy: local(), TestTimeout: time.Second, Timeouts: tm})
 
-	relayLn := listen(t)
-	env.relayServer = &Relay{Policy: local(), Timeouts: tm, Self: []string{relayLn.Addr().String()}}
-	env.relay = serveRelayOn(t, env.relayServer, relayLn)
+	relayLn := testkit.Listen(t)
+	env.relayServer = &gunshu.Relay{Policy: local(), Timeouts: tm, Self: []string{relayLn.Addr().String()}}
+	env.relay = testnet.ServeRelayOn(t, env.relayServer, relayLn)
 
-	respLn := listen(t)
-	rl := (&Responder{Timeouts: tm}).Listen(respLn, 0)
+	respLn := testkit.Listen(t)
+	rl := (&gunshu.Responder{Timeouts: tm}).Listen(respLn, 0)
 	env.responder = respLn.Addr().String()
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = acceptLoop(rl, func(c net.Conn) {
-			defer c.Close()
-			_, _ = io.Copy(c, c)
-		})
-	}()
-	t.Cleanup(func() { rl.Close(); <-served })
+	testkit.Serve(t, rl, func(c net.Conn) {
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	})
 
 	// The entrance's manager lists whatever the case says.
-	mgrLn := listen(t)
+	mgrLn := testkit.Listen(t)
 	go func() {
 		for {
 			c, err := mgrLn.Accept()
@@ -121,20 +85,15 @@ func newBadEnv(t *testing.T) *badEnv {
 	}()
 	t.Cleanup(func() { mgrLn.Close() })
 	env.useGoodList()
-	entrance := &Entrance{
-		Dialer: &Dialer{
+	entrance := &gunshu.Entrance{
+		Dialer: &gunshu.Dialer{
 			Manager: mgrLn.Addr().String(), Attempts: 1, ListTTL: -1,
-			Timeouts: Timeouts{Command: time.Second, Dial: time.Second, Route: time.Second},
+			Timeouts: gunshu.Timeouts{Command: time.Second, Dial: time.Second, Route: time.Second},
 		},
 		Responder: env.responder,
 	}
-	entLn := listen(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = acceptLoop(entLn, func(c net.Conn) { _ = entrance.ServeConn(c) })
-	}()
-	t.Cleanup(func() { entLn.Close(); <-done })
+	entLn := testkit.Listen(t)
+	testkit.Serve(t, entLn, func(c net.Conn) { _ = entrance.ServeConn(c) })
 	env.entrance = entLn.Addr().String()
 	return env
 }
@@ -180,7 +139,7 @@ func echoOver(addr, handshake string, gunshu bool) error {
 		if _, err := io.ReadFull(c, reply); err != nil || string(reply) != "ok\n" {
 			return fmt.Errorf("handshake reply %q, %v", reply, err)
 		}
-		if _, err := c.Write(forwardLine); err != nil {
+		if _, err := io.WriteString(c, "forward\n"); err != nil {
 			return err
 		}
 	}
@@ -355,7 +314,7 @@ func TestBadInputAcrossRoles(t *testing.T) {
 	}
 	// Nothing was left behind: the relay holds no session and the
 	// goroutines are back to where they were.
-	waitFor(t, 2*time.Second, "relay sessions to end", func() bool { return env.relayServer.Active() == 0 })
+	testkit.Eventually(t, 2*time.Second, "relay sessions to end", func() bool { return env.relayServer.Active() == 0 })
 	deadline := time.Now().Add(3 * time.Second)
 	for runtime.NumGoroutine() > baseline+2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)

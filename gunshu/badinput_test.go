@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"net"
@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // badRequests are requests every server must refuse with fail (or, where
@@ -20,9 +23,9 @@ var badRequests = []struct {
 	{name: "empty command", request: "\n"},
 	{name: "command in capitals", request: "EST\n1\n127.0.0.1:7001\n"},
 	{name: "binary junk", request: "\x00\xff\xfe\x16\x03\x01\n"},
-	{name: "over-long command", request: strings.Repeat("e", DefaultMaxLine+1) + "\n", closeOK: true},
-	{name: "over-long without newline", request: strings.Repeat("e", 3*DefaultMaxLine), closeOK: true},
-	{name: "over-long entry", request: "est\n1\n" + strings.Repeat("a", DefaultMaxLine-2) + ".net:1\n"},
+	{name: "over-long command", request: strings.Repeat("e", gunshu.DefaultMaxLine+1) + "\n", closeOK: true},
+	{name: "over-long without newline", request: strings.Repeat("e", 3*gunshu.DefaultMaxLine), closeOK: true},
+	{name: "over-long entry", request: "est\n1\n" + strings.Repeat("a", gunshu.DefaultMaxLine-2) + ".net:1\n"},
 	{name: "negative count", request: "est\n-1\n"},
 	{name: "signed count", request: "est\n+1\n127.0.0.1:7001\n"},
 	{name: "non-numeric count", request: "est\nthree\n"},
@@ -55,11 +58,11 @@ var badRequests = []struct {
 // badInputServers starts a relay, a manager and a responder with a short
 // command timeout, and a live next hop for the relay.
 func badInputServers(t *testing.T) map[string]string {
-	timeouts := Timeouts{Command: 2 * time.Second, Route: 2 * time.Second}
-	resp, _ := serveResponder(t, &Responder{Timeouts: timeouts}, func(c net.Conn) { c.Close() })
+	timeouts := gunshu.Timeouts{Command: 2 * time.Second, Route: 2 * time.Second}
+	resp, _ := serveResponder(t, &gunshu.Responder{Timeouts: timeouts}, func(c net.Conn) { c.Close() })
 	return map[string]string{
-		"relay":     serveRelay(t, &Relay{Policy: loopbackPolicy(), Timeouts: timeouts}),
-		"manager":   serveManager(t, &Manager{Policy: loopbackPolicy(), Timeouts: timeouts, TestTimeout: time.Second}),
+		"relay":     testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts}),
+		"manager":   testnet.ServeManager(t, &gunshu.Manager{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts, TestTimeout: time.Second}),
 		"responder": resp,
 	}
 }
@@ -109,11 +112,11 @@ func TestBadInput(t *testing.T) {
 // nothing is cut off when the command timeout passes; meanwhile, and
 // afterwards, the server answers others.
 func TestBadInputNoNewline(t *testing.T) {
-	timeouts := Timeouts{Command: 300 * time.Millisecond}
-	resp, _ := serveResponder(t, &Responder{Timeouts: timeouts}, func(c net.Conn) { c.Close() })
+	timeouts := gunshu.Timeouts{Command: 300 * time.Millisecond}
+	resp, _ := serveResponder(t, &gunshu.Responder{Timeouts: timeouts}, func(c net.Conn) { c.Close() })
 	servers := map[string]string{
-		"relay":     serveRelay(t, &Relay{Policy: loopbackPolicy(), Timeouts: timeouts}),
-		"manager":   serveManager(t, &Manager{Policy: loopbackPolicy(), Timeouts: timeouts}),
+		"relay":     testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts}),
+		"manager":   testnet.ServeManager(t, &gunshu.Manager{Policy: testnet.LoopbackPolicy(), Timeouts: timeouts}),
 		"responder": resp,
 	}
 	for role, addr := range servers {
@@ -152,7 +155,7 @@ func TestBadInputDataBeforeForward(t *testing.T) {
 	for _, junk := range []string{"GET / HTTP/1.0\r\n", "forwardx\n", "ok\n", "est\n0\n"} {
 		t.Run(junk, func(t *testing.T) {
 			next := newFakeHop(t)
-			relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
+			relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 			up := dialRaw(t, relay)
 			writeRaw(t, up, "est\n1\n"+next.addr+"\n")
 			down := next.accept(t)
@@ -166,7 +169,7 @@ func TestBadInputDataBeforeForward(t *testing.T) {
 	}
 	t.Run("responder", func(t *testing.T) {
 		accepted := make(chan net.Conn, 1)
-		resp, _ := serveResponder(t, &Responder{}, func(c net.Conn) { accepted <- c })
+		resp, _ := serveResponder(t, &gunshu.Responder{}, func(c net.Conn) { accepted <- c })
 		up := dialRaw(t, resp)
 		writeRaw(t, up, "est\n0\n")
 		expectRead(t, up, "ok\n")
@@ -183,7 +186,7 @@ func TestBadInputDataBeforeForward(t *testing.T) {
 
 // TestBadInputRouteLoops: a relay refuses a list naming itself.
 func TestBadInputRouteLoops(t *testing.T) {
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 	if got := exchange(t, relay, "est\n2\n192.0.2.1:7001\n"+relay+"\n"); got != "fail\n" {
 		t.Fatalf("got %q, want %q", got, "fail\n")
 	}
@@ -192,7 +195,7 @@ func TestBadInputRouteLoops(t *testing.T) {
 // TestBadInputLimits: configured limits are applied, not the defaults.
 func TestBadInputLimits(t *testing.T) {
 	next := newFakeHop(t)
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), MessageLimits: MessageLimits{MaxLine: 32, MaxList: 2}})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), MessageLimits: gunshu.MessageLimits{MaxLine: 32, MaxList: 2}})
 	if got := exchange(t, relay, "est\n3\n"); got != "fail\n" {
 		t.Fatalf("count 3 with limit 2: got %q", got)
 	}
@@ -213,7 +216,7 @@ func TestBadInputLimits(t *testing.T) {
 func TestBadInputMappedSpellings(t *testing.T) {
 	mapped := func(addr string) string { return "[::ffff:" + strings.Replace(addr, ":", "]:", 1) }
 	var count estCounter
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), Observer: &count})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Observer: &count})
 	next := newFakeHop(t)
 	for _, list := range [][]string{{next.addr, mapped(next.addr)}, {mapped(relay)}} {
 		before := count.started.Load()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -13,26 +14,15 @@ import (
 
 // FetchList asks the manager at addr for its list, within timeout.
 func FetchList(ctx context.Context, manager string, timeout time.Duration, l MessageLimits) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, orDefault(timeout, DefaultCommandTimeout))
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", manager)
-	if err != nil {
-		return nil, fmt.Errorf("dialing manager: %w", err)
-	}
-	defer conn.Close()
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	if _, err := conn.Write(listLine); err != nil {
-		return nil, fmt.Errorf("sending list: %w", err)
-	}
-	lr := newLineReader(conn, nil, l.maxLine())
-	defer lr.release()
-	list, err := lr.readList(l.maxList())
-	if err != nil {
-		return nil, fmt.Errorf("reading list: %w", err)
-	}
-	return list, nil
+	var list []string
+	err := askManager(ctx, &net.Dialer{}, manager, orDefault(timeout, DefaultCommandTimeout), listLine, l.maxLine(),
+		func(lr *lineReader) (err error) {
+			if list, err = lr.readList(l.maxList()); err != nil {
+				return fmt.Errorf("reading list: %w", err)
+			}
+			return nil
+		})
+	return list, err
 }
 
 // Register sends reg for advertise to the manager at addr and waits for
@@ -42,24 +32,7 @@ func Register(ctx context.Context, manager, advertise string, timeout time.Durat
 }
 
 func register(ctx context.Context, d *net.Dialer, manager, advertise string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, orDefault(timeout, DefaultRouteTimeout))
-	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", manager)
-	if err != nil {
-		return fmt.Errorf("dialing manager: %w", err)
-	}
-	defer conn.Close()
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	if _, err := conn.Write(regMessage(advertise)); err != nil {
-		return fmt.Errorf("sending reg: %w", err)
-	}
-	lr := newLineReader(conn, nil, DefaultMaxLine)
-	defer lr.release()
-	if err := lr.expectLine(ReplyOK); err != nil {
-		return fmt.Errorf("waiting for ok: %w", err)
-	}
-	return nil
+	return askManager(ctx, d, manager, orDefault(timeout, DefaultRouteTimeout), regMessage(advertise), DefaultMaxLine, expectOK)
 }
 
 // Ping sends test to addr and waits for ok, within timeout, without a
@@ -83,13 +56,38 @@ func Ping(ctx context.Context, addr string, timeout time.Duration) (time.Duratio
 
 // testExchange sends test on conn and waits for ok, until ctx's deadline.
 func testExchange(ctx context.Context, conn net.Conn, maxLine int) error {
+	return roundTrip(ctx, conn, testLine, maxLine, expectOK)
+}
+
+// askManager dials the manager at addr with d and runs one exchange with
+// it, all within timeout.
+func askManager(ctx context.Context, d *net.Dialer, manager string, timeout time.Duration, request []byte, maxLine int, read func(*lineReader) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", manager)
+	if err != nil {
+		return fmt.Errorf("dialing manager: %w", err)
+	}
+	defer conn.Close()
+	return roundTrip(ctx, conn, request, maxLine, read)
+}
+
+// roundTrip sends request on conn and hands the answer to read, all before
+// ctx's deadline: the client side of every one-shot exchange.
+func roundTrip(ctx context.Context, conn net.Conn, request []byte, maxLine int, read func(*lineReader) error) error {
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
-	if _, err := conn.Write(testLine); err != nil {
-		return fmt.Errorf("sending test: %w", err)
+	if _, err := conn.Write(request); err != nil {
+		cmd, _, _ := strings.Cut(string(request), "\n")
+		return fmt.Errorf("sending %s: %w", cmd, err)
 	}
 	lr := newLineReader(conn, nil, maxLine)
 	defer lr.release()
+	return read(lr)
+}
+
+// expectOK reads an exchange's ok.
+func expectOK(lr *lineReader) error {
 	if err := lr.expectLine(ReplyOK); err != nil {
 		return fmt.Errorf("waiting for ok: %w", err)
 	}

@@ -1,10 +1,14 @@
-package gunshu
+package gunshu_test
 
 import (
 	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // TestSlowlorisCutAtCommandDeadline trickles a valid request one byte at
@@ -12,19 +16,19 @@ import (
 // connection at the deadline, without ok, and serves the next client.
 func TestSlowlorisCutAtCommandDeadline(t *testing.T) {
 	const deadline = 400 * time.Millisecond
-	tm := Timeouts{Command: deadline}
+	tm := gunshu.Timeouts{Command: deadline}
 	responder := func() string {
-		ln := listen(t)
-		rl := (&Responder{Timeouts: tm}).Listen(ln, 0)
+		ln := testkit.Listen(t)
+		rl := (&gunshu.Responder{Timeouts: tm}).Listen(ln, 0)
 		t.Cleanup(func() { rl.Close(); rl.Wait() })
 		return ln.Addr().String()
 	}
-	target := echoServer(t)
+	target := testnet.EchoResponder(t)
 	roles := []struct {
 		name, addr, request string
 	}{
-		{"relay", serveRelay(t, &Relay{Policy: loopbackPolicy(), Timeouts: tm}), "est\n1\n" + target + "\n"},
-		{"manager", serveManager(t, &Manager{Policy: loopbackPolicy(), Timeouts: tm}), "reg\n" + target + "\n"},
+		{"relay", testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: tm}), "est\n1\n" + target + "\n"},
+		{"manager", testnet.ServeManager(t, &gunshu.Manager{Policy: testnet.LoopbackPolicy(), Timeouts: tm}), "reg\n" + target + "\n"},
 		{"responder", responder(), "est\n1\n" + target + "\n"},
 	}
 	for _, role := range roles {
@@ -73,7 +77,7 @@ func TestSlowlorisCutAtCommandDeadline(t *testing.T) {
 // TestSilentPeerCutAtCommandDeadline connects and sends nothing.
 func TestSilentPeerCutAtCommandDeadline(t *testing.T) {
 	const deadline = 300 * time.Millisecond
-	addr := serveRelay(t, &Relay{Timeouts: Timeouts{Command: deadline}})
+	addr := testnet.ServeRelay(t, &gunshu.Relay{Timeouts: gunshu.Timeouts{Command: deadline}})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,8 @@
 // of the list on, and once the route answers ok copies bytes both ways.
 // The Responder is the route's end: it answers est with ok, waits for
 // forward and hands the stream to the application (Responder.Handshake,
-// or Responder.Listen for a net.Listener of established streams).
+// Responder.Listen for a net.Listener of established streams, or
+// Responder.ListenShared for a port that also serves another protocol).
 //
 // Three different bounds: MessageLimits bound what a peer may send (the
 // longest line, the longest list); a SessionLimiter bounds the sessions a
@@ -38,7 +39,9 @@
 //	register.go    Registrar: a relay's registration loop
 //	relay.go       Relay: est, the next hop, forward; Timeouts
 //	relay_stack.go dialing the next hop on a goroutine of its own
-//	responder.go   Responder, its stream, and Listener
+//	responder.go   Responder and its stream
+//	listener.go    Listener: streams of a port, or of a port shared with
+//	               another protocol (ListenShared)
 //	serve.go       accept loops and the accept-error rule (acceptPause)
 //	initiator.go   Dialer: list cache, route choice, Establish
 //	routesize.go   the law of how many relays a route is offered

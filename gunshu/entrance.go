@@ -1,8 +1,6 @@
 package gunshu
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 )
 
 // Entrance carries each connection it serves through a fresh Gunshu route

@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"bufio"
@@ -6,23 +6,20 @@ import (
 	"net"
 	"net/http"
 	"testing"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // BenchmarkEntranceSession measures one client session through an
 // entrance — connect, open the route, echo one line, close — for the
 // fixed-target entrance (the baseline) and for each proxy protocol.
 func BenchmarkEntranceSession(b *testing.B) {
-	n := newTestNet(b, 3)
-	echo := n.echoResponder(b)
-	fixed := n.entrance(b, &Entrance{Responder: echo})
-	proxy := n.entrance(b, &Entrance{})
-	host, port, _ := net.SplitHostPort(echo)
-	ip := net.ParseIP(host).To4()
-	var p int
-	for _, c := range port {
-		p = p*10 + int(c-'0')
-	}
-	socksRequest := cat(socksHelloNoAuth, []byte{5, 1, 0, 1}, ip, []byte{byte(p >> 8), byte(p)})
+	n := testnet.New(b, 3)
+	echo := testnet.EchoResponder(b)
+	fixed := n.ServeEntrance(b, &gunshu.Entrance{Responder: echo})
+	proxy := n.ServeEntrance(b, &gunshu.Entrance{})
+	socksRequest := socksConnect(echo)
 	connectRequest := "CONNECT " + echo + " HTTP/1.1\r\n\r\n"
 	line := []byte("ping\n")
 

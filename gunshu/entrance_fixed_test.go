@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"context"
@@ -6,27 +6,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // serveEntrance runs e on a fresh loopback listener until the test ends.
-func serveEntrance(t *testing.T, e *Entrance) string {
+func serveEntrance(t *testing.T, e *gunshu.Entrance) string {
 	t.Helper()
-	ln := listen(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = acceptLoop(ln, func(c net.Conn) { _ = e.ServeConn(c) })
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	ln := testkit.Listen(t)
+	testkit.Serve(t, ln, func(c net.Conn) { _ = e.ServeConn(c) })
 	return ln.Addr().String()
 }
 
 // TestEntrance: a plain TCP client that knows nothing of Gunshu reaches
 // the responder through a fresh route, and its half-close passes.
 func TestEntrance(t *testing.T) {
-	n := newTestNet(t, 3)
-	echo := n.echoResponder(t)
-	entrance := serveEntrance(t, &Entrance{Dialer: n.dialer(11), Responder: echo})
+	n := testnet.New(t, 3)
+	echo := testnet.EchoResponder(t)
+	entrance := serveEntrance(t, &gunshu.Entrance{Dialer: n.Dialer(11), Responder: echo})
 	for i := range 10 {
 		c := dialRaw(t, entrance)
 		msg := strings.Repeat("plain client ", 1000+i)
@@ -41,13 +40,13 @@ func TestEntrance(t *testing.T) {
 // TestEntranceNoRoute: when no route can be built the client's
 // connection is cut at once, with nothing written to it.
 func TestEntranceNoRoute(t *testing.T) {
-	n := newTestNet(t, 0)
-	dead := listen(t)
+	n := testnet.New(t, 0)
+	dead := testkit.Listen(t)
 	deadAddr := dead.Addr().String()
 	dead.Close()
-	d := n.dialer(12)
-	d.Timeouts = Timeouts{Command: time.Second}
-	entrance := serveEntrance(t, &Entrance{Dialer: d, Responder: deadAddr})
+	d := n.Dialer(12)
+	d.Timeouts = gunshu.Timeouts{Command: time.Second}
+	entrance := serveEntrance(t, &gunshu.Entrance{Dialer: d, Responder: deadAddr})
 	// The entrance resets the client; the reset may even beat the end
 	// of connect.
 	c, err := net.DialTimeout("tcp", entrance, 2*time.Second)
@@ -60,8 +59,8 @@ func TestEntranceNoRoute(t *testing.T) {
 	}
 
 	// With relays but a dead responder every attempt fails the same way.
-	n.addRelay(t)
-	d2 := n.dialer(13)
+	n.AddRelay(t)
+	d2 := n.Dialer(13)
 	if _, err := d2.Establish(context.Background(), deadAddr); err == nil {
 		t.Fatal("a route to a dead responder was established")
 	}

@@ -1,16 +1,14 @@
-package gunshu
+package gunshu_test
 
 import (
 	"bufio"
-	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,37 +16,11 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
-
-// entrance serves e on a loopback listener and returns its address.
-func (n *testNet) entrance(t testing.TB, e *Entrance) string {
-	t.Helper()
-	if e.Dialer == nil {
-		e.Dialer = n.dialer(7)
-	}
-	if err := e.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ln := listen(t)
-	n.serve(ln, func() { _ = acceptLoop(ln, func(c net.Conn) { _ = e.ServeConn(c) }) })
-	return ln.Addr().String()
-}
-
-const testPage = `<!DOCTYPE html><html><head><title>Gunshu responder</title></head>` +
-	`<body style="font:32px sans-serif"><h1>Gunshu responder</h1><p id="msg">hello through the crowd</p></body></html>`
-
-// pageResponder serves testPage at / and "path <path>" elsewhere.
-func (n *testNet) pageResponder(t testing.TB) string {
-	return n.httpResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/" {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			io.WriteString(w, testPage)
-			return
-		}
-		body, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "path %s host %s body %s", r.URL.Path, r.Host, body)
-	}))
-}
 
 func proxyClient(proxy string) *http.Client {
 	u, _ := url.Parse(proxy)
@@ -56,6 +28,14 @@ func proxyClient(proxy string) *http.Client {
 		Timeout:   15 * time.Second,
 		Transport: &http.Transport{Proxy: http.ProxyURL(u), DisableKeepAlives: true},
 	}
+}
+
+// socksConnect is what a SOCKS5 client without authentication sends to
+// reach the IPv4 host:port addr: its greeting and its CONNECT request.
+func socksConnect(addr string) []byte {
+	ap := netip.MustParseAddrPort(addr)
+	ip, port := ap.Addr().As4(), ap.Port()
+	return append([]byte{5, 1, 0, 5, 1, 0, 1, ip[0], ip[1], ip[2], ip[3]}, byte(port>>8), byte(port))
 }
 
 func getBody(c *http.Client, url string) (int, string, error) {
@@ -69,9 +49,9 @@ func getBody(c *http.Client, url string) (int, string, error) {
 }
 
 func TestEntranceProxiesWithGoClients(t *testing.T) {
-	n := newTestNet(t, 4)
-	responder := n.pageResponder(t)
-	entrance := n.entrance(t, &Entrance{Username: "alice", Password: "s3cret"})
+	n := testnet.New(t, 4)
+	responder := testnet.PageResponder(t)
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{Username: "alice", Password: "s3cret"})
 	for _, scheme := range []string{"socks5", "http"} {
 		t.Run(scheme, func(t *testing.T) {
 			c := proxyClient(scheme + "://alice:s3cret@" + entrance)
@@ -108,9 +88,9 @@ func TestEntranceProxiesWithGoClients(t *testing.T) {
 }
 
 func TestEntranceHTTPForwardsBody(t *testing.T) {
-	n := newTestNet(t, 3)
-	responder := n.pageResponder(t)
-	entrance := n.entrance(t, &Entrance{})
+	n := testnet.New(t, 3)
+	responder := testnet.PageResponder(t)
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{})
 	c := proxyClient("http://" + entrance)
 	body := strings.Repeat("upload ", 50000)
 	resp, err := c.Post("http://"+responder+"/up", "text/plain", strings.NewReader(body))
@@ -124,110 +104,25 @@ func TestEntranceHTTPForwardsBody(t *testing.T) {
 	}
 }
 
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s is needed (Debian package %s): %v", name, name, err)
-	}
-	return p
-}
-
-func runCurl(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, requireTool(t, "curl"), append([]string{"-sS", "--max-time", "20"}, args...)...).CombinedOutput()
-	return string(out), err
-}
-
-func TestEntranceWithCurl(t *testing.T) {
-	n := newTestNet(t, 4)
-	responder := n.pageResponder(t)
-	open := n.entrance(t, &Entrance{})
-	locked := n.entrance(t, &Entrance{Username: "bob", Password: "pw"})
-	url := "http://" + responder + "/curl"
-	want := "path /curl host " + responder + " body "
-	tests := []struct {
-		name string
-		args []string
-	}{
-		{"socks5 hostname", []string{"--socks5-hostname", open, url}},
-		{"socks5 local resolution", []string{"--socks5", open, url}},
-		{"socks5 with credentials", []string{"--socks5-hostname", locked, "--proxy-user", "bob:pw", url}},
-		{"http connect", []string{"--proxy", "http://" + open, "--proxytunnel", url}},
-		{"http absolute form", []string{"--proxy", "http://" + open, url}},
-		{"http with credentials", []string{"--proxy", "http://" + locked, "--proxy-user", "bob:pw", url}},
-		{"connect with credentials", []string{"--proxy", "http://" + locked, "--proxy-user", "bob:pw", "--proxytunnel", url}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, err := runCurl(t, tt.args...)
-			if err != nil || out != want {
-				t.Fatalf("curl %v: %v\n%s", tt.args, err, out)
-			}
-		})
-	}
-	if out, err := runCurl(t, "-o", "/dev/null", "-w", "%{http_code}", "--proxy", "http://"+locked, "--proxy-user", "bob:no", url); out != "407" {
-		t.Errorf("wrong password over HTTP: %q %v, want 407", out, err)
-	}
-	if out, err := runCurl(t, "--socks5-hostname", locked, "--proxy-user", "bob:no", url); err == nil {
-		t.Errorf("wrong password over SOCKS5 succeeded: %q", out)
-	}
-}
-
-func TestEntranceWithChromium(t *testing.T) {
-	chromium := requireTool(t, "chromium")
-	n := newTestNet(t, 3)
-	responder := n.pageResponder(t)
-	entrance := n.entrance(t, &Entrance{})
-	shot, err := filepath.Abs("../artifacts/entrance-socks5-chromium.png")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(shot), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(shot)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
-		"--proxy-server=socks5://"+entrance, "--proxy-bypass-list=<-loopback>",
-		"--disable-background-networking", "--disable-component-update",
-		"--disable-features=NetworkTimeServiceQuerying", "--no-first-run",
-		"--user-data-dir="+t.TempDir(), "--window-size=800,600",
-		"--screenshot="+shot, "--dump-dom", "http://"+responder+"/")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), `<p id="msg">hello through the crowd</p>`) {
-		t.Fatalf("DOM lacks the responder's text:\n%s", out)
-	}
-	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
-		t.Fatalf("no screenshot at %s: %v", shot, err)
-	}
-}
-
 // recordingObserver keeps ended sessions.
 type recordingObserver struct {
 	mu       sync.Mutex
-	sessions []Session
+	sessions []gunshu.Session
 }
 
-func (o *recordingObserver) SessionStarted(Role) {}
-func (o *recordingObserver) SessionEnded(s Session) {
+func (o *recordingObserver) SessionStarted(gunshu.Role) {}
+func (o *recordingObserver) SessionEnded(s gunshu.Session) {
 	o.mu.Lock()
 	o.sessions = append(o.sessions, s)
 	o.mu.Unlock()
 }
 
-func (o *recordingObserver) wait(t *testing.T, count int) []Session {
+func (o *recordingObserver) wait(t *testing.T, count int) []gunshu.Session {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		o.mu.Lock()
-		s := append([]Session(nil), o.sessions...)
+		s := append([]gunshu.Session(nil), o.sessions...)
 		o.mu.Unlock()
 		if len(s) >= count {
 			return s
@@ -239,9 +134,9 @@ func (o *recordingObserver) wait(t *testing.T, count int) []Session {
 }
 
 func TestEntranceHandshakeTimeout(t *testing.T) {
-	n := newTestNet(t, 2)
+	n := testnet.New(t, 2)
 	obs := &recordingObserver{}
-	entrance := n.entrance(t, &Entrance{HandshakeTimeout: 200 * time.Millisecond, Observer: obs})
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{HandshakeTimeout: 200 * time.Millisecond, Observer: obs})
 	for _, partial := range []string{"", "\x05\x01", "CONNECT a.example:443 HTTP/1.1\r\n"} {
 		conn, err := net.Dial("tcp", entrance)
 		if err != nil {
@@ -256,48 +151,38 @@ func TestEntranceHandshakeTimeout(t *testing.T) {
 		}
 	}
 	for _, s := range obs.wait(t, 3) {
-		if s.Outcome != OutcomeTimeout {
+		if s.Outcome != gunshu.OutcomeTimeout {
 			t.Errorf("stalled client ended %s (%v), want timeout", s.Outcome, s.Err)
 		}
 	}
 }
 
 func TestEntranceAnswersRouteFailure(t *testing.T) {
-	n := newTestNet(t, 2)
-	ln := listen(t)
-	dead := ln.Addr().String()
-	ln.Close() // nothing listens here: the last relay cannot connect
-	entrance := n.entrance(t, &Entrance{Dialer: &Dialer{Manager: n.mgrAddr, Attempts: 1}})
-
-	out, err := runCurl(t, "--proxy", "http://"+entrance, "--proxytunnel", "http://"+dead+"/")
-	if !strings.Contains(out, "CONNECT tunnel failed, response 502") {
-		t.Errorf("CONNECT to a dead responder: %q %v, want 502", out, err)
-	}
+	n := testnet.New(t, 2)
+	dead := testkit.ClosedAddr(t) // nothing listens here: the last relay cannot connect
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{Dialer: &gunshu.Dialer{Manager: n.ManagerAddr, Attempts: 1}})
+	// (curl's CONNECT to it gets 502: e2e's TestEntranceAnswersRouteFailureToCurl.)
 	conn, err := net.Dial("tcp", entrance)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	host, port, _ := net.SplitHostPort(dead)
-	var p int
-	fmt.Sscan(port, &p)
-	ip := net.ParseIP(host).To4()
-	conn.Write(cat(socksHelloNoAuth, []byte{5, 1, 0, 1}, ip, []byte{byte(p >> 8), byte(p)}))
+	conn.Write(socksConnect(dead))
 	reply := make([]byte, 12)
 	if _, err := io.ReadFull(conn, reply); err != nil {
 		t.Fatal(err)
 	}
-	if reply[3] != socksHostUnreachable {
+	if reply[3] != 4 { // host unreachable
 		t.Fatalf("SOCKS5 reply %v, want host unreachable", reply)
 	}
 }
 
 func TestEntranceLogsNoClientAddress(t *testing.T) {
-	n := newTestNet(t, 2)
-	responder := n.pageResponder(t)
+	n := testnet.New(t, 2)
+	responder := testnet.PageResponder(t)
 	core, logs := observer.New(zap.DebugLevel)
-	entrance := n.entrance(t, &Entrance{Logger: zap.New(core), Username: "u", Password: "p"})
+	entrance := n.ServeEntrance(t, &gunshu.Entrance{Logger: zap.New(core), Username: "u", Password: "p"})
 	var clients []string
 	for _, creds := range []string{"u:p", "u:bad"} {
 		conn, err := net.Dial("tcp", entrance)
@@ -306,7 +191,7 @@ func TestEntranceLogsNoClientAddress(t *testing.T) {
 		}
 		clients = append(clients, conn.LocalAddr().String())
 		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(conn, "GET http://%s/x HTTP/1.1\r\nProxy-Authorization: %s\r\n\r\n", responder, basic(strings.Split(creds, ":")[0], strings.Split(creds, ":")[1]))
+		fmt.Fprintf(conn, "GET http://%s/x HTTP/1.1\r\nProxy-Authorization: %s\r\n\r\n", responder, "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -331,7 +216,7 @@ func TestEntranceLogsNoClientAddress(t *testing.T) {
 				t.Errorf("log line names the client %s: %s", c, line)
 			}
 		}
-		if strings.Contains(line, ErrProxyAuth.Error()) {
+		if strings.Contains(line, gunshu.ErrProxyAuth.Error()) {
 			authFailures++
 		}
 	}
@@ -343,25 +228,20 @@ func TestEntranceLogsNoClientAddress(t *testing.T) {
 // TestEntranceProxyWithPrefetchedBytes serves proxy clients of which a
 // matcher already read the first bytes, as a layer4 handler would.
 func TestEntranceProxyWithPrefetchedBytes(t *testing.T) {
-	n := newTestNet(t, 3)
-	echo := n.echoResponder(t)
-	e := &Entrance{Dialer: n.dialer(3)}
-	ln := listen(t)
+	n := testnet.New(t, 3)
+	echo := testnet.EchoResponder(t)
+	e := &gunshu.Entrance{Dialer: n.Dialer(3)}
+	ln := testkit.Listen(t)
 	const prefetch = 5
-	n.serve(ln, func() {
-		_ = acceptLoop(ln, func(c net.Conn) {
-			first := make([]byte, prefetch)
-			if _, err := io.ReadFull(c, first); err != nil {
-				c.Close()
-				return
-			}
-			_ = e.ServeBuffered(c, first)
-		})
+	testkit.Serve(t, ln, func(c net.Conn) {
+		first := make([]byte, prefetch)
+		if _, err := io.ReadFull(c, first); err != nil {
+			c.Close()
+			return
+		}
+		_ = e.ServeBuffered(c, first)
 	})
-	host, port, _ := net.SplitHostPort(echo)
-	var p int
-	fmt.Sscan(port, &p)
-	socks := cat(socksHelloNoAuth, []byte{5, 1, 0, 1}, net.ParseIP(host).To4(), []byte{byte(p >> 8), byte(p)})
+	socks := socksConnect(echo)
 	connect := []byte("CONNECT " + echo + " HTTP/1.1\r\n\r\n")
 	for name, tc := range map[string]struct {
 		request []byte

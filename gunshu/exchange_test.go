@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"context"
@@ -9,15 +9,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // The tests in this file play each exchange of PROTOCOL.md over raw TCP
 // and compare every byte that crosses the wire.
 
 func TestExchangeRegOK(t *testing.T) {
-	m := &Manager{Policy: loopbackPolicy(), TestTimeout: time.Second}
-	mgr := serveManager(t, m)
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
+	m := &gunshu.Manager{Policy: testnet.LoopbackPolicy(), TestTimeout: time.Second}
+	mgr := testnet.ServeManager(t, m)
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 
 	if got := exchange(t, mgr, "reg\n"+relay+"\n"); got != "ok\n" {
 		t.Fatalf("reg: got %q, want %q", got, "ok\n")
@@ -33,17 +37,17 @@ func TestExchangeRegOK(t *testing.T) {
 }
 
 func TestExchangeRegFail(t *testing.T) {
-	dead := listen(t)
+	dead := testkit.Listen(t)
 	deadAddr := dead.Addr().String()
 	dead.Close()
 	silent := newFakeHop(t) // accepts, never answers test
 
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
-	other := serveRelay(t, &Relay{Policy: loopbackPolicy()})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	other := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 
 	cases := []struct {
 		name, addr string
-		registry   *MemoryRegistry
+		registry   *gunshu.MemoryRegistry
 	}{
 		{name: "malformed", addr: "not-an-address"},
 		{name: "port zero", addr: "127.0.0.1:0"},
@@ -53,15 +57,15 @@ func TestExchangeRegFail(t *testing.T) {
 		{name: "denied port", addr: "127.0.0.1:25"},
 		{name: "does not answer test", addr: deadAddr},
 		{name: "never answers test", addr: silent.addr},
-		{name: "list full", addr: other, registry: NewMemoryRegistry(1, 0)},
+		{name: "list full", addr: other, registry: gunshu.NewMemoryRegistry(1, 0)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &Manager{Policy: loopbackPolicy(), TestTimeout: 300 * time.Millisecond}
+			m := &gunshu.Manager{Policy: testnet.LoopbackPolicy(), TestTimeout: 300 * time.Millisecond}
 			if tc.registry != nil {
 				m.Registry = tc.registry
 			}
-			mgr := serveManager(t, m)
+			mgr := testnet.ServeManager(t, m)
 			if tc.registry != nil {
 				if got := exchange(t, mgr, "reg\n"+relay+"\n"); got != "ok\n" {
 					t.Fatalf("filling the list: got %q", got)
@@ -82,12 +86,12 @@ func TestExchangeRegFail(t *testing.T) {
 }
 
 func TestExchangeTest(t *testing.T) {
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 	if got := exchange(t, relay, "test\n"); got != "ok\n" {
 		t.Fatalf("relay: got %q, want %q", got, "ok\n")
 	}
 	accepted := make(chan net.Conn, 1)
-	resp, _ := serveResponder(t, &Responder{}, func(c net.Conn) { accepted <- c })
+	resp, _ := serveResponder(t, &gunshu.Responder{}, func(c net.Conn) { accepted <- c })
 	if got := exchange(t, resp, "test\n"); got != "ok\n" {
 		t.Fatalf("responder: got %q, want %q", got, "ok\n")
 	}
@@ -100,8 +104,8 @@ func TestExchangeTest(t *testing.T) {
 }
 
 func TestExchangeList(t *testing.T) {
-	m := &Manager{Policy: loopbackPolicy(), DisableVerify: true}
-	mgr := serveManager(t, m)
+	m := &gunshu.Manager{Policy: testnet.LoopbackPolicy(), DisableVerify: true}
+	mgr := testnet.ServeManager(t, m)
 	if got := exchange(t, mgr, "list\n"); got != "0\n" {
 		t.Fatalf("empty list: got %q, want %q", got, "0\n")
 	}
@@ -146,7 +150,7 @@ func TestExchangeList(t *testing.T) {
 
 func TestExchangeEstAtRelay(t *testing.T) {
 	next := newFakeHop(t)
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 
 	up := dialRaw(t, relay)
 	writeRaw(t, up, "est\n1\n"+next.addr+"\n")
@@ -183,7 +187,7 @@ func TestExchangeEstPassesRest(t *testing.T) {
 		{"last", pickLast, c, "2\n" + a.addr + "\n" + b.addr + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), Rand: tc.pick})
+			relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: tc.pick})
 			up := dialRaw(t, relay)
 			// Entries arrive with blanks and CRs; they leave canonical.
 			writeRaw(t, up, "est\r\n 3\r\n"+a.addr+"\r\n\t"+b.addr+" \n"+c.addr+"\n")
@@ -198,13 +202,13 @@ func TestExchangeEstPassesRest(t *testing.T) {
 }
 
 func TestExchangeEstRelayFails(t *testing.T) {
-	dead := listen(t)
+	dead := testkit.Listen(t)
 	deadAddr := dead.Addr().String()
 	dead.Close()
 
 	t.Run("next hop answers fail", func(t *testing.T) {
 		next := newFakeHop(t)
-		relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
+		relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 		up := dialRaw(t, relay)
 		writeRaw(t, up, "est\n1\n"+next.addr+"\n")
 		down := next.accept(t)
@@ -217,7 +221,7 @@ func TestExchangeEstRelayFails(t *testing.T) {
 	})
 	t.Run("next hop closes", func(t *testing.T) {
 		next := newFakeHop(t)
-		relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
+		relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 		up := dialRaw(t, relay)
 		writeRaw(t, up, "est\n1\n"+next.addr+"\n")
 		down := next.accept(t)
@@ -228,13 +232,13 @@ func TestExchangeEstRelayFails(t *testing.T) {
 		}
 	})
 	t.Run("next hop unreachable", func(t *testing.T) {
-		relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
+		relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
 		if got := exchange(t, relay, "est\n1\n"+deadAddr+"\n"); got != "fail\n" {
 			t.Fatalf("got %q, want %q", got, "fail\n")
 		}
 	})
 	t.Run("next hop denied by policy", func(t *testing.T) {
-		relay := serveRelay(t, &Relay{}) // default policy: no loopback
+		relay := testnet.ServeRelay(t, &gunshu.Relay{}) // default policy: no loopback
 		next := newFakeHop(t)
 		if got := exchange(t, relay, "est\n1\n"+next.addr+"\n"); got != "fail\n" {
 			t.Fatalf("got %q, want %q", got, "fail\n")
@@ -242,7 +246,7 @@ func TestExchangeEstRelayFails(t *testing.T) {
 	})
 	t.Run("next hop silent", func(t *testing.T) {
 		next := newFakeHop(t)
-		relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), Timeouts: Timeouts{Route: 300 * time.Millisecond}})
+		relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: gunshu.Timeouts{Route: 300 * time.Millisecond}})
 		up := dialRaw(t, relay)
 		writeRaw(t, up, "est\n1\n"+next.addr+"\n")
 		down := next.accept(t)
@@ -256,7 +260,7 @@ func TestExchangeEstRelayFails(t *testing.T) {
 
 func TestExchangeEstAtResponder(t *testing.T) {
 	accepted := make(chan net.Conn, 1)
-	resp, _ := serveResponder(t, &Responder{}, func(c net.Conn) { accepted <- c })
+	resp, _ := serveResponder(t, &gunshu.Responder{}, func(c net.Conn) { accepted <- c })
 
 	up := dialRaw(t, resp)
 	// The list is read whole and ignored: any well-formed entries do.
@@ -279,7 +283,7 @@ func TestExchangeEstAtResponder(t *testing.T) {
 
 func TestExchangeEstAtResponderEmptyList(t *testing.T) {
 	accepted := make(chan net.Conn, 1)
-	resp, _ := serveResponder(t, &Responder{}, func(c net.Conn) { accepted <- c })
+	resp, _ := serveResponder(t, &gunshu.Responder{}, func(c net.Conn) { accepted <- c })
 	up := dialRaw(t, resp)
 	writeRaw(t, up, "est\n0\nforward\n")
 	expectRead(t, up, "ok\n")
@@ -296,8 +300,8 @@ func TestExchangeEstAtResponderEmptyList(t *testing.T) {
 // handshake sent in one write before any reply, as a pipelining peer may.
 func TestExchangeForwardThroughTwoRelays(t *testing.T) {
 	end := newFakeHop(t)
-	second := serveRelay(t, &Relay{Policy: loopbackPolicy(), Rand: pickFirst})
-	first := serveRelay(t, &Relay{Policy: loopbackPolicy(), Rand: pickFirst})
+	second := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst})
+	first := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst})
 
 	up := dialRaw(t, first)
 	writeRaw(t, up, fmt.Sprintf("est\n2\n%s\n%s\n", second, end.addr))

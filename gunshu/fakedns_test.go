@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"context"

@@ -1,8 +1,6 @@
-package gunshu
+package gunshu_test
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-
 	"context"
 	"fmt"
 	"io"
@@ -11,16 +9,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // chain starts n relays that always extend a route to the first entry of
 // their list, so a test knows the exact path: relays[0] → … → relays[n-1].
-func chain(t *testing.T, n int) ([]*Relay, []string) {
-	relays := make([]*Relay, n)
+func chain(t *testing.T, n int) ([]*gunshu.Relay, []string) {
+	relays := make([]*gunshu.Relay, n)
 	addrs := make([]string, n)
 	for i := range relays {
-		relays[i] = &Relay{Policy: loopbackPolicy(), Rand: pickFirst}
-		addrs[i] = serveRelay(t, relays[i])
+		relays[i] = &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst}
+		addrs[i] = testnet.ServeRelay(t, relays[i])
 	}
 	return relays, addrs
 }
@@ -32,7 +35,7 @@ func estRequest(addrs []string, end string) string {
 	return "est\n" + fmt.Sprint(len(list)) + "\n" + strings.Join(list, "\n") + "\n"
 }
 
-func activeSessions(relays []*Relay) int {
+func activeSessions(relays []*gunshu.Relay) int {
 	n := 0
 	for _, r := range relays {
 		n += r.Active()
@@ -44,7 +47,7 @@ func activeSessions(relays []*Relay) int {
 // last relay cannot reach it and answers fail; fail travels back to the
 // initiator and every hop closes.
 func TestFaultDeadEntry(t *testing.T) {
-	dead := listen(t)
+	dead := testkit.Listen(t)
 	deadAddr := dead.Addr().String()
 	dead.Close()
 	relays, addrs := chain(t, 3)
@@ -54,7 +57,7 @@ func TestFaultDeadEntry(t *testing.T) {
 	if got := readToEnd(t, up); got != "fail\n" {
 		t.Fatalf("initiator got %q, want %q", got, "fail\n")
 	}
-	waitFor(t, time.Second, "relays still hold sessions", func() bool { return activeSessions(relays) == 0 })
+	testkit.Eventually(t, time.Second, "relays still hold sessions", func() bool { return activeSessions(relays) == 0 })
 }
 
 // TestFaultDeadEntryDialer: with random relays (the Dialer and
@@ -62,14 +65,14 @@ func TestFaultDeadEntry(t *testing.T) {
 // never yields a half-built route: an attempt fails cleanly and the
 // Dialer's next attempt, with a fresh list, may succeed.
 func TestFaultDeadEntryDialer(t *testing.T) {
-	n := newTestNet(t, 3)
-	echo := n.echoResponder(t)
+	n := testnet.New(t, 3)
+	echo := testnet.EchoResponder(t)
 	// A relay registers, then dies: it stays listed until patrol.
-	gone := n.addRelay(t)
-	gone.ln.Close()
-	_ = gone.relay.Close()
+	gone := n.AddRelay(t)
+	gone.Listener.Close()
+	_ = gone.Relay.Close()
 
-	d := n.dialer(7)
+	d := n.Dialer(7)
 	d.MaxRelays = -1
 	d.Attempts = 1
 	failures := 0
@@ -86,10 +89,10 @@ func TestFaultDeadEntryDialer(t *testing.T) {
 	if failures == 0 {
 		t.Fatal("no route through the dead relay failed: is it in the list at all?")
 	}
-	waitFor(t, time.Second, "relays still hold sessions", func() bool {
+	testkit.Eventually(t, time.Second, "relays still hold sessions", func() bool {
 		total := 0
-		for _, r := range n.relays {
-			total += r.relay.Active()
+		for _, r := range n.Relays {
+			total += r.Relay.Active()
 		}
 		return total == 0
 	})
@@ -123,7 +126,7 @@ func TestFaultNextHopDiesMidStream(t *testing.T) {
 			t.Fatalf("the initiator was not cut off within 1s (read %q): %v", got, err)
 		}
 		t.Logf("initiator cut off after %v", time.Since(start))
-		waitFor(t, time.Second, "relays still hold sessions", func() bool { return activeSessions(relays) == 0 })
+		testkit.Eventually(t, time.Second, "relays still hold sessions", func() bool { return activeSessions(relays) == 0 })
 	})
 }
 
@@ -146,15 +149,15 @@ func TestFaultMiddleRelayAborts(t *testing.T) {
 			t.Errorf("%s: want a reset within 1s, got %v", name, err)
 		}
 	}
-	waitFor(t, time.Second, "relays still hold sessions", func() bool { return activeSessions(relays) == 0 })
+	testkit.Eventually(t, time.Second, "relays still hold sessions", func() bool { return activeSessions(relays) == 0 })
 }
 
 // TestFaultHalfClose: a client that shuts its write side after the
 // request still gets the whole response; the server here answers only
 // after it has seen the end of the request.
 func TestFaultHalfClose(t *testing.T) {
-	n := newTestNet(t, 5)
-	resp, _ := serveResponder(t, &Responder{}, func(c net.Conn) {
+	n := testnet.New(t, 5)
+	resp, _ := serveResponder(t, &gunshu.Responder{}, func(c net.Conn) {
 		go func() {
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(ioWait))
@@ -165,7 +168,7 @@ func TestFaultHalfClose(t *testing.T) {
 			fmt.Fprintf(c, "got %d bytes: %s", len(req), strings.ToUpper(string(req)))
 		}()
 	})
-	d := n.dialer(3)
+	d := n.Dialer(3)
 	for i := range 20 {
 		conn, err := d.DialContext(context.Background(), resp)
 		if err != nil {
@@ -186,43 +189,43 @@ func TestFaultHalfClose(t *testing.T) {
 // TestFaultPatrolDropsSilentService: patrol removes a service that stops
 // answering test, whether it hangs or is gone, and keeps the others.
 func TestFaultPatrolDropsSilentService(t *testing.T) {
-	n := newTestNet(t, 2)
-	n.manager.TestTimeout = 300 * time.Millisecond
+	n := testnet.New(t, 2)
+	n.Manager.TestTimeout = 300 * time.Millisecond
 
 	// hanging answers the verifying test, then accepts and says nothing.
 	hanging := newFakeHop(t)
 	regDone := make(chan error, 1)
-	go func() { regDone <- Register(context.Background(), n.mgrAddr, hanging.addr, ioWait) }()
+	go func() { regDone <- gunshu.Register(context.Background(), n.ManagerAddr, hanging.addr, ioWait) }()
 	c := hanging.accept(t)
 	expectRead(t, c, "test\n")
 	writeRaw(t, c, "ok\n")
 	if err := <-regDone; err != nil {
 		t.Fatal(err)
 	}
-	gone := n.addRelay(t)
+	gone := n.AddRelay(t)
 
 	listed := func() []string {
-		addrs, err := n.manager.Registry.Addrs(context.Background())
+		addrs, err := n.Manager.Registry.Addrs(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		slices.Sort(addrs)
 		return addrs
 	}
-	want := []string{n.relays[0].addr, n.relays[1].addr}
+	want := []string{n.Relays[0].Addr, n.Relays[1].Addr}
 	slices.Sort(want)
 	if got := listed(); len(got) != 4 {
 		t.Fatalf("before patrol: %q", got)
 	}
 
-	gone.ln.Close()
-	_ = gone.relay.Close()
+	gone.Listener.Close()
+	_ = gone.Relay.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	n.manager.PatrolInterval = 50 * time.Millisecond
+	n.Manager.PatrolInterval = 50 * time.Millisecond
 	patrolDone := make(chan struct{})
 	go func() {
 		defer close(patrolDone)
-		n.manager.Patrol(ctx)
+		n.Manager.Patrol(ctx)
 	}()
 	defer func() { cancel(); <-patrolDone }()
 	// Accept and ignore the hanging service's tests.
@@ -235,8 +238,8 @@ func TestFaultPatrolDropsSilentService(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	waitFor(t, 3*time.Second, "patrol kept a silent service", func() bool { return slices.Equal(listed(), want) })
-	services, _ := n.manager.Registry.Services(context.Background())
+	testkit.Eventually(t, 3*time.Second, "patrol kept a silent service", func() bool { return slices.Equal(listed(), want) })
+	services, _ := n.Manager.Registry.Services(context.Background())
 	for _, s := range services {
 		if !s.LastTestOK || s.LastTest.IsZero() {
 			t.Errorf("live service %s: last test %v ok=%v", s.Addr, s.LastTest, s.LastTestOK)
@@ -247,14 +250,14 @@ func TestFaultPatrolDropsSilentService(t *testing.T) {
 // TestFaultPatrolTolerance: with MaxFailures 3 a service survives two
 // failed rounds and goes on the third.
 func TestFaultPatrolTolerance(t *testing.T) {
-	n := newTestNet(t, 1)
-	n.manager.MaxFailures = 3
-	n.manager.TestTimeout = 300 * time.Millisecond
-	r := n.relays[0]
-	r.ln.Close()
+	n := testnet.New(t, 1)
+	n.Manager.MaxFailures = 3
+	n.Manager.TestTimeout = 300 * time.Millisecond
+	r := n.Relays[0]
+	r.Listener.Close()
 	for round := 1; round <= 3; round++ {
-		n.manager.PatrolOnce(context.Background())
-		addrs, _ := n.manager.Registry.Addrs(context.Background())
+		n.Manager.PatrolOnce(context.Background())
+		addrs, _ := n.Manager.Registry.Addrs(context.Background())
 		if still := len(addrs) == 1; still != (round < 3) {
 			t.Fatalf("after round %d listed=%v", round, still)
 		}

@@ -159,7 +159,7 @@ func (g *Guards) choose(listed, candidates []string, rnd *random) string {
 	for len(g.set) < g.count() {
 		fresh := make([]string, 0, len(candidates))
 		for _, c := range candidates {
-			if !g.has(c) {
+			if !slices.ContainsFunc(g.set, func(gd guard) bool { return gd.Addr == c }) {
 				fresh = append(fresh, c)
 			}
 		}
@@ -179,15 +179,6 @@ func (g *Guards) choose(listed, candidates []string, rnd *random) string {
 		return ""
 	}
 	return usable[rnd.IntN(len(usable))]
-}
-
-func (g *Guards) has(addr string) bool {
-	for _, gd := range g.set {
-		if gd.Addr == addr {
-			return true
-		}
-	}
-	return false
 }
 
 // report records how a dial to first went: a failed dial counts against

@@ -1,29 +1,31 @@
-package gunshu
+package gunshu_test
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-
 	"errors"
-	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // recorder is an Observer that keeps the finished sessions.
-type recorder struct{ ended chan Session }
+type recorder struct{ ended chan gunshu.Session }
 
-func newRecorder() *recorder { return &recorder{ended: make(chan Session, 1024)} }
+func newRecorder() *recorder { return &recorder{ended: make(chan gunshu.Session, 1024)} }
 
-func (r *recorder) SessionStarted(Role) {}
-func (r *recorder) SessionEnded(s Session) {
+func (r *recorder) SessionStarted(gunshu.Role) {}
+func (r *recorder) SessionEnded(s gunshu.Session) {
 	select {
 	case r.ended <- s:
 	default:
 	}
 }
 
-func (r *recorder) next(t testing.TB) Session {
+func (r *recorder) next(t testing.TB) gunshu.Session {
 	t.Helper()
 	select {
 	case s := <-r.ended:
@@ -31,31 +33,7 @@ func (r *recorder) next(t testing.TB) Session {
 	case <-time.After(3 * time.Second):
 		t.Fatal("no session ended")
 	}
-	return Session{}
-}
-
-// echoServer is a responder that echoes every stream; it returns its
-// address.
-func echoServer(t testing.TB) string {
-	t.Helper()
-	ln := listen(t)
-	rl := (&Responder{}).Listen(ln, 0)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := rl.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { rl.Close(); rl.Wait(); <-done })
-	return ln.Addr().String()
+	return gunshu.Session{}
 }
 
 // routeTo opens a one-relay route to responder through relay and returns
@@ -69,36 +47,22 @@ func routeTo(t testing.TB, relay, responder string) net.Conn {
 	if got := readReply(t, c); got != "ok\n" {
 		t.Fatalf("est = %q", got)
 	}
-	if _, err := c.Write(forwardLine); err != nil {
+	if _, err := c.Write([]byte("forward\n")); err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func echoByte(c net.Conn, b byte) error {
-	if _, err := c.Write([]byte{b}); err != nil {
-		return err
-	}
-	got := make([]byte, 1)
-	if _, err := io.ReadFull(c, got); err != nil {
-		return err
-	}
-	if got[0] != b {
-		return errors.New("echo mismatch")
-	}
-	return nil
-}
-
 func TestRelayIdleTimeout(t *testing.T) {
 	const idle = 1500 * time.Millisecond
 	rec := newRecorder()
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), IdleTimeout: idle, Observer: rec})
-	c := routeTo(t, relay, echoServer(t))
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), IdleTimeout: idle, Observer: rec})
+	c := routeTo(t, relay, testnet.EchoResponder(t))
 	// Traffic more often than idle keeps the session for several idle
 	// periods.
 	for i := range 10 {
 		time.Sleep(idle / 6)
-		if err := echoByte(c, byte('a'+i)); err != nil {
+		if err := testkit.EchoByte(c, byte('a'+i)); err != nil {
 			t.Fatalf("echo %d while active: %v", i, err)
 		}
 	}
@@ -112,16 +76,16 @@ func TestRelayIdleTimeout(t *testing.T) {
 	}
 	// The route was established, so the outcome is ok; the error says why
 	// the stream ended.
-	if s := rec.next(t); s.Outcome != OutcomeOK || !errors.Is(s.Err, forward.ErrIdleTimeout) {
+	if s := rec.next(t); s.Outcome != gunshu.OutcomeOK || !errors.Is(s.Err, forward.ErrIdleTimeout) {
 		t.Fatalf("session outcome %s, error %v", s.Outcome, s.Err)
 	}
 }
 
 func TestRelayWithoutIdleTimeoutKeepsQuietSessions(t *testing.T) {
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
-	c := routeTo(t, relay, echoServer(t))
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	c := routeTo(t, relay, testnet.EchoResponder(t))
 	time.Sleep(700 * time.Millisecond)
-	if err := echoByte(c, 'x'); err != nil {
+	if err := testkit.EchoByte(c, 'x'); err != nil {
 		t.Fatalf("quiet session without idle timeout: %v", err)
 	}
 }

@@ -225,7 +225,7 @@ func (d *Dialer) usable(relays []string) []string {
 	out := make([]string, 0, len(relays))
 	seen := make(map[string]struct{}, len(relays))
 	for _, a := range relays {
-		if _, dup := seen[a]; dup || a == d.Cover || contains(d.Exclude, a) {
+		if _, dup := seen[a]; dup || a == d.Cover || slices.Contains(d.Exclude, a) {
 			continue
 		}
 		seen[a] = struct{}{}
@@ -266,13 +266,4 @@ func (d *Dialer) pickRoute(listed []string, responder string) (string, []string,
 	list := make([]string, 0, len(others)+1)
 	list = append(append(append(list, others[:pos]...), responder), others[pos:]...)
 	return first, list, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

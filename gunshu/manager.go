@@ -92,8 +92,7 @@ func (m *Manager) ServeConn(conn net.Conn) error { return m.ServeBuffered(conn, 
 func (m *Manager) ServeBuffered(conn net.Conn, buffered []byte) error {
 	m.init()
 	start := time.Now()
-	m.obs.SessionStarted(RoleManager)
-	s := Session{Role: RoleManager}
+	s := startSession(m.obs, RoleManager, conn, false)
 	var err error
 	if release, lerr := m.SessionLimiter.acquireConn(conn); lerr != nil {
 		err = replyAndClose(conn, failLine, lerr)
@@ -101,13 +100,7 @@ func (m *Manager) ServeBuffered(conn net.Conn, buffered []byte) error {
 		err = m.serve(conn, buffered, &s, start)
 		release()
 	}
-	s.end(start, err)
-	s.Handshake = s.Duration
-	m.obs.SessionEnded(s)
-	if err != nil {
-		// The error may name the peer: an initiator asking for the list.
-		m.log.Debug("exchange failed", zap.String("command", s.Command), zap.String("error", RedactedError(err)))
-	}
+	s.finishExchange(m.obs, m.log, start, err)
 	return err
 }
 

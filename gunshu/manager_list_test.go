@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"context"
@@ -7,10 +7,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // brokenRegistry fails every read, like a shared store that is down.
-type brokenRegistry struct{ MemoryRegistry }
+type brokenRegistry struct{ gunshu.MemoryRegistry }
 
 func (*brokenRegistry) Addrs(context.Context) ([]string, error) {
 	return nil, errors.New("store unreachable")
@@ -19,7 +23,7 @@ func (*brokenRegistry) Addrs(context.Context) ([]string, error) {
 // TestManagerListFailsWhenRegistryFails: an unreadable registry is not an
 // empty network, so list answers fail rather than "0".
 func TestManagerListFailsWhenRegistryFails(t *testing.T) {
-	mgr := serveManager(t, &Manager{Registry: &brokenRegistry{}})
+	mgr := testnet.ServeManager(t, &gunshu.Manager{Registry: &brokenRegistry{}})
 	if got := exchange(t, mgr, "list\n"); got != "fail\n" {
 		t.Fatalf("got %q, want %q", got, "fail\n")
 	}
@@ -28,19 +32,19 @@ func TestManagerListFailsWhenRegistryFails(t *testing.T) {
 // TestManagerListCappedAtMaxList: the list a manager sends never holds
 // more entries than an initiator with the same limit accepts.
 func TestManagerListCappedAtMaxList(t *testing.T) {
-	m := &Manager{Registry: &MemoryRegistry{}, MessageLimits: MessageLimits{MaxList: 3}}
+	m := &gunshu.Manager{Registry: &gunshu.MemoryRegistry{}, MessageLimits: gunshu.MessageLimits{MaxList: 3}}
 	for i := range 10 {
 		if err := m.Registry.Register(context.Background(), fmt.Sprintf("192.0.2.%d:7001", i+1), "", time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	mgr := serveManager(t, m)
+	mgr := testnet.ServeManager(t, m)
 	got := exchange(t, mgr, "list\n")
 	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
 	if lines[0] != "3" || len(lines) != 4 {
 		t.Fatalf("got %q, want 3 entries", got)
 	}
-	list, err := FetchList(context.Background(), mgr, time.Second, MessageLimits{MaxList: 3})
+	list, err := gunshu.FetchList(context.Background(), mgr, time.Second, gunshu.MessageLimits{MaxList: 3})
 	if err != nil || len(list) != 3 {
 		t.Fatalf("FetchList: %q, %v", list, err)
 	}
@@ -49,14 +53,14 @@ func TestManagerListCappedAtMaxList(t *testing.T) {
 // TestRegistrar: a registrar registers with every manager it can reach,
 // reports the ones it cannot, and stops when its context ends.
 func TestRegistrar(t *testing.T) {
-	m := &Manager{Policy: loopbackPolicy(), TestTimeout: time.Second}
-	mgr := serveManager(t, m)
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy()})
-	dead := listen(t)
+	m := &gunshu.Manager{Policy: testnet.LoopbackPolicy(), TestTimeout: time.Second}
+	mgr := testnet.ServeManager(t, m)
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()})
+	dead := testkit.Listen(t)
 	deadAddr := dead.Addr().String()
 	dead.Close()
 
-	r := &Registrar{
+	r := &gunshu.Registrar{
 		Managers:   []string{mgr, deadAddr},
 		Advertise:  relay,
 		Interval:   50 * time.Millisecond,
@@ -70,7 +74,7 @@ func TestRegistrar(t *testing.T) {
 		defer close(done)
 		r.Run(ctx)
 	}()
-	waitFor(t, 3*time.Second, "no second registration", func() bool {
+	testkit.Eventually(t, 3*time.Second, "no second registration", func() bool {
 		st := r.Status()
 		return st[0].Successes >= 2 && st[1].Error != ""
 	})

@@ -1,27 +1,24 @@
-package gunshu
+package gunshu_test
 
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // relayOn serves a relay answering test on addr and returns its address.
 func relayOn(t testing.TB, addr string) string {
 	t.Helper()
-	return serveRelayOn(t, &Relay{}, listenOn(t, addr))
-}
-
-func serveRelayOn(t testing.TB, r *Relay, ln net.Listener) string {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Serve(ln) }()
-	t.Cleanup(func() { ln.Close(); _ = r.Close(); <-done })
-	return ln.Addr().String()
+	return testnet.ServeRelayOn(t, &gunshu.Relay{}, testkit.ListenOn(t, addr))
 }
 
 // regFrom sends reg for addr to the manager from local IP from and
@@ -35,7 +32,7 @@ func regFrom(t testing.TB, mgr, from, addr string) string {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(regMessage(addr)); err != nil {
+	if _, err := io.WriteString(c, "reg\n"+addr+"\n"); err != nil {
 		t.Fatal(err)
 	}
 	return readReply(t, c)
@@ -48,12 +45,12 @@ func TestManagerMaxPerIP(t *testing.T) {
 	dns := newFakeDNS(t, func(name string, _ bool, _ int) []netip.Addr {
 		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	})
-	m := &Manager{
-		Registry:    NewMemoryRegistry(0, 2),
-		Policy:      Policy{Allow: []string{"127.0.0.0/8"}, Resolver: dns.resolver()},
+	m := &gunshu.Manager{
+		Registry:    gunshu.NewMemoryRegistry(0, 2),
+		Policy:      gunshu.Policy{Allow: []string{"127.0.0.0/8"}, Resolver: dns.resolver()},
 		TestTimeout: time.Second,
 	}
-	mgr := serveManager(t, m)
+	mgr := testnet.ServeManager(t, m)
 	steps := []struct {
 		addr, want string
 	}{
@@ -80,7 +77,7 @@ func TestManagerMaxPerIP(t *testing.T) {
 
 func TestMemoryRegistryGroupMove(t *testing.T) {
 	ctx, now := context.Background(), time.Now()
-	r := NewMemoryRegistry(3, 1)
+	r := gunshu.NewMemoryRegistry(3, 1)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -88,14 +85,14 @@ func TestMemoryRegistryGroupMove(t *testing.T) {
 		}
 	}
 	must(r.Register(ctx, "a:1", "g1", now))
-	if err := r.Register(ctx, "b:1", "g1", now); !errors.Is(err, ErrGroupFull) {
+	if err := r.Register(ctx, "b:1", "g1", now); !errors.Is(err, gunshu.ErrGroupFull) {
 		t.Fatalf("second in g1: %v", err)
 	}
 	// a's name now answers from g2: it moves, freeing g1.
 	must(r.Register(ctx, "a:1", "g2", now))
 	must(r.Register(ctx, "b:1", "g1", now))
 	// Moving into a full group drops the entry rather than overfill it.
-	if err := r.Register(ctx, "a:1", "g1", now); !errors.Is(err, ErrGroupFull) {
+	if err := r.Register(ctx, "a:1", "g1", now); !errors.Is(err, gunshu.ErrGroupFull) {
 		t.Fatalf("move into a full group: %v", err)
 	}
 	addrs, _ := r.Addrs(ctx)
@@ -104,7 +101,7 @@ func TestMemoryRegistryGroupMove(t *testing.T) {
 	}
 	must(r.Register(ctx, "c:1", "g3", now))
 	must(r.Register(ctx, "d:1", "g4", now))
-	if err := r.Register(ctx, "e:1", "g5", now); !errors.Is(err, ErrRegistryFull) {
+	if err := r.Register(ctx, "e:1", "g5", now); !errors.Is(err, gunshu.ErrRegistryFull) {
 		t.Fatalf("past MaxServices: %v", err)
 	}
 }
@@ -117,12 +114,12 @@ func TestManagerRequireSourceMatch(t *testing.T) {
 	dns := newFakeDNS(t, func(name string, _ bool, _ int) []netip.Addr {
 		return []netip.Addr{netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.2")}
 	})
-	m := &Manager{
-		Policy:             Policy{Allow: []string{"127.0.0.0/8"}, Resolver: dns.resolver()},
+	m := &gunshu.Manager{
+		Policy:             gunshu.Policy{Allow: []string{"127.0.0.0/8"}, Resolver: dns.resolver()},
 		RequireSourceMatch: true,
 		TestTimeout:        time.Second,
 	}
-	mgr := serveManager(t, m)
+	mgr := testnet.ServeManager(t, m)
 	if got := regFrom(t, mgr, "127.0.0.1", relay); got != "fail\n" {
 		t.Fatalf("reg of another machine's address = %q, want fail", got)
 	}
@@ -143,13 +140,13 @@ func TestManagerRequireSourceMatch(t *testing.T) {
 func TestManagerRegisterRate(t *testing.T) {
 	relay := relayOn(t, "127.0.0.1:0")
 	var verified atomic.Int64
-	m := &Manager{
-		Policy:       loopbackPolicy(),
-		RegisterRate: Rate{Every: time.Hour, Burst: 3},
+	m := &gunshu.Manager{
+		Policy:       testnet.LoopbackPolicy(),
+		RegisterRate: gunshu.Rate{Every: time.Hour, Burst: 3},
 		TestTimeout:  time.Second,
 		OnRegister:   func(string, error) { verified.Add(1) },
 	}
-	mgr := serveManager(t, m)
+	mgr := testnet.ServeManager(t, m)
 	for i := range 3 {
 		if got := regFrom(t, mgr, "127.0.0.1", relay); got != "ok\n" {
 			t.Fatalf("reg %d within the burst = %q", i, got)
@@ -174,56 +171,14 @@ func TestManagerRegisterRate(t *testing.T) {
 	}
 }
 
-func TestRateLimiter(t *testing.T) {
-	var rl rateLimiter
-	rate := Rate{Every: time.Second, Burst: 2}
-	now := time.Unix(1000, 0)
-	a := netip.MustParseAddr("192.0.2.1")
-	for i, want := range []bool{true, true, false} {
-		if got := rl.allow(rate, a, now); got != want {
-			t.Fatalf("attempt %d: %v", i, got)
-		}
-	}
-	if !rl.allow(rate, a, now.Add(time.Second)) {
-		t.Fatal("no token after one period")
-	}
-	if rl.allow(rate, a, now.Add(time.Second)) {
-		t.Fatal("two tokens after one period")
-	}
-	// One IPv6 /64 is one source.
-	v6a, v6b := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::ffff:2")
-	rl.allow(rate, v6a, now)
-	rl.allow(rate, v6b, now)
-	if rl.allow(rate, v6a, now) {
-		t.Fatal("an IPv6 /64 got more than its burst")
-	}
-	if !rl.allow(rate, netip.MustParseAddr("2001:db8:0:1::1"), now) {
-		t.Fatal("another /64 was limited")
-	}
-	// The table stays bounded under a flood of sources, forgetting
-	// refilled ones first.
-	base := netip.MustParseAddr("10.0.0.0").As4()
-	for i := range maxRateSources + 500 {
-		ip := base
-		ip[1], ip[2], ip[3] = byte(i>>16), byte(i>>8), byte(i)
-		rl.allow(rate, netip.AddrFrom4(ip), now.Add(time.Duration(i)*time.Millisecond))
-	}
-	if n := rl.len(); n > maxRateSources {
-		t.Fatalf("%d sources remembered, bound %d", n, maxRateSources)
-	}
-	if !rl.allow(Rate{}, a, now) {
-		t.Fatal("the zero Rate limited")
-	}
-}
-
 // TestRegistrarSourceAddress: a relay on a host with several addresses
 // passes require_source_match by registering from its advertised IP.
 func TestRegistrarSourceAddress(t *testing.T) {
 	relay := relayOn(t, "127.0.0.2:0")
-	m := &Manager{Registry: &MemoryRegistry{}, Policy: loopbackPolicy(), RequireSourceMatch: true, TestTimeout: time.Second}
-	mgr := serveManager(t, m)
+	m := &gunshu.Manager{Registry: &gunshu.MemoryRegistry{}, Policy: testnet.LoopbackPolicy(), RequireSourceMatch: true, TestTimeout: time.Second}
+	mgr := testnet.ServeManager(t, m)
 	for _, from := range []string{"127.0.0.1", "127.0.0.2"} {
-		reg := &Registrar{Managers: []string{mgr}, Advertise: relay, Timeout: 2 * time.Second,
+		reg := &gunshu.Registrar{Managers: []string{mgr}, Advertise: relay, Timeout: 2 * time.Second,
 			Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})

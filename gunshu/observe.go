@@ -1,8 +1,6 @@
 package gunshu
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-
 	"context"
 	"errors"
 	"io"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 )
 
 // Role names the part a session played.
@@ -93,6 +93,19 @@ func (s *Session) finish(obs Observer, log *zap.Logger, start time.Time, err err
 	s.end(start, err)
 	obs.SessionEnded(*s)
 	logSession(log, *s)
+}
+
+// finishExchange is finish for a manager's one-shot exchange: the reply
+// is the whole exchange, so its handshake is its duration, and it writes
+// no session line, only a failure at debug level, redacted: the peer may
+// be an initiator asking for the list.
+func (s *Session) finishExchange(obs Observer, log *zap.Logger, start time.Time, err error) {
+	s.end(start, err)
+	s.Handshake = s.Duration
+	obs.SessionEnded(*s)
+	if err != nil {
+		log.Debug("exchange failed", zap.String("command", s.Command), zap.String("error", RedactedError(err)))
+	}
 }
 
 // Observer receives session events, for metrics. Implementations must be

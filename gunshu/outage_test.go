@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"bufio"
@@ -11,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // Outages of whole processes: a relay killed by the kernel, a manager
@@ -26,20 +30,16 @@ type streamingResponder struct {
 
 func newStreamingResponder(t testing.TB) *streamingResponder {
 	t.Helper()
-	ln := listen(t)
-	rl := (&Responder{}).Listen(ln, 0)
+	ln := testkit.Listen(t)
+	rl := (&gunshu.Responder{}).Listen(ln, 0)
 	sr := &streamingResponder{addr: ln.Addr().String(), ended: make(chan time.Time, 16)}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = acceptLoop(rl, func(c net.Conn) {
-			defer c.Close()
-			go func() { _, _ = c.Write(make([]byte, 64<<10)); pump(c) }()
-			_, _ = io.Copy(io.Discard, c)
-			sr.ended <- time.Now()
-		})
-	}()
-	t.Cleanup(func() { rl.Close(); rl.Wait(); <-served })
+	t.Cleanup(rl.Wait)
+	testkit.Serve(t, rl, func(c net.Conn) {
+		defer c.Close()
+		go func() { _, _ = c.Write(make([]byte, 64<<10)); pump(c) }()
+		_, _ = io.Copy(io.Discard, c)
+		sr.ended <- time.Now()
+	})
 	return sr
 }
 
@@ -54,24 +54,27 @@ func pump(w io.Writer) {
 }
 
 // streamRoute opens a route through the chain of relays to responder,
-// and starts data flowing both ways. broken receives when the client's
-// side of the route ended.
+// starts data flowing both ways and returns once the responder's first
+// bytes came back through it. broken receives when the client's side of
+// the route ended.
 func streamRoute(t testing.TB, chain []string, responder string) (broken chan time.Time) {
 	t.Helper()
 	c := dialT(t, chain[0])
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	list := append(append([]string{}, chain[1:]...), responder)
-	if _, err := c.Write(estMessage(list)); err != nil {
+	if _, err := io.WriteString(c, estRequest(chain, responder)); err != nil {
 		t.Fatal(err)
 	}
 	if got := readReply(t, c); got != "ok\n" {
 		t.Fatalf("est = %q", got)
 	}
-	if _, err := c.Write(forwardLine); err != nil {
+	if _, err := io.WriteString(c, "forward\n"); err != nil {
 		t.Fatal(err)
 	}
 	broken = make(chan time.Time, 1)
 	go pump(c)
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatalf("no byte came back through the route: %v", err)
+	}
 	go func() {
 		_, _ = io.Copy(io.Discard, c)
 		broken <- time.Now()
@@ -104,7 +107,7 @@ func TestHelperRelayProcess(t *testing.T) {
 		os.Exit(2)
 	}
 	os.Stdout.WriteString(ln.Addr().String() + "\n")
-	r := &Relay{Policy: loopbackPolicy(), Rand: pickFirst}
+	r := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst}
 	_ = r.Serve(ln)
 	os.Exit(0)
 }
@@ -133,13 +136,12 @@ func TestRelayProcessKilledMidStream(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the relay process did not start")
 	}
-	r1 := &Relay{Policy: loopbackPolicy(), Rand: pickFirst}
-	r3 := &Relay{Policy: loopbackPolicy(), Rand: pickFirst}
-	a1, a3 := serveRelay(t, r1), serveRelay(t, r3)
+	r1 := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst}
+	r3 := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst}
+	a1, a3 := testnet.ServeRelay(t, r1), testnet.ServeRelay(t, r3)
 	resp := newStreamingResponder(t)
 	broken := streamRoute(t, []string{a1, middle, a3}, resp.addr)
-	waitFor(t, 2*time.Second, "the route through the process", func() bool { return r1.Active() == 1 && r3.Active() == 1 })
-	time.Sleep(100 * time.Millisecond)
+	testkit.Eventually(t, 2*time.Second, "the route through the process", func() bool { return r1.Active() == 1 && r3.Active() == 1 })
 	killed := time.Now()
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -161,11 +163,11 @@ func TestRelayProcessKilledMidStream(t *testing.T) {
 // being down long enough for them to fail.
 func TestRelaysReregisterAfterManagerRestart(t *testing.T) {
 	const interval = time.Second
-	relay := serveRelay(t, &Relay{})
-	ln := listen(t)
+	relay := testnet.ServeRelay(t, &gunshu.Relay{})
+	ln := testkit.Listen(t)
 	mgrAddr := ln.Addr().String()
-	startManager := func(ln net.Listener) (*Manager, func()) {
-		m := &Manager{Registry: &MemoryRegistry{}, Policy: loopbackPolicy(), TestTimeout: time.Second}
+	startManager := func(ln net.Listener) (*gunshu.Manager, func()) {
+		m := &gunshu.Manager{Registry: &gunshu.MemoryRegistry{}, Policy: testnet.LoopbackPolicy(), TestTimeout: time.Second}
 		done := make(chan struct{})
 		go func() { defer close(done); _ = m.Serve(ln) }()
 		return m, func() { ln.Close(); <-done }
@@ -180,17 +182,17 @@ func TestRelaysReregisterAfterManagerRestart(t *testing.T) {
 		t.Fatalf("cannot listen on %s again", mgrAddr)
 		return nil
 	}
-	listed := func(m *Manager) bool {
+	listed := func(m *gunshu.Manager) bool {
 		addrs, _ := m.Registry.Addrs(context.Background())
 		return len(addrs) == 1 && addrs[0] == relay
 	}
 	m, stop := startManager(ln)
-	reg := &Registrar{Managers: []string{mgrAddr}, Advertise: relay, Interval: interval, MinBackoff: 100 * time.Millisecond, Timeout: 2 * time.Second}
+	reg := &gunshu.Registrar{Managers: []string{mgrAddr}, Advertise: relay, Interval: interval, MinBackoff: 100 * time.Millisecond, Timeout: 2 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); reg.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, 2*time.Second, "the first registration", func() bool { return listed(m) })
+	testkit.Eventually(t, 2*time.Second, "the first registration", func() bool { return listed(m) })
 
 	// Bound: the interval, its jitter (10 %) and a verification.
 	limit := interval + interval/10 + 500*time.Millisecond
@@ -215,7 +217,7 @@ func TestRelaysReregisterAfterManagerRestart(t *testing.T) {
 func TestSilentNextHopFailsWithinRouteTimeout(t *testing.T) {
 	const route = 700 * time.Millisecond
 	silent := cannedServer(t, "", true)
-	relay := serveRelay(t, &Relay{Policy: loopbackPolicy(), Timeouts: Timeouts{Route: route}})
+	relay := testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Timeouts: gunshu.Timeouts{Route: route}})
 	start := time.Now()
 	if got := exchange(t, relay, "est\n1\n"+silent+"\n"); got != "fail\n" {
 		t.Fatalf("relay reply %q, want fail", got)
@@ -225,7 +227,7 @@ func TestSilentNextHopFailsWithinRouteTimeout(t *testing.T) {
 	}
 
 	mgr := cannedServer(t, "1\n"+silent+"\n", false)
-	d := &Dialer{Manager: mgr, Attempts: 1, Timeouts: Timeouts{Route: route}}
+	d := &gunshu.Dialer{Manager: mgr, Attempts: 1, Timeouts: gunshu.Timeouts{Route: route}}
 	start = time.Now()
 	_, err := d.Establish(context.Background(), "192.0.2.1:80")
 	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {

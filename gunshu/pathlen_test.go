@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"context"
@@ -6,18 +6,21 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // estCounter counts relay sessions. After the registrations no test
 // reaches the relays, so every session started is one hop of a route.
 type estCounter struct{ started atomic.Int64 }
 
-func (c *estCounter) SessionStarted(r Role) {
-	if r == RoleRelay {
+func (c *estCounter) SessionStarted(r gunshu.Role) {
+	if r == gunshu.RoleRelay {
 		c.started.Add(1)
 	}
 }
-func (c *estCounter) SessionEnded(Session) {}
+func (c *estCounter) SessionEnded(gunshu.Session) {}
 
 // routeLengths builds routes routes through a network of relays relays
 // with the given MaxRelays and returns how many routes had each length.
@@ -27,13 +30,13 @@ func (c *estCounter) SessionEnded(Session) {}
 func routeLengths(t *testing.T, relays, maxRelays, routes int) map[int]int {
 	var count estCounter
 	seed := uint64(relays*1000 + maxRelays)
-	n := newTestNetWith(t, relays, func(r *Relay) {
+	n := testnet.NewWith(t, relays, func(r *gunshu.Relay) {
 		r.Observer = &count
 		seed++
 		r.Rand = rand.NewPCG(seed, 42)
 	})
-	resp := n.echoResponder(t)
-	d := n.dialer(seed)
+	resp := testnet.EchoResponder(t)
+	d := n.Dialer(seed)
 	d.MaxRelays = maxRelays
 	lengths := map[int]int{}
 	for range routes {
@@ -54,7 +57,7 @@ func routeLengths(t *testing.T, relays, maxRelays, routes int) map[int]int {
 // lengthLaw is the law of route lengths a Dialer's route-size law implies:
 // with k relays offered, every length 1..k is equally likely, because each
 // relay picks its successor uniformly (PROTOCOL.md, "Route establishment").
-func lengthLaw(d *Dialer, relays int) []float64 {
+func lengthLaw(d *gunshu.Dialer, relays int) []float64 {
 	law := d.RouteSizeLaw(relays)
 	p := make([]float64, len(law))
 	for k, pk := range law {
@@ -92,7 +95,7 @@ func TestPathLengthLaw(t *testing.T) {
 	} {
 		const routes = 300
 		lengths := routeLengths(t, tc.relays, tc.maxRelays, routes)
-		law := lengthLaw(&Dialer{MaxRelays: tc.maxRelays}, tc.relays)
+		law := lengthLaw(&gunshu.Dialer{MaxRelays: tc.maxRelays}, tc.relays)
 		t.Logf("%d relays, MaxRelays %d: lengths %v, law %.3f", tc.relays, tc.maxRelays, lengths, law)
 		if len(law) != tc.want {
 			t.Fatalf("%d relays, MaxRelays %d: routes of up to %d relays, want %d", tc.relays, tc.maxRelays, len(law), tc.want)
@@ -119,9 +122,9 @@ func TestPathLengthRelayChoice(t *testing.T) {
 	relays := make([]string, 4)
 	for i := range relays {
 		seed++
-		relays[i] = serveRelay(t, &Relay{Policy: loopbackPolicy(), Observer: &count, Rand: rand.NewPCG(seed, 7)})
+		relays[i] = testnet.ServeRelay(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Observer: &count, Rand: rand.NewPCG(seed, 7)})
 	}
-	resp, _ := serveResponder(t, &Responder{}, func(c net.Conn) { c.Close() })
+	resp, _ := serveResponder(t, &gunshu.Responder{}, func(c net.Conn) { c.Close() })
 	const routes = 300
 	lengths := map[int]int{}
 	for range routes {
@@ -143,9 +146,9 @@ func TestPathLengthRelayChoice(t *testing.T) {
 // put the responder in the list.
 func TestPathLengthInitiatorChoice(t *testing.T) {
 	var count estCounter
-	n := newTestNetWith(t, 4, func(r *Relay) { r.Observer, r.Rand = &count, pickFirst })
-	resp := n.echoResponder(t)
-	d := n.dialer(5)
+	n := testnet.NewWith(t, 4, func(r *gunshu.Relay) { r.Observer, r.Rand = &count, pickFirst })
+	resp := testnet.EchoResponder(t)
+	d := n.Dialer(5)
 	d.MaxRelays = -1
 	const routes = 300
 	lengths := map[int]int{}

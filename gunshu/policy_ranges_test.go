@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"context"
@@ -7,10 +7,14 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 func TestPolicyDefaultDenied(t *testing.T) {
-	var p Policy
+	var p gunshu.Policy
 	denied := []string{
 		"0.0.0.0", "0.1.2.3", "10.0.0.1", "10.255.255.255", "100.64.0.1", "100.127.255.254",
 		"127.0.0.1", "127.255.255.255", "169.254.169.254", "172.16.0.1", "172.31.255.255",
@@ -20,7 +24,7 @@ func TestPolicyDefaultDenied(t *testing.T) {
 		"::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::ffff:0.0.0.0",
 	}
 	for _, s := range denied {
-		if err := p.AllowIP(netip.MustParseAddr(s)); !errors.Is(err, ErrPolicyDenied) {
+		if err := p.AllowIP(netip.MustParseAddr(s)); !errors.Is(err, gunshu.ErrPolicyDenied) {
 			t.Errorf("AllowIP(%s) = %v, want ErrPolicyDenied", s, err)
 		}
 	}
@@ -37,7 +41,7 @@ func TestPolicyDefaultDenied(t *testing.T) {
 }
 
 func TestPolicyAllowAndDeny(t *testing.T) {
-	p := Policy{
+	p := gunshu.Policy{
 		Allow: []string{"10.1.0.0/16", "127.0.0.1", "fd00::/8", "192.0.2.0/24"},
 		Deny:  []string{"10.1.2.0/24", "198.51.100.7", "192.0.2.0/25"},
 	}
@@ -61,7 +65,7 @@ func TestPolicyAllowAndDeny(t *testing.T) {
 		if (err == nil) != want {
 			t.Errorf("AllowIP(%s) = %v, want allowed=%v", s, err, want)
 		}
-		if err != nil && !errors.Is(err, ErrPolicyDenied) {
+		if err != nil && !errors.Is(err, gunshu.ErrPolicyDenied) {
 			t.Errorf("AllowIP(%s): %v does not wrap ErrPolicyDenied", s, err)
 		}
 	}
@@ -69,33 +73,33 @@ func TestPolicyAllowAndDeny(t *testing.T) {
 
 func TestPolicyPorts(t *testing.T) {
 	ctx := context.Background()
-	var p Policy
-	if _, err := p.Resolve(ctx, "192.0.2.1:25"); !errors.Is(err, ErrPolicyDenied) {
+	var p gunshu.Policy
+	if _, err := p.Resolve(ctx, "192.0.2.1:25"); !errors.Is(err, gunshu.ErrPolicyDenied) {
 		t.Errorf("default policy, port 25: %v", err)
 	}
 	if _, err := p.Resolve(ctx, "192.0.2.1:587"); err != nil {
 		t.Errorf("default policy, port 587: %v", err)
 	}
-	custom := Policy{DenyPorts: []uint16{22, 3306}}
+	custom := gunshu.Policy{DenyPorts: []uint16{22, 3306}}
 	for port, want := range map[string]bool{"25": true, "22": false, "3306": false, "443": true} {
 		_, err := custom.Resolve(ctx, "192.0.2.1:"+port)
 		if (err == nil) != want {
 			t.Errorf("DenyPorts [22 3306], port %s: %v", port, err)
 		}
 	}
-	open := Policy{DenyPorts: []uint16{}}
+	open := gunshu.Policy{DenyPorts: []uint16{}}
 	if _, err := open.Resolve(ctx, "192.0.2.1:25"); err != nil {
 		t.Errorf("empty DenyPorts, port 25: %v", err)
 	}
 	for _, bad := range []string{"192.0.2.1:0", "192.0.2.1", "192.0.2.1:65536", "192.0.2.1:x"} {
-		if _, err := p.Resolve(ctx, bad); !errors.Is(err, ErrBadAddress) {
+		if _, err := p.Resolve(ctx, bad); !errors.Is(err, gunshu.ErrBadAddress) {
 			t.Errorf("Resolve(%q) = %v, want ErrBadAddress", bad, err)
 		}
 	}
 }
 
 func TestPolicyResolveUnmaps(t *testing.T) {
-	p := Policy{Allow: []string{"127.0.0.0/8"}}
+	p := gunshu.Policy{Allow: []string{"127.0.0.0/8"}}
 	got, err := p.Resolve(context.Background(), "[::ffff:127.0.0.1]:7001")
 	if err != nil {
 		t.Fatal(err)
@@ -103,8 +107,8 @@ func TestPolicyResolveUnmaps(t *testing.T) {
 	if len(got) != 1 || got[0] != netip.MustParseAddrPort("127.0.0.1:7001") {
 		t.Fatalf("got %v, want [127.0.0.1:7001]", got)
 	}
-	var def Policy
-	if _, err := def.Resolve(context.Background(), "[::ffff:127.0.0.1]:7001"); !errors.Is(err, ErrPolicyDenied) {
+	var def gunshu.Policy
+	if _, err := def.Resolve(context.Background(), "[::ffff:127.0.0.1]:7001"); !errors.Is(err, gunshu.ErrPolicyDenied) {
 		t.Fatalf("mapped loopback under the default policy: %v", err)
 	}
 }
@@ -113,11 +117,11 @@ func TestPolicyResolveUnmaps(t *testing.T) {
 // maps to loopback without the network.
 func TestPolicyHostNames(t *testing.T) {
 	ctx := context.Background()
-	var def Policy
-	if _, err := def.Resolve(ctx, "localhost:7001"); !errors.Is(err, ErrPolicyDenied) {
+	var def gunshu.Policy
+	if _, err := def.Resolve(ctx, "localhost:7001"); !errors.Is(err, gunshu.ErrPolicyDenied) {
 		t.Errorf("localhost under the default policy: %v", err)
 	}
-	byName := Policy{Allow: []string{"localhost"}}
+	byName := gunshu.Policy{Allow: []string{"localhost"}}
 	got, err := byName.Resolve(ctx, "localhost:7001")
 	if err != nil {
 		t.Fatalf("allowed host name: %v", err)
@@ -127,20 +131,20 @@ func TestPolicyHostNames(t *testing.T) {
 			t.Errorf("localhost resolved to %v", ap)
 		}
 	}
-	denied := Policy{Allow: []string{"localhost", "127.0.0.0/8", "::1/128"}, Deny: []string{"localhost"}}
-	if _, err := denied.Resolve(ctx, "LOCALHOST.:7001"); !errors.Is(err, ErrPolicyDenied) {
+	denied := gunshu.Policy{Allow: []string{"localhost", "127.0.0.0/8", "::1/128"}, Deny: []string{"localhost"}}
+	if _, err := denied.Resolve(ctx, "LOCALHOST.:7001"); !errors.Is(err, gunshu.ErrPolicyDenied) {
 		t.Errorf("denied host name (other case, trailing dot): %v", err)
 	}
 	// A name allowed by suffix rule, whose address is in an explicitly
 	// denied range, is refused: deny wins over allow here too.
-	suffix := Policy{Allow: []string{".localhost", "localhost"}, Deny: []string{"127.0.0.0/8", "::1/128"}}
-	if _, err := suffix.Resolve(ctx, "localhost:7001"); !errors.Is(err, ErrPolicyDenied) {
+	suffix := gunshu.Policy{Allow: []string{".localhost", "localhost"}, Deny: []string{"127.0.0.0/8", "::1/128"}}
+	if _, err := suffix.Resolve(ctx, "localhost:7001"); !errors.Is(err, gunshu.ErrPolicyDenied) {
 		t.Errorf("allowed name resolving into a denied range: %v", err)
 	}
 }
 
 func TestPolicyCompileErrors(t *testing.T) {
-	for _, p := range []*Policy{
+	for _, p := range []*gunshu.Policy{
 		{Allow: []string{"10.0.0.0/33"}},
 		{Allow: []string{""}},
 		{Deny: []string{"not a host"}},
@@ -158,7 +162,7 @@ func TestPolicyCompileErrors(t *testing.T) {
 // TestPolicyDial: Dial refuses before connecting, and connects to what
 // Resolve checked.
 func TestPolicyDial(t *testing.T) {
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	defer ln.Close()
 	accepted := make(chan struct{}, 1)
 	go func() {
@@ -169,8 +173,8 @@ func TestPolicyDial(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), ioWait)
 	defer cancel()
-	var def Policy
-	if _, err := def.Dial(ctx, ln.Addr().String(), &net.Dialer{}); !errors.Is(err, ErrPolicyDenied) {
+	var def gunshu.Policy
+	if _, err := def.Dial(ctx, ln.Addr().String(), &net.Dialer{}); !errors.Is(err, gunshu.ErrPolicyDenied) {
 		t.Fatalf("default policy dialed loopback: %v", err)
 	}
 	select {
@@ -178,7 +182,7 @@ func TestPolicyDial(t *testing.T) {
 		t.Fatal("a denied dial reached the listener")
 	case <-time.After(20 * time.Millisecond):
 	}
-	p := loopbackPolicy()
+	p := testnet.LoopbackPolicy()
 	c, err := p.Dial(ctx, ln.Addr().String(), &net.Dialer{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"errors"
@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // ioWait bounds every read a test makes, so a server that fails to
@@ -117,7 +120,7 @@ type fakeHop struct {
 
 func newFakeHop(t testing.TB) *fakeHop {
 	t.Helper()
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	t.Cleanup(func() { ln.Close() })
 	return &fakeHop{ln: ln.(*net.TCPListener), addr: ln.Addr().String()}
 }
@@ -157,48 +160,11 @@ func TestConstSourcePicks(t *testing.T) {
 	}
 }
 
-// serveRelay runs a relay on a fresh loopback listener until the test ends.
-func serveRelay(t testing.TB, r *Relay) string {
-	t.Helper()
-	ln := listen(t)
-	addr := ln.Addr().String()
-	if r.Self == nil {
-		r.Self = []string{addr}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = r.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		_ = r.Close()
-		<-done
-	})
-	return addr
-}
-
-// serveManager runs m on a fresh loopback listener until the test ends.
-func serveManager(t testing.TB, m *Manager) string {
-	t.Helper()
-	ln := listen(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = m.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-	})
-	return ln.Addr().String()
-}
-
 // serveResponder runs a responder listener whose streams go to handle,
 // until the test ends.
-func serveResponder(t testing.TB, r *Responder, handle func(net.Conn)) (string, *Listener) {
+func serveResponder(t testing.TB, r *gunshu.Responder, handle func(net.Conn)) (string, *gunshu.Listener) {
 	t.Helper()
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	rl := r.Listen(ln, 0)
 	done := make(chan struct{})
 	go func() {
@@ -217,16 +183,4 @@ func serveResponder(t testing.TB, r *Responder, handle func(net.Conn)) (string, 
 		rl.Wait()
 	})
 	return ln.Addr().String(), rl
-}
-
-// waitFor polls cond until it holds or wait passes.
-func waitFor(t testing.TB, wait time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", wait, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

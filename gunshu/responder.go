@@ -1,8 +1,6 @@
 package gunshu
 
 import (
-	"github.com/gunshu/caddy-gunshu/gunshu/forward"
-
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 )
 
 // ErrTestAnswered reports a connection that was a test exchange: it was
@@ -125,8 +125,10 @@ func (r *Responder) readRoute(conn net.Conn, lr *lineReader, s *Session, start t
 	return lr.release(), nil
 }
 
-// stream is an established route at the responder: bytes the handshake
-// reader took past forward come first.
+// stream is a connection some of whose bytes were read already, which
+// Read gives back first: an established route at the responder (the
+// bytes the handshake reader took past forward), or on a shared port a
+// connection that is not Gunshu's (the bytes read to tell).
 type stream struct {
 	net.Conn
 	rest      []byte
@@ -182,114 +184,3 @@ func (s *stream) Close() error {
 	})
 	return err
 }
-
-// Listener wraps a net.Listener: Accept returns only connections that
-// completed est, ok and forward. Handshakes run concurrently, so a slow
-// peer never holds up Accept; test exchanges are answered on the side.
-type Listener struct {
-	ln        net.Listener
-	responder *Responder
-	// pending bounds the handshakes in flight and the streams waiting
-	// for Accept.
-	pending  chan struct{}
-	inFlight sessionSet
-	streams  chan net.Conn
-	done     chan struct{}
-	errOnce  sync.Once
-	err      error
-	close    sync.Once
-	wg       sync.WaitGroup
-}
-
-// DefaultMaxPending bounds a Listener's handshakes in flight.
-const DefaultMaxPending = 1024
-
-// Listen starts accepting on ln. maxPending bounds the handshakes in
-// flight (0 means DefaultMaxPending).
-func (r *Responder) Listen(ln net.Listener, maxPending int) *Listener {
-	r.init()
-	if maxPending <= 0 {
-		maxPending = DefaultMaxPending
-	}
-	l := &Listener{
-		ln:        ln,
-		responder: r,
-		pending:   make(chan struct{}, maxPending),
-		streams:   make(chan net.Conn),
-		done:      make(chan struct{}),
-	}
-	l.wg.Add(1)
-	go l.acceptLoop()
-	return l
-}
-
-func (l *Listener) acceptLoop() {
-	defer l.wg.Done()
-	var pause acceptPause
-	for {
-		select {
-		case l.pending <- struct{}{}:
-		case <-l.done:
-			return
-		}
-		conn, err := l.ln.Accept()
-		if err != nil {
-			<-l.pending
-			if !errors.Is(err, net.ErrClosed) && pause.after(err) {
-				continue
-			}
-			l.errOnce.Do(func() { l.err = err })
-			l.Close()
-			return
-		}
-		pause.reset()
-		l.wg.Add(1)
-		go l.handshake(conn)
-	}
-}
-
-func (l *Listener) handshake(conn net.Conn) {
-	defer l.wg.Done()
-	defer func() { <-l.pending }()
-	id := l.inFlight.add(conn)
-	st, err := l.responder.Handshake(conn, nil)
-	l.inFlight.remove(id)
-	if err != nil {
-		return
-	}
-	select {
-	case l.streams <- st:
-	case <-l.done:
-		st.Close()
-	}
-}
-
-// Accept returns the next established stream.
-func (l *Listener) Accept() (net.Conn, error) {
-	select {
-	case st := <-l.streams:
-		return st, nil
-	case <-l.done:
-		l.errOnce.Do(func() { l.err = net.ErrClosed })
-		return nil, l.err
-	}
-}
-
-// Close stops accepting, closes the listener and ends the handshakes in
-// flight. Streams already returned by Accept are the caller's.
-func (l *Listener) Close() error {
-	var err error
-	l.close.Do(func() {
-		close(l.done)
-		err = l.ln.Close()
-		l.inFlight.abortAll()
-	})
-	return err
-}
-
-// Wait blocks until every goroutine of the listener has ended; call it
-// after Close.
-func (l *Listener) Wait() { l.wg.Wait() }
-
-// Addr is the listener's address.
-func (l *Listener) Addr() net.Addr { return l.ln.Addr() }

@@ -126,3 +126,27 @@ func (d *Dialer) RouteSizeWarning(listed int) string {
 
 // boundFor is the largest route offered when n relays are candidates.
 func (d *Dialer) boundFor(n int) int { return len(d.routeSizeLaw(n)) }
+
+// FixedLaw is the route-size law of a fixed cap: every route is offered
+// k relays. It and GeometricLaw are other rules' laws, for comparison
+// with ours (PRIVACY.md, examples/privacy).
+func FixedLaw(k int) []float64 {
+	law := make([]float64, k)
+	law[k-1] = 1
+	return law
+}
+
+// GeometricLaw offers k relays with P(k) ∝ r^(k-1) on 1..bound: the rule
+// issue 9 proposed.
+func GeometricLaw(r float64, bound int) []float64 {
+	law := make([]float64, bound)
+	total := 0.0
+	for k := range law {
+		law[k] = math.Pow(r, float64(k))
+		total += law[k]
+	}
+	for k := range law {
+		law[k] /= total
+	}
+	return law
+}

@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"context"
@@ -8,24 +8,27 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // lawOf returns the route-size law of a Dialer configured by d.
-func lawOf(d *Dialer, n int) []float64 { return d.RouteSizeLaw(n) }
+func lawOf(d *gunshu.Dialer, n int) []float64 { return d.RouteSizeLaw(n) }
 
 func TestRouteSizeLawMeetsTargets(t *testing.T) {
 	for _, n := range []int{20, 200} {
-		e := ComputeExposure(lawOf(&Dialer{}, n), n, 1)
+		e := gunshu.ComputeExposure(lawOf(&gunshu.Dialer{}, n), n, 1)
 		t.Logf("N=%d: revealing %.3f%%, mean posterior %.4f, mean route %.3f, over 8 relays %.2f%%",
 			n, 100*e.Revealing, e.MeanPosterior, e.MeanRoute, 100*e.OverEight)
-		if e.Revealing > TargetRevealing {
-			t.Errorf("N=%d: %.3f%% of observations reveal the initiator, target %.0f%%", n, 100*e.Revealing, 100*TargetRevealing)
+		if e.Revealing > gunshu.TargetRevealing {
+			t.Errorf("N=%d: %.3f%% of observations reveal the initiator, target %.0f%%", n, 100*e.Revealing, 100*gunshu.TargetRevealing)
 		}
-		if e.MeanPosterior > TargetMeanPosterior {
-			t.Errorf("N=%d: mean posterior %.4f, target %.2f", n, e.MeanPosterior, TargetMeanPosterior)
+		if e.MeanPosterior > gunshu.TargetMeanPosterior {
+			t.Errorf("N=%d: mean posterior %.4f, target %.2f", n, e.MeanPosterior, gunshu.TargetMeanPosterior)
 		}
-		if e.MeanRoute > TargetMeanRoute {
-			t.Errorf("N=%d: mean route %.3f relays, target %.1f", n, e.MeanRoute, TargetMeanRoute)
+		if e.MeanRoute > gunshu.TargetMeanRoute {
+			t.Errorf("N=%d: mean route %.3f relays, target %.1f", n, e.MeanRoute, gunshu.TargetMeanRoute)
 		}
 	}
 }
@@ -33,13 +36,13 @@ func TestRouteSizeLawMeetsTargets(t *testing.T) {
 // Below the bound, a relay's list size must tell it nothing: the
 // posterior is 1-ρ for every size, and only the largest list reveals.
 func TestRouteSizeLawHidesPosition(t *testing.T) {
-	for _, rho := range []float64{0.5, DefaultRouteContinue, 0.8} {
-		d := &Dialer{RouteContinue: rho}
+	for _, rho := range []float64{0.5, gunshu.DefaultRouteContinue, 0.8} {
+		d := &gunshu.Dialer{RouteContinue: rho}
 		law := lawOf(d, 200)
-		if len(law) != DefaultMaxRelays {
-			t.Fatalf("law has %d sizes, want the bound %d", len(law), DefaultMaxRelays)
+		if len(law) != gunshu.DefaultMaxRelays {
+			t.Fatalf("law has %d sizes, want the bound %d", len(law), gunshu.DefaultMaxRelays)
 		}
-		e := ComputeExposure(law, 200, 1)
+		e := gunshu.ComputeExposure(law, 200, 1)
 		for m, p := range e.Posterior[:len(law)-1] {
 			if math.Abs(p-(1-rho)) > 1e-9 {
 				t.Errorf("ρ=%v: a relay receiving %d entries is first with probability %.6f, want %.6f", rho, m+1, p, 1-rho)
@@ -67,42 +70,26 @@ func TestRouteSizeLawHidesPosition(t *testing.T) {
 // replaces, which follow from closed forms.
 func TestExposureOfOldRules(t *testing.T) {
 	const n = 20
-	whole := ComputeExposure(lawOf(&Dialer{MaxRelays: -1}, n), n, 1)
+	whole := gunshu.ComputeExposure(lawOf(&gunshu.Dialer{MaxRelays: -1}, n), n, 1)
 	if want := 2.0 / (n + 1); math.Abs(whole.Revealing-want) > 1e-12 || math.Abs(whole.MeanRoute-10.5) > 1e-12 {
 		t.Errorf("2003 rule: revealing %v, mean route %v; want %v, 10.5", whole.Revealing, whole.MeanRoute, want)
 	}
-	capped := make([]float64, 5)
-	capped[4] = 1
-	fixed := ComputeExposure(capped, n, 1)
+	fixed := gunshu.ComputeExposure(gunshu.FixedLaw(5), n, 1)
 	if math.Abs(fixed.Revealing-1.0/3) > 1e-12 || math.Abs(fixed.MeanRoute-3) > 1e-12 {
 		t.Errorf("fixed cap 5: revealing %v, mean route %v; want 1/3, 3", fixed.Revealing, fixed.MeanRoute)
 	}
-	geo := ComputeExposure(geometricLaw(0.8, 20), n, 1)
+	geo := gunshu.ComputeExposure(gunshu.GeometricLaw(0.8, 20), n, 1)
 	if math.Round(1000*geo.Revealing) != 3 || math.Round(100*geo.MeanPosterior) != 35 || math.Round(10*geo.MeanRoute) != 29 {
 		t.Errorf("geometric r=0.8: revealing %v, mean posterior %v, mean route %v; issue 9 gives 0.3%%, 0.35, 2.9",
 			geo.Revealing, geo.MeanPosterior, geo.MeanRoute)
 	}
 }
 
-// geometricLaw is P(k) ∝ r^(k-1) on 1..bound, the law issue 9 proposes.
-func geometricLaw(r float64, bound int) []float64 {
-	law := make([]float64, bound)
-	total := 0.0
-	for k := range law {
-		law[k] = math.Pow(r, float64(k))
-		total += law[k]
-	}
-	for k := range law {
-		law[k] /= total
-	}
-	return law
-}
-
 func TestRouteSizeBounds(t *testing.T) {
 	for _, tc := range []struct {
 		max, n, want int
-	}{{0, 5, 5}, {0, 200, DefaultMaxRelays}, {8, 200, 8}, {1, 50, 1}, {-1, 7, 7}, {30, 0, 0}} {
-		law := lawOf(&Dialer{MaxRelays: tc.max}, tc.n)
+	}{{0, 5, 5}, {0, 200, gunshu.DefaultMaxRelays}, {8, 200, 8}, {1, 50, 1}, {-1, 7, 7}, {30, 0, 0}} {
+		law := lawOf(&gunshu.Dialer{MaxRelays: tc.max}, tc.n)
 		if len(law) != tc.want {
 			t.Errorf("MaxRelays %d, %d listed: largest route %d, want %d", tc.max, tc.n, len(law), tc.want)
 		}
@@ -114,7 +101,7 @@ func TestRouteSizeBounds(t *testing.T) {
 			t.Errorf("MaxRelays %d, %d listed: law sums to %v", tc.max, tc.n, sum)
 		}
 	}
-	whole := lawOf(&Dialer{MaxRelays: -1}, 7)
+	whole := lawOf(&gunshu.Dialer{MaxRelays: -1}, 7)
 	if whole[6] != 1 {
 		t.Errorf("negative MaxRelays must offer the whole list, law %v", whole)
 	}
@@ -122,19 +109,19 @@ func TestRouteSizeBounds(t *testing.T) {
 
 func TestValidateRouteSize(t *testing.T) {
 	for _, c := range []float64{-0.1, 1, 1.5, math.NaN()} {
-		if err := (&Dialer{RouteContinue: c}).ValidateRouteSize(); err == nil {
+		if err := (&gunshu.Dialer{RouteContinue: c}).ValidateRouteSize(); err == nil {
 			t.Errorf("RouteContinue %v accepted", c)
 		}
 	}
 	for _, c := range []float64{0, 0.5, 0.9} {
-		if err := (&Dialer{RouteContinue: c}).ValidateRouteSize(); err != nil {
+		if err := (&gunshu.Dialer{RouteContinue: c}).ValidateRouteSize(); err != nil {
 			t.Errorf("RouteContinue %v: %v", c, err)
 		}
 	}
 }
 
 func TestRouteSizeWarning(t *testing.T) {
-	var d Dialer
+	var d gunshu.Dialer
 	for _, n := range []int{20, 200} {
 		if w := d.RouteSizeWarning(n); w != "" {
 			t.Errorf("%d relays listed: unexpected warning %q", n, w)
@@ -145,7 +132,7 @@ func TestRouteSizeWarning(t *testing.T) {
 			t.Errorf("%d relays listed: no warning", n)
 		}
 	}
-	low := Dialer{MaxRelays: 8}
+	low := gunshu.Dialer{MaxRelays: 8}
 	if w := low.RouteSizeWarning(200); !strings.Contains(w, "max_relays 8") {
 		t.Errorf("max_relays 8 with 200 relays: warning %q", w)
 	}
@@ -153,10 +140,10 @@ func TestRouteSizeWarning(t *testing.T) {
 
 // A Dialer whose manager lists too few relays says so once, not per route.
 func TestDialerWarnsOfTooFewRelays(t *testing.T) {
-	n := newTestNet(t, 3)
-	responder := n.echoResponder(t)
+	n := testnet.New(t, 3)
+	responder := testnet.EchoResponder(t)
 	core, logs := observer.New(zap.WarnLevel)
-	d := n.dialer(1)
+	d := n.Dialer(1)
 	d.Logger, d.ListTTL = zap.New(core), -1
 	for range 3 {
 		conn, err := d.DialContext(context.Background(), responder)

@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"net"
@@ -6,6 +6,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // flakyListener fails its first accepts the way a process at its
@@ -28,14 +31,14 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 // 20,000-descriptor limit refused every connection afterwards).
 func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	flaky := func() *flakyListener {
-		l := &flakyListener{Listener: listen(t)}
+		l := &flakyListener{Listener: testkit.Listen(t)}
 		l.failures.Store(4)
 		return l
 	}
 	t.Run("relay", func(t *testing.T) {
 		ln := flaky()
 		done := make(chan error, 1)
-		go func() { done <- (&Relay{}).Serve(ln) }()
+		go func() { done <- (&gunshu.Relay{}).Serve(ln) }()
 		if got := exchange(t, ln.Addr().String(), "test\n"); got != "ok\n" {
 			t.Fatalf("got %q", got)
 		}
@@ -47,7 +50,7 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	t.Run("manager", func(t *testing.T) {
 		ln := flaky()
 		done := make(chan error, 1)
-		go func() { done <- (&Manager{}).Serve(ln) }()
+		go func() { done <- (&gunshu.Manager{}).Serve(ln) }()
 		if got := exchange(t, ln.Addr().String(), "list\n"); got != "0\n" {
 			t.Fatalf("got %q", got)
 		}
@@ -56,7 +59,7 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	})
 	t.Run("responder", func(t *testing.T) {
 		ln := flaky()
-		rl := (&Responder{}).Listen(ln, 0)
+		rl := (&gunshu.Responder{}).Listen(ln, 0)
 		defer func() { rl.Close(); rl.Wait() }()
 		if got := exchange(t, ln.Addr().String(), "test\n"); got != "ok\n" {
 			t.Fatalf("got %q", got)

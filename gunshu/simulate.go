@@ -107,6 +107,27 @@ type RouteTally struct {
 	Relays, OverEight int
 }
 
+// Exposure reads the figures of an Exposure off the simulated routes
+// alone (Listed and Corrupt stay zero): the posterior of each list size
+// is the share of its observations made by the first hop.
+func (t RouteTally) Exposure() Exposure {
+	var e Exposure
+	total, first := 0, 0
+	for m, obs := range t.Observed {
+		total += obs
+		first += t.FirstHop[m]
+	}
+	for m, obs := range t.Observed {
+		if obs > 0 && 2*t.FirstHop[m] > obs {
+			e.Revealing += float64(obs) / float64(total)
+		}
+	}
+	e.MeanPosterior = float64(first) / float64(total)
+	e.MeanRoute = float64(t.Relays) / float64(t.Routes)
+	e.OverEight = float64(t.OverEight) / float64(t.Routes)
+	return e
+}
+
 // Routes simulates n routes to one responder from one initiator, the
 // corrupt relays being the first Corrupt candidates.
 func (s Simulation) Routes(n int) (RouteTally, error) {

@@ -6,31 +6,6 @@ import (
 	"testing"
 )
 
-// measured are the figures of a RouteTally, as in Exposure.
-type measured struct {
-	revealing, meanPosterior, meanRoute, overEight float64
-}
-
-// measure reads the figures off simulated routes alone: the posterior of
-// each list size is the share of its observations made by the first hop.
-func measure(t RouteTally) measured {
-	var m measured
-	total, first := 0, 0
-	for i, obs := range t.Observed {
-		total += obs
-		first += t.FirstHop[i]
-	}
-	for i, obs := range t.Observed {
-		if obs > 0 && 2*t.FirstHop[i] > obs {
-			m.revealing += float64(obs) / float64(total)
-		}
-	}
-	m.meanPosterior = float64(first) / float64(total)
-	m.meanRoute = float64(t.Relays) / float64(t.Routes)
-	m.overEight = float64(t.OverEight) / float64(t.Routes)
-	return m
-}
-
 // The Dialer's real route choice, followed hop by hop with the relays'
 // real choice of successor, must produce what ComputeExposure predicts
 // and meet the targets of issue 9.
@@ -61,12 +36,12 @@ func TestSimulatedRoutesMeetTargets(t *testing.T) {
 // the default law, and against the targets.
 func compareWithExact(t *testing.T, tally RouteTally) {
 	listed, routes := len(tally.Observed), tally.Routes
-	got := measure(tally)
+	got := tally.Exposure()
 	want := ComputeExposure((&Dialer{}).RouteSizeLaw(listed), listed, 1)
 	t.Logf("N=%d, %d routes: revealing %.3f%% (exact %.3f%%), mean posterior %.4f (%.4f), mean route %.3f (%.3f), over 8 relays %.2f%% (%.2f%%)",
-		listed, routes, 100*got.revealing, 100*want.Revealing, got.meanPosterior, want.MeanPosterior,
-		got.meanRoute, want.MeanRoute, 100*got.overEight, 100*want.OverEight)
-	if got.revealing > TargetRevealing || got.meanPosterior > TargetMeanPosterior || got.meanRoute > TargetMeanRoute {
+		listed, routes, 100*got.Revealing, 100*want.Revealing, got.MeanPosterior, want.MeanPosterior,
+		got.MeanRoute, want.MeanRoute, 100*got.OverEight, 100*want.OverEight)
+	if got.Revealing > TargetRevealing || got.MeanPosterior > TargetMeanPosterior || got.MeanRoute > TargetMeanRoute {
 		t.Errorf("N=%d: simulated routes miss a target", listed)
 	}
 	observations := 0
@@ -86,8 +61,8 @@ func compareWithExact(t *testing.T, tally RouteTally) {
 		}
 	}
 	sd := math.Sqrt(want.MeanPosterior * (1 - want.MeanPosterior) / float64(observations))
-	if math.Abs(got.meanPosterior-want.MeanPosterior) > 5*sd {
-		t.Errorf("N=%d: simulated mean posterior %.4f, exact %.4f", listed, got.meanPosterior, want.MeanPosterior)
+	if math.Abs(got.MeanPosterior-want.MeanPosterior) > 5*sd {
+		t.Errorf("N=%d: simulated mean posterior %.4f, exact %.4f", listed, got.MeanPosterior, want.MeanPosterior)
 	}
 	// Route lengths are uniform on 1..k given k: E[L²|k] = (k+1)(2k+1)/6.
 	square := 0.0
@@ -95,8 +70,8 @@ func compareWithExact(t *testing.T, tally RouteTally) {
 		square += p * float64((k+2)*(2*k+3)) / 6
 	}
 	sdRoute := math.Sqrt((square - want.MeanRoute*want.MeanRoute) / float64(routes))
-	if math.Abs(got.meanRoute-want.MeanRoute) > 5*sdRoute {
-		t.Errorf("N=%d: simulated mean route %.3f, exact %.3f", listed, got.meanRoute, want.MeanRoute)
+	if math.Abs(got.MeanRoute-want.MeanRoute) > 5*sdRoute {
+		t.Errorf("N=%d: simulated mean route %.3f, exact %.3f", listed, got.MeanRoute, want.MeanRoute)
 	}
 }
 
@@ -107,10 +82,10 @@ func TestSimulationDetectsWholeListLeak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := measure(tally)
-	t.Logf("2003 rule, N=20: revealing %.2f%%, mean route %.2f", 100*got.revealing, got.meanRoute)
-	if math.Abs(got.revealing-2.0/21) > 0.01 || math.Abs(got.meanRoute-10.5) > 0.1 {
-		t.Errorf("2003 rule: revealing %.4f, mean route %.2f; want 2/21, 10.5", got.revealing, got.meanRoute)
+	got := tally.Exposure()
+	t.Logf("2003 rule, N=20: revealing %.2f%%, mean route %.2f", 100*got.Revealing, got.MeanRoute)
+	if math.Abs(got.Revealing-2.0/21) > 0.01 || math.Abs(got.MeanRoute-10.5) > 0.1 {
+		t.Errorf("2003 rule: revealing %.4f, mean route %.2f; want 2/21, 10.5", got.Revealing, got.MeanRoute)
 	}
 }
 

@@ -50,3 +50,33 @@ func TestSniffCommandBoundsBlanks(t *testing.T) {
 		t.Fatalf("est and %d blanks: %v, want SniffNo", len(long), got)
 	}
 }
+
+// TestSniffRouteCommands: what a shared port (Responder.ListenShared) takes
+// for Gunshu's is what SniffCommand says of est and test, the rule the
+// gunshu matcher follows too.
+func TestSniffRouteCommands(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Sniff
+	}{
+		{"", SniffMore},
+		{"e", SniffMore},
+		{"est", SniffMore},
+		{"est\r", SniffMore},
+		{"est\n", SniffYes},
+		{"est\r\n3\n", SniffYes},
+		{"test\n", SniffYes},
+		{"tes", SniffMore},
+		{"GET / HTTP/1.1", SniffNo},
+		{"\x16\x03\x01", SniffNo},
+		{"estate", SniffNo},
+		{"test \n", SniffYes},
+		{"PRI * HTTP/2.0", SniffNo},
+		{"list\n", SniffNo},
+	}
+	for _, tt := range tests {
+		if _, got := SniffCommand([]byte(tt.in), routeCommands); got != tt.want {
+			t.Errorf("SniffCommand(%q, est and test) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -85,7 +86,7 @@ func socksNegotiate(br *bufio.Reader, w io.Writer, creds *credentials) error {
 	if creds != nil {
 		want = socksMethodUserPass
 	}
-	if !bytesContain(methods, want) {
+	if !slices.Contains(methods, want) {
 		_, _ = w.Write([]byte{socks5Version, socksMethodNone})
 		if creds != nil {
 			return fmt.Errorf("%w: SOCKS5 client offers no username/password method", ErrProxyAuth)
@@ -201,13 +202,4 @@ func socksReplyFor(err error) byte {
 		return socksGeneralFailure
 	}
 	return socksHostUnreachable
-}
-
-func bytesContain(b []byte, c byte) bool {
-	for _, x := range b {
-		if x == c {
-			return true
-		}
-	}
-	return false
 }

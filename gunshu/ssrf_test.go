@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"context"
@@ -11,6 +11,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // trap is a listener that must never be reached: it counts connections
@@ -93,7 +97,7 @@ func ssrfResolver(t testing.TB) *fakeDNS {
 
 func TestPolicyRefusesInternalTargets(t *testing.T) {
 	dns := ssrfResolver(t)
-	p := &Policy{Resolver: dns.resolver()}
+	p := &gunshu.Policy{Resolver: dns.resolver()}
 	refused := append(ssrfSpellings("80"),
 		"10.1.2.3:80", "172.16.0.1:80", "172.31.255.255:80", "192.168.1.1:80",
 		"100.64.0.1:80", "169.254.169.254:80", "[::ffff:169.254.169.254]:80",
@@ -105,15 +109,15 @@ func TestPolicyRefusesInternalTargets(t *testing.T) {
 	)
 	for _, addr := range refused {
 		t.Run(addr, func(t *testing.T) {
-			canon, err := ParseAddr(addr)
+			canon, err := gunshu.ParseAddr(addr)
 			if err != nil {
-				if !errors.Is(err, ErrBadAddress) {
+				if !errors.Is(err, gunshu.ErrBadAddress) {
 					t.Fatalf("ParseAddr: %v, want ErrBadAddress", err)
 				}
 				return
 			}
 			got, err := p.Resolve(context.Background(), canon)
-			if !errors.Is(err, ErrPolicyDenied) {
+			if !errors.Is(err, gunshu.ErrPolicyDenied) {
 				t.Fatalf("Resolve(%s) = %v, %v; want ErrPolicyDenied", canon, got, err)
 			}
 		})
@@ -128,9 +132,9 @@ func TestPolicyRefusesInternalTargets(t *testing.T) {
 }
 
 func TestPolicyDeniesLocalhostWithSystemResolver(t *testing.T) {
-	var p Policy
+	var p gunshu.Policy
 	_, err := p.Resolve(context.Background(), "localhost:80")
-	if !errors.Is(err, ErrPolicyDenied) {
+	if !errors.Is(err, gunshu.ErrPolicyDenied) {
 		t.Fatalf("localhost: %v, want ErrPolicyDenied", err)
 	}
 }
@@ -145,7 +149,7 @@ func TestPolicyAllowAndDenyRules(t *testing.T) {
 		}
 		return nil
 	})
-	p := &Policy{
+	p := &gunshu.Policy{
 		Allow:     []string{"10.0.0.0/24", ".corp.example"},
 		Deny:      []string{"10.0.0.7", "198.51.100.0/24", "blocked.example"},
 		DenyPorts: []uint16{22},
@@ -174,7 +178,7 @@ func TestPolicyAllowAndDenyRules(t *testing.T) {
 		}
 	}
 	for _, bad := range [][]string{{"10.0.0.0/33"}, {""}, {"bad name!"}, {"0x7f000001"}} {
-		if err := (&Policy{Allow: bad}).Compile(); err == nil {
+		if err := (&gunshu.Policy{Allow: bad}).Compile(); err == nil {
 			t.Errorf("Compile(Allow: %q) accepted", bad)
 		}
 	}
@@ -187,8 +191,8 @@ func TestRelayRefusesSSRF(t *testing.T) {
 	dns := ssrfResolver(t)
 	target := newTrap(t, "tcp", "127.0.0.1:0")
 	target6 := newTrap(t, "tcp", "[::1]:"+target.port)
-	r := &Relay{Policy: Policy{Resolver: dns.resolver()}, Timeouts: Timeouts{Dial: time.Second, Route: 2 * time.Second}}
-	relayAddr := serveRelay(t, r)
+	r := &gunshu.Relay{Policy: gunshu.Policy{Resolver: dns.resolver()}, Timeouts: gunshu.Timeouts{Dial: time.Second, Route: 2 * time.Second}}
+	relayAddr := testnet.ServeRelay(t, r)
 	addrs := append(ssrfSpellings(target.port), "169.254.169.254:80", "10.0.0.1:80", "192.168.0.1:80")
 	for _, addr := range addrs {
 		t.Run(addr, func(t *testing.T) {
@@ -216,7 +220,7 @@ func TestRelayRefusesSSRF(t *testing.T) {
 // allowed address and then to a denied one: the relay must connect to
 // the address it checked, once resolved, and never to the later answer.
 func TestRelayDialsTheCheckedAddress(t *testing.T) {
-	allowed := listenOn(t, "127.0.0.2:0")
+	allowed := testkit.ListenOn(t, "127.0.0.2:0")
 	_, port, _ := net.SplitHostPort(allowed.Addr().String())
 	trapped := newTrap(t, "tcp", "127.0.0.1:"+port)
 	dns := newFakeDNS(t, func(name string, ipv6 bool, seen int) []netip.Addr {
@@ -227,7 +231,7 @@ func TestRelayDialsTheCheckedAddress(t *testing.T) {
 	})
 	// The allowed address is a responder; the trap sits on the rebinding
 	// answer at the same port.
-	rl := (&Responder{}).Listen(allowed, 0)
+	rl := (&gunshu.Responder{}).Listen(allowed, 0)
 	t.Cleanup(func() { rl.Close(); rl.Wait() })
 	go func() {
 		for {
@@ -239,8 +243,8 @@ func TestRelayDialsTheCheckedAddress(t *testing.T) {
 			c.Close()
 		}
 	}()
-	r := &Relay{Policy: Policy{Allow: []string{"127.0.0.2/32"}, Resolver: dns.resolver()}}
-	relayAddr := serveRelay(t, r)
+	r := &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.2/32"}, Resolver: dns.resolver()}}
+	relayAddr := testnet.ServeRelay(t, r)
 	conn := dialT(t, relayAddr)
 	if _, err := conn.Write([]byte("est\n1\nrebind.test:" + port + "\n")); err != nil {
 		t.Fatal(err)
@@ -271,8 +275,8 @@ func TestRelayDialsTheCheckedAddress(t *testing.T) {
 func TestManagerNeverTestsDeniedAddresses(t *testing.T) {
 	dns := ssrfResolver(t)
 	target := newTrap(t, "tcp", "127.0.0.1:0")
-	m := &Manager{Policy: Policy{Resolver: dns.resolver()}, TestTimeout: time.Second}
-	mgrAddr := serveManager(t, m)
+	m := &gunshu.Manager{Policy: gunshu.Policy{Resolver: dns.resolver()}, TestTimeout: time.Second}
+	mgrAddr := testnet.ServeManager(t, m)
 	for _, addr := range ssrfSpellings(target.port) {
 		if reply := exchange(t, mgrAddr, "reg\n"+addr+"\n"); reply != "fail\n" {
 			t.Errorf("reg %s: %q, want fail", addr, reply)
@@ -297,10 +301,10 @@ func TestManagerNeverTestsDeniedAddresses(t *testing.T) {
 // to an allowed address and then to a denied one is verified at the
 // checked address, which is also what its per-IP group is.
 func TestManagerVerifiesTheCheckedAddress(t *testing.T) {
-	relayLn := listenOn(t, "127.0.0.2:0")
+	relayLn := testkit.ListenOn(t, "127.0.0.2:0")
 	_, port, _ := net.SplitHostPort(relayLn.Addr().String())
 	trapped := newTrap(t, "tcp", "127.0.0.1:"+port)
-	go func() { _ = (&Relay{}).Serve(relayLn) }()
+	go func() { _ = (&gunshu.Relay{}).Serve(relayLn) }()
 	t.Cleanup(func() { relayLn.Close() })
 	dns := newFakeDNS(t, func(name string, ipv6 bool, seen int) []netip.Addr {
 		if seen == 0 {
@@ -308,7 +312,7 @@ func TestManagerVerifiesTheCheckedAddress(t *testing.T) {
 		}
 		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	})
-	m := &Manager{Policy: Policy{Allow: []string{"127.0.0.2/32"}, Resolver: dns.resolver()}, TestTimeout: time.Second}
+	m := &gunshu.Manager{Policy: gunshu.Policy{Allow: []string{"127.0.0.2/32"}, Resolver: dns.resolver()}, TestTimeout: time.Second}
 	if err := m.Register(context.Background(), "relay.rebind.test:"+port); err != nil {
 		t.Fatalf("register: %v", err)
 	}
@@ -319,15 +323,6 @@ func TestManagerVerifiesTheCheckedAddress(t *testing.T) {
 	if n := trapped.conns.Load(); n != 0 {
 		t.Fatalf("verification dialed the rebinding answer %d times", n)
 	}
-}
-
-func listenOn(t testing.TB, addr string) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }
 
 func dialT(t testing.TB, addr string) net.Conn {
@@ -414,7 +409,7 @@ func FuzzParseAddrNoNumericNames(f *testing.F) {
 	f.Add("relay.example.net:7001")
 	f.Add("a0x1.example:1")
 	f.Fuzz(func(t *testing.T, s string) {
-		out, err := ParseAddr(s)
+		out, err := gunshu.ParseAddr(s)
 		if err != nil {
 			return
 		}

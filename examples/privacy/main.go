@@ -46,8 +46,8 @@ func main() {
 		fmt.Fprintf(w, "%s\t%.2f %%\t%.3f\t%.2f\t%.1f %%\t\n", name, 100*e.Revealing, e.MeanPosterior, e.MeanRoute, 100*e.OverEight)
 	}
 	row("2003: the whole list", gunshu.ComputeExposure((&gunshu.Dialer{MaxRelays: -1}).RouteSizeLaw(*n), *n, *corrupt))
-	row("fixed cap of 5", gunshu.ComputeExposure(fixedLaw(min(5, *n)), *n, *corrupt))
-	row("geometric r=0.8, bound 20", gunshu.ComputeExposure(geometricLaw(0.8, min(20, *n)), *n, *corrupt))
+	row("fixed cap of 5", gunshu.ComputeExposure(gunshu.FixedLaw(min(5, *n)), *n, *corrupt))
+	row("geometric r=0.8, bound 20", gunshu.ComputeExposure(gunshu.GeometricLaw(0.8, min(20, *n)), *n, *corrupt))
 	law := ours.RouteSizeLaw(*n)
 	exact := gunshu.ComputeExposure(law, *n, *corrupt)
 	row(fmt.Sprintf("ours: ρ=%.2f, bound %d", continueOf(ours), len(law)), exact)
@@ -62,7 +62,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "privacy:", err)
 			os.Exit(1)
 		}
-		row(fmt.Sprintf("ours, measured on %d routes", *routes), measured(tally))
+		row(fmt.Sprintf("ours, measured on %d routes", *routes), tally.Exposure())
 	}
 	// Crowds gives every observation the same posterior: all reveal, or none.
 	crowds := 1 - continueOf(ours)*float64(*n-*corrupt)/float64(*n+1)
@@ -116,44 +116,4 @@ func continueOf(d *gunshu.Dialer) float64 {
 		return gunshu.DefaultRouteContinue
 	}
 	return d.RouteContinue
-}
-
-// fixedLaw always offers k relays.
-func fixedLaw(k int) []float64 {
-	law := make([]float64, k)
-	law[k-1] = 1
-	return law
-}
-
-// geometricLaw is P(k) ∝ r^(k-1) on 1..bound.
-func geometricLaw(r float64, bound int) []float64 {
-	law := make([]float64, bound)
-	total := 0.0
-	for k := range law {
-		law[k] = math.Pow(r, float64(k))
-		total += law[k]
-	}
-	for k := range law {
-		law[k] /= total
-	}
-	return law
-}
-
-// measured reads the figures of an Exposure off simulated routes.
-func measured(t gunshu.RouteTally) gunshu.Exposure {
-	var e gunshu.Exposure
-	total, first := 0, 0
-	for m, obs := range t.Observed {
-		total += obs
-		first += t.FirstHop[m]
-	}
-	for m, obs := range t.Observed {
-		if obs > 0 && 2*t.FirstHop[m] > obs {
-			e.Revealing += float64(obs) / float64(total)
-		}
-	}
-	e.MeanPosterior = float64(first) / float64(total)
-	e.MeanRoute = float64(t.Relays) / float64(t.Routes)
-	e.OverEight = float64(t.OverEight) / float64(t.Routes)
-	return e
 }

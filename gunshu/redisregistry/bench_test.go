@@ -10,13 +10,16 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/gunshu/caddy-gunshu/internal/registrytest"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // benchManager serves a manager on reg until the benchmark ends.
 func benchManager(b *testing.B, reg gunshu.Registry) string {
 	b.Helper()
-	m := &gunshu.Manager{Registry: reg, Policy: loopbackPolicy(), DisableVerify: true}
-	ln := listen(b)
+	m := &gunshu.Manager{Registry: reg, Policy: testnet.LoopbackPolicy(), DisableVerify: true}
+	ln := testkit.Listen(b)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -41,7 +44,7 @@ func BenchmarkList(b *testing.B) {
 	ctx := context.Background()
 	for i := range services {
 		for _, r := range []gunshu.Registry{mem, red} {
-			if err := r.Register(ctx, serviceAddr(i), hostPart(serviceAddr(i)), time.Now()); err != nil {
+			if err := r.Register(ctx, serviceAddr(i), registrytest.HostPart(serviceAddr(i)), time.Now()); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -116,7 +119,7 @@ func BenchmarkAddrs(b *testing.B) {
 	ctx := context.Background()
 	for i := range services {
 		for _, r := range []gunshu.Registry{mem, red} {
-			if err := r.Register(ctx, serviceAddr(i), hostPart(serviceAddr(i)), time.Now()); err != nil {
+			if err := r.Register(ctx, serviceAddr(i), registrytest.HostPart(serviceAddr(i)), time.Now()); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -147,7 +150,7 @@ func BenchmarkListSideBySide(b *testing.B) {
 	ctx := context.Background()
 	for i := range services {
 		for _, r := range []gunshu.Registry{mem, red} {
-			if err := r.Register(ctx, serviceAddr(i), hostPart(serviceAddr(i)), time.Now()); err != nil {
+			if err := r.Register(ctx, serviceAddr(i), registrytest.HostPart(serviceAddr(i)), time.Now()); err != nil {
 				b.Fatal(err)
 			}
 		}

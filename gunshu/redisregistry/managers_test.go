@@ -12,18 +12,10 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/gunshu/caddy-gunshu/internal/registrytest"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
-
-func loopbackPolicy() gunshu.Policy { return gunshu.Policy{Allow: []string{"127.0.0.0/8"}} }
-
-func listen(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
 
 // testManager is one in-process manager with its own listener and its own
 // connection to the shared Redis: what a separate Caddy instance would be.
@@ -44,11 +36,11 @@ func startManagers(t testing.TB, srv *redistest.Server, n int, o Options, config
 	var out []*testManager
 	for range n {
 		reg := newRegistry(t, srv, o)
-		m := &gunshu.Manager{Registry: reg, Policy: loopbackPolicy(), TestTimeout: time.Second}
+		m := &gunshu.Manager{Registry: reg, Policy: testnet.LoopbackPolicy(), TestTimeout: time.Second}
 		if configure != nil {
 			configure(m)
 		}
-		ln := listen(t)
+		ln := testkit.Listen(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		tm := &testManager{Manager: m, reg: reg, addr: ln.Addr().String(), ln: ln, cancel: cancel}
 		tm.wg.Add(1)
@@ -114,20 +106,9 @@ func startRelays(t testing.TB, n int) []*testRelay {
 	t.Helper()
 	var out []*testRelay
 	for range n {
-		ln := &countingListener{Listener: listen(t)}
-		r := &testRelay{addr: ln.Addr().String(), ln: ln}
-		relay := &gunshu.Relay{Policy: loopbackPolicy(), Self: []string{r.addr}}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_ = relay.Serve(ln)
-		}()
-		t.Cleanup(func() {
-			ln.Close()
-			_ = relay.Close()
-			<-done
-		})
-		out = append(out, r)
+		ln := &countingListener{Listener: testkit.Listen(t)}
+		addr := testnet.ServeRelayOn(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()}, ln)
+		out = append(out, &testRelay{addr: addr, ln: ln})
 	}
 	return out
 }
@@ -157,7 +138,7 @@ func TestRegisteredAtOneListedByAll(t *testing.T) {
 	if got := ms[0].list(t); !slices.Equal(got, []string{relays[0].addr}) {
 		t.Fatalf("A lists %v right after the registration", got)
 	}
-	eventually(t, time.Second, "B and C list the relay registered at A", func() bool {
+	testkit.Eventually(t, time.Second, "B and C list the relay registered at A", func() bool {
 		return slices.Equal(ms[1].list(t), []string{relays[0].addr}) &&
 			slices.Equal(ms[2].list(t), []string{relays[0].addr})
 	})
@@ -211,7 +192,7 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 	}
 	perHostCount := map[string]int{}
 	for _, s := range svcs {
-		perHostCount[hostPart(s.Addr)]++
+		perHostCount[registrytest.HostPart(s.Addr)]++
 		if acked[s.Addr] == 0 {
 			t.Errorf("%s is registered but no reg for it got ok", s.Addr)
 		}
@@ -224,7 +205,7 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 	if len(acked) != maxServices {
 		t.Errorf("%d addresses got ok, want %d", len(acked), maxServices)
 	}
-	eventually(t, time.Second, "every manager lists the 100 services once", func() bool {
+	testkit.Eventually(t, time.Second, "every manager lists the 100 services once", func() bool {
 		for _, m := range ms {
 			list := m.list(t)
 			if len(list) != maxServices || len(slices.Compact(list)) != maxServices {
@@ -251,7 +232,7 @@ func TestPatrolSharedAmongManagers(t *testing.T) {
 	for i, r := range relays {
 		register(t, ms[i%3].addr, r.addr)
 	}
-	eventually(t, time.Second, "every manager lists the 10 relays", func() bool {
+	testkit.Eventually(t, time.Second, "every manager lists the 10 relays", func() bool {
 		for _, m := range ms {
 			if !slices.Equal(m.list(t), addrsOf(relays)) {
 				return false
@@ -323,7 +304,7 @@ func TestRedisOutage(t *testing.T) {
 		}()
 	}
 	want := addrsOf(relays)
-	eventually(t, 3*time.Second, "both managers list the 5 relays", func() bool {
+	testkit.Eventually(t, 3*time.Second, "both managers list the 5 relays", func() bool {
 		return slices.Equal(ms[0].list(t), want) && slices.Equal(ms[1].list(t), want)
 	})
 
@@ -339,7 +320,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("reg failed after %v: %v", took, err)
 	}
 	t.Logf("reg with Redis down: %v after %v", err, time.Since(start))
-	eventually(t, time.Second, "the managers notice Redis is down", func() bool {
+	testkit.Eventually(t, time.Second, "the managers notice Redis is down", func() bool {
 		_, e0 := ms[0].reg.SnapshotAge()
 		_, e1 := ms[1].reg.SnapshotAge()
 		return e0 != nil && e1 != nil
@@ -356,7 +337,7 @@ func TestRedisOutage(t *testing.T) {
 	// backoff is capped there), plus 10% jitter; then a snapshot refresh.
 	// The stale snapshots list them all along: check that Redis holds them
 	// again and that both snapshots come from it.
-	eventually(t, registerInterval+registerInterval/10+200*time.Millisecond, "every live relay listed again", func() bool {
+	testkit.Eventually(t, registerInterval+registerInterval/10+200*time.Millisecond, "every live relay listed again", func() bool {
 		svcs, err := ms[0].reg.Services(context.Background())
 		if err != nil || len(svcs) != len(want) {
 			return false
@@ -377,32 +358,16 @@ func TestEntranceThroughManagersOnOneRedis(t *testing.T) {
 	relays := startRelays(t, 2)
 	register(t, ms[0].addr, relays[0].addr) // at A
 	register(t, ms[2].addr, relays[1].addr) // at C
-	eventually(t, time.Second, "B lists the relays of A and C", func() bool {
+	testkit.Eventually(t, time.Second, "B lists the relays of A and C", func() bool {
 		return slices.Equal(ms[1].list(t), addrsOf(relays))
 	})
-	responder := echoResponder(t)
+	responder := testnet.EchoResponder(t)
 	entrance := &gunshu.Entrance{
 		Dialer:    &gunshu.Dialer{Manager: ms[1].addr, MaxRelays: -1},
 		Responder: responder,
 	}
-	ln := listen(t)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = entrance.ServeConn(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	ln := testkit.Listen(t)
+	testkit.Serve(t, ln, func(c net.Conn) { _ = entrance.ServeConn(c) })
 
 	before := []int64{relays[0].ln.accepted.Load(), relays[1].ln.accepted.Load()}
 	for i := range 10 {
@@ -441,45 +406,4 @@ func roundTrip(t testing.TB, addr, msg string) string {
 		}
 	}
 	return string(buf)
-}
-
-// echoResponder serves a Gunshu responder echoing each stream, and
-// returns its address.
-func echoResponder(t testing.TB) string {
-	t.Helper()
-	rl := (&gunshu.Responder{}).Listen(listen(t), 0)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := rl.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						if cw, ok := c.(interface{ CloseWrite() error }); ok {
-							_ = cw.CloseWrite()
-						}
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() { rl.Close(); rl.Wait(); wg.Wait() })
-	return rl.Addr().String()
 }

@@ -16,6 +16,7 @@
 package redisregistry
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -104,9 +105,9 @@ type Registry struct {
 // fails until a first snapshot arrives.
 func New(o Options) *Registry {
 	r := &Registry{
-		timeout:   orDefault(o.Timeout, DefaultTimeout),
-		interval:  orDefault(o.SnapshotInterval, DefaultSnapshotInterval),
-		expire:    orDefault(o.ExpireAfter, DefaultExpireAfter),
+		timeout:   cmp.Or(o.Timeout, DefaultTimeout),
+		interval:  cmp.Or(o.SnapshotInterval, DefaultSnapshotInterval),
+		expire:    cmp.Or(o.ExpireAfter, DefaultExpireAfter),
 		log:       o.Logger,
 		onRefresh: o.OnRefresh,
 		id:        newID(),
@@ -127,9 +128,9 @@ func New(o Options) *Registry {
 
 	ro := o.Redis
 	ro.ContextTimeoutEnabled = true
-	ro.DialTimeout = orDefault(ro.DialTimeout, r.timeout)
-	ro.ReadTimeout = orDefault(ro.ReadTimeout, r.timeout)
-	ro.WriteTimeout = orDefault(ro.WriteTimeout, r.timeout)
+	ro.DialTimeout = cmp.Or(ro.DialTimeout, r.timeout)
+	ro.ReadTimeout = cmp.Or(ro.ReadTimeout, r.timeout)
+	ro.WriteTimeout = cmp.Or(ro.WriteTimeout, r.timeout)
 	// One retry covers a pooled connection broken by a Redis restart. A
 	// script retried after its reply was lost applies twice, which only a
 	// failure count notices: no more retries than that.
@@ -146,13 +147,6 @@ func newID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // SetLimits sets the caps (0: none). Safe at any time; the caps apply to
@@ -288,6 +282,9 @@ func (r *Registry) Register(ctx context.Context, addr, group string, now time.Ti
 	case -1:
 		return gunshu.ErrRegistryFull
 	case -2:
+		// A refresh into a full group dropped the service: this manager
+		// stops listing it at once, as after Remove.
+		r.forget(addr)
 		return gunshu.ErrGroupFull
 	case 1:
 		// This manager lists a new service at once; the others within a
@@ -311,10 +308,15 @@ func (r *Registry) Remove(ctx context.Context, addr string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("redis registry: %w", err)
 	}
+	r.forget(addr)
+	return res == 1, nil
+}
+
+// forget drops addr from the local snapshot.
+func (r *Registry) forget(addr string) {
 	r.mu.Lock()
 	r.addrs = slices.DeleteFunc(r.addrs, func(a string) bool { return a == addr })
 	r.mu.Unlock()
-	return res == 1, nil
 }
 
 // RecordTest implements gunshu.Registry; the failures are counted in

@@ -4,17 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gunshu/caddy-gunshu/gunshu"
-	"github.com/gunshu/caddy-gunshu/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/redistest"
+	"github.com/gunshu/caddy-gunshu/internal/registrytest"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // newRegistry opens a Registry on srv, closed when the test ends.
@@ -32,26 +34,19 @@ func newRegistry(t testing.TB, srv *redistest.Server, o Options) *Registry {
 	return r
 }
 
-// eventually polls cond every 20 ms until it holds or within passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func sortedAddrs(t testing.TB, r gunshu.Registry) []string {
-	t.Helper()
-	addrs, err := r.Addrs(context.Background())
-	if err != nil {
-		t.Fatalf("Addrs: %v", err)
-	}
-	slices.Sort(addrs)
-	return addrs
+// TestContract runs the registry contract against Redis, each case on
+// keys of its own.
+func TestContract(t *testing.T) {
+	srv := redistest.Start(t)
+	var cases atomic.Int64
+	registrytest.Run(t, func(t *testing.T, maxServices, maxPerIP int) gunshu.Registry {
+		r := newRegistry(t, srv, Options{KeyPrefix: fmt.Sprintf("contract%d:", cases.Add(1)), MaxServices: maxServices, MaxPerIP: maxPerIP})
+		testkit.Eventually(t, 5*time.Second, "the first snapshot", func() bool {
+			_, err := r.Addrs(context.Background())
+			return err == nil
+		})
+		return r
+	})
 }
 
 func TestRegisterRefreshRemove(t *testing.T) {
@@ -59,13 +54,13 @@ func TestRegisterRefreshRemove(t *testing.T) {
 	r := newRegistry(t, srv, Options{KeyPrefix: "t1:"})
 	ctx := context.Background()
 	t0 := time.UnixMilli(time.Now().UnixMilli())
-	if err := r.Register(ctx, "127.0.0.1:7001", hostPart("127.0.0.1:7001"), t0); err != nil {
+	if err := r.Register(ctx, "127.0.0.1:7001", registrytest.HostPart("127.0.0.1:7001"), t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Register(ctx, "127.0.0.1:7001", hostPart("127.0.0.1:7001"), t0.Add(time.Second)); err != nil {
+	if err := r.Register(ctx, "127.0.0.1:7001", registrytest.HostPart("127.0.0.1:7001"), t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:7001"}) {
+	if got := registrytest.SortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:7001"}) {
 		t.Fatalf("Addrs after a refresh = %v, want the one address once", got)
 	}
 	svcs, err := r.Services(ctx)
@@ -87,7 +82,7 @@ func TestRegisterRefreshRemove(t *testing.T) {
 	if removed, err := r.Remove(ctx, "127.0.0.1:7001"); err != nil || removed {
 		t.Fatalf("second Remove = %v, %v; want false", removed, err)
 	}
-	if got := sortedAddrs(t, r); len(got) != 0 {
+	if got := registrytest.SortedAddrs(t, r); len(got) != 0 {
 		t.Fatalf("Addrs after Remove = %v", got)
 	}
 	if n, err := raw.HLen(ctx, "{t1:}hosts").Result(); err != nil || n != 0 {
@@ -101,20 +96,20 @@ func TestCapsAndSharedFailures(t *testing.T) {
 	b := newRegistry(t, srv, Options{KeyPrefix: "t2:", MaxServices: 3, MaxPerIP: 2})
 	ctx, now := context.Background(), time.Now()
 	for _, addr := range []string{"127.0.0.1:1", "127.0.0.1:2"} {
-		if err := a.Register(ctx, addr, hostPart(addr), now); err != nil {
+		if err := a.Register(ctx, addr, registrytest.HostPart(addr), now); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := b.Register(ctx, "127.0.0.1:3", hostPart("127.0.0.1:3"), now); !errors.Is(err, gunshu.ErrGroupFull) {
+	if err := b.Register(ctx, "127.0.0.1:3", registrytest.HostPart("127.0.0.1:3"), now); !errors.Is(err, gunshu.ErrGroupFull) {
 		t.Fatalf("third service on one host: %v, want ErrGroupFull", err)
 	}
-	if err := b.Register(ctx, "[::1]:1", hostPart("[::1]:1"), now); err != nil {
+	if err := b.Register(ctx, "[::1]:1", registrytest.HostPart("[::1]:1"), now); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Register(ctx, "[::1]:2", hostPart("[::1]:2"), now); !errors.Is(err, gunshu.ErrRegistryFull) {
+	if err := b.Register(ctx, "[::1]:2", registrytest.HostPart("[::1]:2"), now); !errors.Is(err, gunshu.ErrRegistryFull) {
 		t.Fatalf("fourth service: %v, want ErrRegistryFull", err)
 	}
-	if err := b.Register(ctx, "127.0.0.1:1", hostPart("127.0.0.1:1"), now); err != nil {
+	if err := b.Register(ctx, "127.0.0.1:1", registrytest.HostPart("127.0.0.1:1"), now); err != nil {
 		t.Fatalf("refreshing a registered service in a full registry: %v", err)
 	}
 
@@ -144,7 +139,7 @@ func TestCapsAndSharedFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.SetLimits(2, 0)
-	if err := a.Register(ctx, "[::1]:1", hostPart("[::1]:1"), now); !errors.Is(err, gunshu.ErrRegistryFull) {
+	if err := a.Register(ctx, "[::1]:1", registrytest.HostPart("[::1]:1"), now); !errors.Is(err, gunshu.ErrRegistryFull) {
 		t.Fatalf("after SetLimits(2, 0): %v, want ErrRegistryFull", err)
 	}
 }
@@ -154,21 +149,21 @@ func TestSnapshotSharedAndExpired(t *testing.T) {
 	a := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute, MaxPerIP: 1})
 	b := newRegistry(t, srv, Options{KeyPrefix: "t3:", ExpireAfter: time.Minute})
 	ctx := context.Background()
-	if err := a.Register(ctx, "127.0.0.2:1", hostPart("127.0.0.2:1"), time.Now()); err != nil {
+	if err := a.Register(ctx, "127.0.0.2:1", registrytest.HostPart("127.0.0.2:1"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	// Registered long ago: the next refresh expires it.
-	if err := a.Register(ctx, "127.0.0.3:1", hostPart("127.0.0.3:1"), time.Now().Add(-2*time.Minute)); err != nil {
+	if err := a.Register(ctx, "127.0.0.3:1", registrytest.HostPart("127.0.0.3:1"), time.Now().Add(-2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "b lists a's live registration only", func() bool {
-		return slices.Equal(sortedAddrs(t, b), []string{"127.0.0.2:1"})
+	testkit.Eventually(t, time.Second, "b lists a's live registration only", func() bool {
+		return slices.Equal(registrytest.SortedAddrs(t, b), []string{"127.0.0.2:1"})
 	})
-	eventually(t, time.Second, "a drops the expired one from its snapshot", func() bool {
-		return slices.Equal(sortedAddrs(t, a), []string{"127.0.0.2:1"})
+	testkit.Eventually(t, time.Second, "a drops the expired one from its snapshot", func() bool {
+		return slices.Equal(registrytest.SortedAddrs(t, a), []string{"127.0.0.2:1"})
 	})
 	// The expired service no longer counts against its host's cap.
-	if err := a.Register(ctx, "127.0.0.3:2", hostPart("127.0.0.3:2"), time.Now()); err != nil {
+	if err := a.Register(ctx, "127.0.0.3:2", registrytest.HostPart("127.0.0.3:2"), time.Now()); err != nil {
 		t.Fatalf("registering on the host of an expired service: %v", err)
 	}
 	if age, err := b.SnapshotAge(); err != nil || age > time.Second {
@@ -184,7 +179,7 @@ func TestClaimPatrolShards(t *testing.T) {
 	var addrs []string
 	for i := range 100 {
 		addr := fmt.Sprintf("127.0.0.1:%d", 1000+i)
-		if err := a.Register(ctx, addr, hostPart(addr), time.Now()); err != nil {
+		if err := a.Register(ctx, addr, registrytest.HostPart(addr), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		addrs = append(addrs, addr)
@@ -223,7 +218,7 @@ func TestClaimPatrolShards(t *testing.T) {
 		t.Fatal("a claims everything while c patrols")
 	}
 	_ = c.client.Close()
-	eventually(t, 3*c.heartbeatTTL(), "a takes over the share of a dead manager", func() bool {
+	testkit.Eventually(t, 3*c.heartbeatTTL(), "a takes over the share of a dead manager", func() bool {
 		return len(claim(a)) == len(addrs)
 	})
 }
@@ -239,12 +234,12 @@ func TestRedisDownAndBack(t *testing.T) {
 			}
 		}})
 	ctx := context.Background()
-	if err := r.Register(ctx, "127.0.0.1:1", hostPart("127.0.0.1:1"), time.Now()); err != nil {
+	if err := r.Register(ctx, "127.0.0.1:1", registrytest.HostPart("127.0.0.1:1"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	srv.Stop()
 	start := time.Now()
-	if err := r.Register(ctx, "127.0.0.1:2", hostPart("127.0.0.1:2"), time.Now()); err == nil {
+	if err := r.Register(ctx, "127.0.0.1:2", registrytest.HostPart("127.0.0.1:2"), time.Now()); err == nil {
 		t.Fatal("Register succeeded with Redis down")
 	}
 	if _, err := r.ClaimPatrol(ctx, []string{"127.0.0.1:1"}, time.Second); err == nil {
@@ -253,28 +248,28 @@ func TestRedisDownAndBack(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("failing with Redis down took %v, past the 500ms timeouts", d)
 	}
-	eventually(t, time.Second, "the refresher notices Redis is down", func() bool {
+	testkit.Eventually(t, time.Second, "the refresher notices Redis is down", func() bool {
 		_, err := r.SnapshotAge()
 		return err != nil
 	})
-	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:1"}) {
+	if got := registrytest.SortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:1"}) {
 		t.Fatalf("stale Addrs = %v", got)
 	}
-	eventually(t, time.Second, "the metric hook sees the snapshot age", func() bool {
+	testkit.Eventually(t, time.Second, "the metric hook sees the snapshot age", func() bool {
 		return maxAge.Load() >= int64(200*time.Millisecond)
 	})
 	if n := logs.FilterMessageSnippet("list answers from the last snapshot").Len(); n != 1 {
 		t.Fatalf("%d warnings of the outage, want 1 (at the change only)", n)
 	}
 	srv.Restart()
-	eventually(t, 2*time.Second, "an empty Redis empties the snapshot", func() bool {
+	testkit.Eventually(t, 2*time.Second, "an empty Redis empties the snapshot", func() bool {
 		_, err := r.SnapshotAge()
-		return err == nil && len(sortedAddrs(t, r)) == 0
+		return err == nil && len(registrytest.SortedAddrs(t, r)) == 0
 	})
-	if err := r.Register(ctx, "127.0.0.1:2", hostPart("127.0.0.1:2"), time.Now()); err != nil {
+	if err := r.Register(ctx, "127.0.0.1:2", registrytest.HostPart("127.0.0.1:2"), time.Now()); err != nil {
 		t.Fatalf("Register after Redis came back: %v", err)
 	}
-	if got := sortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:2"}) {
+	if got := registrytest.SortedAddrs(t, r); !slices.Equal(got, []string{"127.0.0.1:2"}) {
 		t.Fatalf("Addrs = %v", got)
 	}
 	back := logs.FilterMessage("redis registry reachable again").All()
@@ -290,13 +285,6 @@ func TestNoSnapshotYet(t *testing.T) {
 	if _, err := r.Addrs(context.Background()); err == nil {
 		t.Fatal("Addrs answered without ever reaching Redis")
 	}
-}
-
-// hostPart is the per-IP group of a literal address, as the manager
-// computes it for a service that answered from that address.
-func hostPart(addr string) string {
-	host, _, _ := net.SplitHostPort(addr)
-	return host
 }
 
 // In a Cluster every script touches keys of one slot, thanks to the hash
@@ -325,8 +313,8 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"127.0.0.1:1", "127.0.0.2:1"}
-	eventually(t, 2*time.Second, "both list both services", func() bool {
-		return slices.Equal(sortedAddrs(t, a), want) && slices.Equal(sortedAddrs(t, b), want)
+	testkit.Eventually(t, 2*time.Second, "both list both services", func() bool {
+		return slices.Equal(registrytest.SortedAddrs(t, a), want) && slices.Equal(registrytest.SortedAddrs(t, b), want)
 	})
 	if n, err := a.RecordTest(ctx, "127.0.0.2:1", false, 0, now); err != nil || n != 1 {
 		t.Fatalf("RecordTest: %d, %v", n, err)

@@ -1,4 +1,4 @@
-package gunshu
+package gunshu_test
 
 import (
 	"bytes"
@@ -10,12 +10,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 func TestEchoThroughRoute(t *testing.T) {
-	n := newTestNet(t, 5)
-	responder := n.echoResponder(t)
-	d := n.dialer(1)
+	n := testnet.New(t, 5)
+	responder := testnet.EchoResponder(t)
+	d := n.Dialer(1)
 	conn, err := d.DialContext(context.Background(), responder)
 	if err != nil {
 		t.Fatal(err)
@@ -36,22 +39,7 @@ func TestEchoThroughRoute(t *testing.T) {
 	}
 }
 
-// httpResponder serves h behind a Gunshu responder and returns its address.
-func (n *testNet) httpResponder(t testing.TB, h http.Handler) string {
-	t.Helper()
-	ln := listen(t)
-	rl := (&Responder{}).Listen(ln, 0)
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		_ = srv.Serve(rl)
-	}()
-	n.closers = append(n.closers, func() { srv.Close(); rl.Wait() })
-	return ln.Addr().String()
-}
-
-func gunshuClient(d *Dialer) *http.Client {
+func gunshuClient(d *gunshu.Dialer) *http.Client {
 	return &http.Client{
 		Timeout: 10 * time.Second,
 		Transport: &http.Transport{
@@ -64,11 +52,11 @@ func gunshuClient(d *Dialer) *http.Client {
 }
 
 func TestHTTPThroughRoutes(t *testing.T) {
-	n := newTestNet(t, 5)
-	addr := n.httpResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	n := testnet.New(t, 5)
+	addr := testnet.HTTPResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "page %s", r.URL.Path)
 	}))
-	client := gunshuClient(n.dialer(2))
+	client := gunshuClient(n.Dialer(2))
 	get := func(i int) error {
 		resp, err := client.Get(fmt.Sprintf("http://%s/p%d", addr, i))
 		if err != nil {
@@ -110,8 +98,8 @@ func TestHTTPThroughRoutes(t *testing.T) {
 // TestHTTPLargeBodies sends and receives bodies of up to half a MiB (a MiB back) through
 // routes of up to five relays and checks every byte both ways.
 func TestHTTPLargeBodies(t *testing.T) {
-	n := newTestNet(t, 5)
-	addr := n.httpResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	n := testnet.New(t, 5)
+	addr := testnet.HTTPResponder(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -121,7 +109,7 @@ func TestHTTPLargeBodies(t *testing.T) {
 		_, _ = w.Write(body)
 		_, _ = w.Write(body)
 	}))
-	client := gunshuClient(n.dialer(4))
+	client := gunshuClient(n.Dialer(4))
 	for i := range 6 {
 		body := bytes.Repeat([]byte{byte(i), 0x5a, 0xff, '\n', 0, 'g'}, (i+1)<<14)
 		resp, err := client.Post("http://"+addr+"/echo", "application/octet-stream", bytes.NewReader(body))
