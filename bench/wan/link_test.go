@@ -8,9 +8,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // The link's delays are checked as lower bounds only: a loaded machine
@@ -18,63 +19,16 @@ import (
 
 const testD = 20 * time.Millisecond
 
-// echoServer answers every connection with what it reads, passes the
-// client's half-close on, and records what it was sent first.
-type echoServer struct {
-	ln net.Listener
-	wg sync.WaitGroup
-}
-
-func startEcho(t *testing.T) *echoServer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &echoServer{ln: ln}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				if _, err := io.Copy(c, c); err == nil {
-					_ = c.(*net.TCPConn).CloseWrite()
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
-	return s
-}
-
-// serveOne runs handle on the first connection to a fresh listener and
-// returns the listener's address.
+// serveOne serves handle on a fresh loopback listener until the test
+// ends and returns its address.
 func serveOne(t *testing.T, handle func(c *net.TCPConn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
+	ln := testkit.Listen(t)
+	testkit.Serve(t, ln, func(c net.Conn) {
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		handle(c.(*net.TCPConn))
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	})
 	return ln.Addr().String()
 }
 
@@ -108,8 +62,7 @@ func atLeast(t *testing.T, what string, got, floor time.Duration) {
 }
 
 func TestLinkHandshakeAndRoundTrips(t *testing.T) {
-	echo := startEcho(t)
-	_, l := newTestLink(t, echo.ln.Addr().String())
+	_, l := newTestLink(t, testkit.EchoServer(t))
 	start := time.Now()
 	c := dialTest(t, l.Addr())
 	buf := make([]byte, 1)
@@ -180,8 +133,7 @@ func TestLinkAcceptAtHandshake(t *testing.T) {
 }
 
 func TestLinkCarriesBytesIntactInOrder(t *testing.T) {
-	echo := startEcho(t)
-	_, l := newTestLink(t, echo.ln.Addr().String())
+	_, l := newTestLink(t, testkit.EchoServer(t))
 	c := dialTest(t, l.Addr())
 	payload := make([]byte, 4<<20) // more than the queue holds: the link must push back, not drop
 	rnd := rand.New(rand.NewPCG(7, 7))
@@ -218,8 +170,7 @@ func TestLinkPassesResetOn(t *testing.T) {
 }
 
 func TestLinkCountsRoutesByTheirList(t *testing.T) {
-	echo := startEcho(t)
-	em, l := newTestLink(t, echo.ln.Addr().String())
+	em, l := newTestLink(t, testkit.EchoServer(t))
 	before := em.Snapshot()
 	send := func(chunks ...string) {
 		c := dialTest(t, l.Addr())
@@ -281,8 +232,7 @@ func TestParseEst(t *testing.T) {
 }
 
 func TestMinRelayChainPassesHalfClose(t *testing.T) {
-	echo := startEcho(t)
-	r2, err := StartMinRelay(echo.ln.Addr().String())
+	r2, err := StartMinRelay(testkit.EchoServer(t))
 	if err != nil {
 		t.Fatal(err)
 	}
