@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -172,9 +174,12 @@ func tail(file string, n int) string {
 }
 
 // freePorts returns n loopback addresses free at the time of the call,
-// for servers that must be told their address before they start. They
-// are held open together, so no two are the same.
+// for Caddy servers that must be told their address before they start.
+// They are drawn below the kernel's ephemeral range, where no outgoing
+// connection (the links dial many) can take one before Caddy binds it, and
+// held open together, so no two are the same.
 func freePorts(n int) ([]string, error) {
+	lo, hi := 10000, ephemeralLow()
 	out := make([]string, 0, n)
 	lns := make([]net.Listener, 0, n)
 	defer func() {
@@ -182,15 +187,37 @@ func freePorts(n int) ([]string, error) {
 			ln.Close()
 		}
 	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		addr := "127.0.0.1:0" // no room below the ephemeral range
+		if hi-lo > 1000 && tries < 100*n {
+			addr = "127.0.0.1:" + strconv.Itoa(lo+rand.IntN(hi-lo))
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, err
+			if addr == "127.0.0.1:0" {
+				return nil, err
+			}
+			continue // taken: draw again
 		}
 		lns = append(lns, ln)
 		out = append(out, ln.Addr().String())
 	}
 	return out, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	const linuxDefault = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	fields := strings.Fields(string(b))
+	if err != nil || len(fields) == 0 {
+		return linuxDefault
+	}
+	low, err := strconv.Atoi(fields[0])
+	if err != nil {
+		return linuxDefault
+	}
+	return low
 }
 
 var errNotRegistered = errors.New("relays not all listed")
