@@ -73,12 +73,20 @@ type ManagerConfig struct {
 	// names or ports of one machine count as one machine. The registry
 	// enforces it. Default: 2 (as Tor allows per address); 0: no cap.
 	MaxPerIP *int `json:"max_per_ip,omitempty"`
+	// MaxPerNetwork caps the services listed for one network, an IPv4 /24
+	// or an IPv6 /48 (of the address each answered its verification
+	// from), so that whoever holds a network cannot fill the list.
+	// Default: 8; 0: no cap.
+	MaxPerNetwork *int `json:"max_per_network,omitempty"`
 	// RequireSourceMatch lists an address only when its host is (or
-	// resolves to) the IP address that sent reg, so one machine cannot
-	// register others. Default: off.
-	RequireSourceMatch bool `json:"require_source_match,omitempty"`
+	// resolves to) the IP address that sent reg, and then verifies only
+	// that address: nobody can register, or make the manager connect to,
+	// a machine other than their own. Default: true. Turn it off only
+	// for a manager that registers relays on behalf of others.
+	RequireSourceMatch *bool `json:"require_source_match,omitempty"`
 	// RegisterRate limits the reg exchanges of one source address (an
-	// IPv4 address, an IPv6 /64). Default: no limit.
+	// IPv4 address, an IPv6 /64). Default: a burst of 6, then one every
+	// 10s; {"off": true} lifts it.
 	RegisterRate *RateConfig `json:"register_rate,omitempty"`
 	// The manager's session limits count reg and list exchanges in
 	// flight; they are kept across reloads by manager name.
@@ -96,14 +104,22 @@ type ManagerConfig struct {
 
 // RateConfig is a token bucket: Burst events at once, then one per Every.
 type RateConfig struct {
-	// Every is the time one more event is allowed after. Required.
+	// Every is the time one more event is allowed after. Required
+	// unless Off.
 	Every caddy.Duration `json:"every,omitempty"`
 	// Burst is how many events may come at once. Default: 1.
 	Burst int `json:"burst,omitempty"`
+	// Off lifts the limit.
+	Off bool `json:"off,omitempty"`
 }
 
-func (r *RateConfig) rate() gunshu.Rate {
-	if r == nil {
+// rate is the configured rate: nil means def, Off the zero Rate (no
+// limit).
+func (r *RateConfig) rate(def gunshu.Rate) gunshu.Rate {
+	switch {
+	case r == nil:
+		return def
+	case r.Off:
 		return gunshu.Rate{}
 	}
 	return gunshu.Rate{Every: time.Duration(r.Every), Burst: r.Burst}
@@ -113,18 +129,23 @@ func (r *RateConfig) validate() error {
 	switch {
 	case r == nil:
 		return nil
+	case r.Off:
+		if r.Every != 0 || r.Burst != 0 {
+			return fmt.Errorf("register_rate: off takes no every or burst")
+		}
+		return nil
 	case r.Every <= 0:
 		return fmt.Errorf("register_rate: every must be positive, got %s", time.Duration(r.Every))
 	}
 	return notNegative(countOption("register_rate: burst", r.Burst))
 }
 
-// maxPerIP is the configured cap, or the default.
-func (cfg *ManagerConfig) maxPerIP() int {
-	if cfg.MaxPerIP == nil {
-		return gunshu.DefaultMaxPerIP
+// orDefault is *n, or def when n is nil.
+func orDefault[T any](n *T, def T) T {
+	if n == nil {
+		return def
 	}
-	return *cfg.MaxPerIP
+	return *n
 }
 
 // CaddyModule returns the Caddy module information.
@@ -184,7 +205,12 @@ func (a *App) provisionManager(ctx caddy.Context, name string, cfg *ManagerConfi
 	if maxServices == 0 {
 		maxServices = DefaultMaxServices
 	}
-	reg, err := mod.(RegistryModule).Registry(RegistryParams{Manager: name, MaxServices: maxServices, MaxPerIP: cfg.maxPerIP()})
+	reg, err := mod.(RegistryModule).Registry(RegistryParams{
+		Manager:       name,
+		MaxServices:   maxServices,
+		MaxPerIP:      orDefault(cfg.MaxPerIP, gunshu.DefaultMaxPerIP),
+		MaxPerNetwork: orDefault(cfg.MaxPerNetwork, gunshu.DefaultMaxPerNetwork),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("opening registry: %w", err)
 	}
@@ -198,8 +224,8 @@ func (a *App) provisionManager(ctx caddy.Context, name string, cfg *ManagerConfi
 	return &gunshu.Manager{
 		Registry:           reg,
 		Policy:             gunshu.Policy{Allow: cfg.Allow, Deny: cfg.Deny},
-		RequireSourceMatch: cfg.RequireSourceMatch,
-		RegisterRate:       cfg.RegisterRate.rate(),
+		RequireSourceMatch: orDefault(cfg.RequireSourceMatch, true),
+		RegisterRate:       cfg.RegisterRate.rate(gunshu.DefaultRegisterRate),
 		SessionLimiter:     limiter,
 		DisableVerify:      cfg.Verify != nil && !*cfg.Verify,
 		TestTimeout:        time.Duration(cfg.TestTimeout),
@@ -215,7 +241,8 @@ func (cfg *ManagerConfig) validate() error {
 		durationOption("test_timeout", cfg.TestTimeout),
 		countOption("max_failures", cfg.MaxFailures),
 		countOption("max_services", cfg.MaxServices),
-		countOption("max_per_ip", cfg.maxPerIP()),
+		countOption("max_per_ip", orDefault(cfg.MaxPerIP, gunshu.DefaultMaxPerIP)),
+		countOption("max_per_network", orDefault(cfg.MaxPerNetwork, gunshu.DefaultMaxPerNetwork)),
 	)
 	if err != nil {
 		return err

@@ -25,8 +25,9 @@ func init() {
 //			verify [on|off]
 //			max_services <n>
 //			max_per_ip <n>
+//			max_per_network <n>
 //			require_source_match [on|off]
-//			register_rate <every> [<burst>]
+//			register_rate <every> [<burst>] | off
 //			max_sessions <n>
 //			max_sessions_per_ip <n>
 //			allow <cidr|host>...
@@ -39,7 +40,9 @@ func init() {
 //
 // The manager's name defaults to "default". register_rate allows <burst>
 // (default 1) registrations of one source address at once, then one per
-// <every>; max_per_ip 0 lifts the default cap of 2.
+// <every> (default 10s 6; off lifts it); max_per_ip 0 lifts the default
+// cap of 2, max_per_network 0 that of 8; require_source_match is on unless
+// turned off.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	if existing != nil {
@@ -102,8 +105,14 @@ func parseManager(d *caddyfile.Dispenser) (*ManagerConfig, error) {
 			var n int
 			n, err = intArg(d)
 			cfg.MaxPerIP = &n
+		case "max_per_network":
+			var n int
+			n, err = intArg(d)
+			cfg.MaxPerNetwork = &n
 		case "require_source_match":
-			cfg.RequireSourceMatch, err = boolArg(d)
+			var v bool
+			v, err = boolArg(d)
+			cfg.RequireSourceMatch = &v
 		case "register_rate":
 			cfg.RegisterRate, err = rateArgs(d)
 		case "allow":
@@ -136,12 +145,15 @@ func parseRegistry(d *caddyfile.Dispenser) (json.RawMessage, error) {
 	return caddyconfig.JSONModuleObject(mod, "module", name, nil), nil
 }
 
-// rateArgs reads "<every> [<burst>]".
+// rateArgs reads "<every> [<burst>]" or "off".
 func rateArgs(d *caddyfile.Dispenser) (*RateConfig, error) {
 	opt := d.Val()
 	args := d.RemainingArgs()
+	if len(args) == 1 && args[0] == "off" {
+		return &RateConfig{Off: true}, nil
+	}
 	if len(args) == 0 || len(args) > 2 {
-		return nil, d.Errf("%s wants <every> [<burst>], got %d arguments", opt, len(args))
+		return nil, d.Errf("%s wants <every> [<burst>] or off, got %d arguments", opt, len(args))
 	}
 	every, err := caddy.ParseDuration(args[0])
 	if err != nil || every <= 0 {

@@ -30,7 +30,7 @@ var gunshuMetrics = struct {
 		"Connections being served, per role.",
 		"role"),
 	sessions: counterVec("sessions_total",
-		"Finished connections, per role, first command (est, test, reg, list or none) and outcome.",
+		"Finished connections, per role, first command (est, test, reg, list or none; probe: est with an empty list) and outcome.",
 		"role", "command", "outcome"),
 	routeResults: counterVec("route_results_total",
 		"Finished routes (est sessions), per role and outcome.",
@@ -117,11 +117,14 @@ func (metricsObserver) SessionEnded(s gunshu.Session) {
 	role, outcome := string(s.Role), string(s.Outcome)
 	gunshuMetrics.sessionsActive.WithLabelValues(role).Dec()
 	command := s.Command
-	if command == "" {
+	switch {
+	case command == "":
 		command = "none"
+	case s.IsProbe():
+		command = "probe"
 	}
 	gunshuMetrics.sessions.WithLabelValues(role, command, outcome).Inc()
-	if s.Command == gunshu.CmdEst {
+	if command == gunshu.CmdEst {
 		gunshuMetrics.routeResults.WithLabelValues(role, outcome).Inc()
 	}
 	if s.Bytes.Up > 0 {

@@ -99,3 +99,21 @@ func value(t *testing.T, m prometheus.Metric) float64 {
 	}
 	return pb.GetCounter().GetValue()
 }
+
+// TestProbesAreNoRoutes: the responder probe (est with an empty list) is
+// counted as command "probe", not as a route.
+func TestProbesAreNoRoutes(t *testing.T) {
+	probe := gunshu.Session{Role: gunshu.RoleRelay, Command: gunshu.CmdEst, Outcome: gunshu.OutcomeBadInput,
+		Err: fmt.Errorf("reading est: %w", gunshu.ErrEmptyList)}
+	routes := gunshuMetrics.routeResults.WithLabelValues("relay", "bad_input")
+	probes := gunshuMetrics.sessions.WithLabelValues("relay", "probe", "bad_input")
+	beforeRoutes, beforeProbes := value(t, routes), value(t, probes)
+	metricsObserver{}.SessionStarted(gunshu.RoleRelay)
+	metricsObserver{}.SessionEnded(probe)
+	if got := value(t, routes) - beforeRoutes; got != 0 {
+		t.Errorf("a probe moved route_results_total by %v", got)
+	}
+	if got := value(t, probes) - beforeProbes; got != 1 {
+		t.Errorf("a probe moved sessions_total{command=probe} by %v, want 1", got)
+	}
+}

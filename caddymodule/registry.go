@@ -22,6 +22,9 @@ type RegistryParams struct {
 	// MaxPerIP caps the services of one IP address (the manager's
 	// max_per_ip); 0 means no cap.
 	MaxPerIP int
+	// MaxPerNetwork caps the services of one network, an IPv4 /24 or an
+	// IPv6 /48 (the manager's max_per_network); 0 means no cap.
+	MaxPerNetwork int
 }
 
 // RegistryModule is implemented by gunshu.registries modules. A registry
@@ -38,7 +41,8 @@ var registries = caddy.NewUsagePool()
 
 // MemoryRegistry keeps a manager's list in this process's memory. The list
 // survives a config reload as long as a manager of the same name is in the
-// new config. Its caps are the manager's max_services and max_per_ip.
+// new config. Its caps are the manager's max_services, max_per_ip and
+// max_per_network.
 type MemoryRegistry struct {
 	key string
 }
@@ -66,6 +70,7 @@ func (m *MemoryRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
 	m.key = p.Manager
 	reg := val.(pooled[*gunshu.MemoryRegistry]).value
 	reg.SetLimits(p.MaxServices, p.MaxPerIP)
+	reg.SetMaxPerNetwork(p.MaxPerNetwork)
 	return reg, nil
 }
 
@@ -88,15 +93,15 @@ var (
 //
 //	registry memory
 //
-// It has no options: its caps are the manager's max_services and
-// max_per_ip.
+// It has no options: its caps are the manager's max_services,
+// max_per_ip and max_per_network.
 func (m *MemoryRegistry) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // module name
 	if d.NextArg() {
 		return d.Errf("memory registry takes no arguments, got %q", d.Val())
 	}
 	if d.NextBlock(d.Nesting()) {
-		return d.Errf("unknown memory registry option %q: its caps are the manager's max_services and max_per_ip", d.Val())
+		return d.Errf("unknown memory registry option %q: its caps are the manager's max_services, max_per_ip and max_per_network", d.Val())
 	}
 	return nil
 }

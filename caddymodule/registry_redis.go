@@ -167,6 +167,7 @@ func (r *RedisRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
 	r.poolKey = key
 	reg := val.(pooledRedisRegistry).Registry
 	reg.SetLimits(p.MaxServices, p.MaxPerIP)
+	reg.SetMaxPerNetwork(p.MaxPerNetwork)
 	return reg, nil
 }
 

@@ -46,7 +46,9 @@ type RelayHandler struct {
 	// advertise set they are kept across reloads, so the routes the old
 	// config still carries count against the new one's limits.
 	SessionLimits
-	// MaxList caps the entries of an est list. Default: 1024.
+	// MaxList caps the entries of an est list: the hops one connection
+	// may ask this relay to help build. Default: 20, the most an entrance
+	// offers.
 	MaxList int `json:"max_list,omitempty"`
 	// DialTimeout bounds connecting to the next hop. Default: 5s.
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`

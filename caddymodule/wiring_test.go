@@ -129,7 +129,9 @@ func TestEntranceCoverInCaddy(t *testing.T) {
 		firstHops = 0
 		for _, e := range logs.FilterMessage("session").AllUntimed() {
 			fields := e.ContextMap()
-			if fields["command"] != gunshu.CmdEst {
+			// Routes only: the manager's probes (est with an empty
+			// list, answered fail) come from its own address.
+			if fields["command"] != gunshu.CmdEst || fields["outcome"] != string(gunshu.OutcomeOK) {
 				continue
 			}
 			host, _, _ := net.SplitHostPort(fmt.Sprint(fields["remote"]))
@@ -306,9 +308,9 @@ func waitReply(t *testing.T, addr, want string) {
 }
 
 // TestManagerCapsInCaddy: by default a manager lists two services per IP
-// address; register_rate limits one source's registrations and
-// require_source_match refuses a service on another address than the
-// registering one.
+// address and refuses a service on another address than the registering
+// one (require_source_match off lifts that); register_rate limits one
+// source's registrations.
 func TestManagerCapsInCaddy(t *testing.T) {
 	var relays []string
 	for range 3 {
@@ -316,8 +318,8 @@ func TestManagerCapsInCaddy(t *testing.T) {
 	}
 	other := testnet.ServeRelayOn(t, &gunshu.Relay{}, testkit.ListenOn(t, "127.0.0.2:0"))
 
-	capped, rated, strict := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
-	loadCaddyfile(t, strings.NewReplacer("{capped}", capped, "{rated}", rated, "{strict}", strict).Replace(`{
+	capped, rated, strict, lax := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
+	loadCaddyfile(t, strings.NewReplacer("{capped}", capped, "{rated}", rated, "{strict}", strict, "{lax}", lax).Replace(`{
 	admin off
 	log default {
 		level ERROR
@@ -334,7 +336,10 @@ func TestManagerCapsInCaddy(t *testing.T) {
 		manager strict {
 			allow 127.0.0.0/8
 			max_per_ip 0
-			require_source_match
+		}
+		manager lax {
+			allow 127.0.0.0/8
+			require_source_match off
 		}
 	}
 	layer4 {
@@ -353,6 +358,11 @@ func TestManagerCapsInCaddy(t *testing.T) {
 				gunshu_manager strict
 			}
 		}
+		{lax} {
+			route {
+				gunshu_manager lax
+			}
+		}
 	}
 }`))
 	register := func(manager, addr string) error {
@@ -368,11 +378,15 @@ func TestManagerCapsInCaddy(t *testing.T) {
 			t.Errorf("rated manager, registration %d from 127.0.0.1: error %v", i+1, err)
 		}
 	}
-	if err := register(strict, other); err == nil {
-		t.Error("strict manager listed 127.0.0.2 registered from 127.0.0.1")
+	// Raw exchanges: gunshu.Register would connect from 127.0.0.2.
+	if got, err := opsExchange(strict, "reg\n"+other+"\n"); got != "fail\n" {
+		t.Errorf("strict manager answered %q (%v) to 127.0.0.2 registered from 127.0.0.1", got, err)
 	}
 	if err := register(strict, relays[0]); err != nil {
 		t.Errorf("strict manager refused 127.0.0.1 registered from 127.0.0.1: %v", err)
+	}
+	if got, err := opsExchange(lax, "reg\n"+other+"\n"); got != "ok\n" {
+		t.Errorf("manager with require_source_match off answered %q (%v) to 127.0.0.2 registered from 127.0.0.1", got, err)
 	}
 	list, err := fetchSorted(capped)
 	if err != nil || len(list) != gunshu.DefaultMaxPerIP {
@@ -405,7 +419,11 @@ func TestConfigValidateJSON(t *testing.T) {
 		}
 	}
 	var zero ManagerConfig
-	if err := zero.validate(); err != nil || zero.maxPerIP() != gunshu.DefaultMaxPerIP {
-		t.Errorf("zero manager config: %v, max_per_ip %d", err, zero.maxPerIP())
+	if err := zero.validate(); err != nil {
+		t.Errorf("zero manager config: %v", err)
+	}
+	off := ManagerConfig{RegisterRate: &RateConfig{Off: true, Every: caddy.Duration(time.Second)}}
+	if err := off.validate(); err == nil || !strings.Contains(err.Error(), "off takes no every or burst") {
+		t.Errorf("register_rate off with every: %v", err)
 	}
 }

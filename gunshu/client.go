@@ -2,6 +2,7 @@ package gunshu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -27,8 +28,21 @@ func FetchList(ctx context.Context, manager string, timeout time.Duration, l Mes
 
 // Register sends reg for advertise to the manager at addr and waits for
 // ok, within timeout.
+// It connects from the advertised IP when that is an address of this
+// machine (see Registrar.Dialer).
 func Register(ctx context.Context, manager, advertise string, timeout time.Duration) error {
-	return register(ctx, &net.Dialer{}, manager, advertise, timeout)
+	return register(ctx, sourceDialer(advertise), manager, advertise, timeout)
+}
+
+// sourceDialer connects from advertise's IP when it is an address of this
+// machine, so that a manager requiring the source to match sees the
+// address registered.
+func sourceDialer(advertise string) *net.Dialer {
+	d := &net.Dialer{}
+	if local := coverLocalAddr(advertise); local != nil {
+		d.LocalAddr = local
+	}
+	return d
 }
 
 func register(ctx context.Context, d *net.Dialer, manager, advertise string, timeout time.Duration) error {
@@ -90,6 +104,48 @@ func roundTrip(ctx context.Context, conn net.Conn, request []byte, maxLine int, 
 func expectOK(lr *lineReader) error {
 	if err := lr.expectLine(ReplyOK); err != nil {
 		return fmt.Errorf("waiting for ok: %w", err)
+	}
+	return nil
+}
+
+// ProbeRelay tells a relay from a responder, within timeout and without a
+// dial policy: it sends est with an empty list to addr and returns
+// ErrResponder when addr answers ok, as a responder does (a relay answers
+// fail). An entrance can check a first hop with it before it trusts the
+// first hop's ok; a manager probes every service it verifies.
+func ProbeRelay(ctx context.Context, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, orDefault(timeout, DefaultTestTimeout))
+	defer cancel()
+	return probeRelay(ctx, &net.Dialer{}, addr, DefaultMaxLine)
+}
+
+// ErrResponder reports an address that answers est with an empty list
+// with ok. A relay answers fail (it has no next hop: PROTOCOL.md); a
+// responder reads any list and answers ok. A manager does not list it.
+var ErrResponder = errors.New("answered ok to est with an empty list: a responder, not a relay")
+
+// probeLine is the probe of probeRelay: est with an empty list.
+var probeLine = []byte(CmdEst + "\n0\n")
+
+// probeRelay sends est with an empty list to addr and refuses an ok with
+// ErrResponder. fail is what a relay answers; a relay may also cut the
+// connection instead (the 2003 text allows it), and a probe it could not
+// reach or that timed out proves nothing either way: those pass.
+func probeRelay(ctx context.Context, d *net.Dialer, addr string, maxLine int) error {
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	if _, err := conn.Write(probeLine); err != nil {
+		return nil
+	}
+	lr := newLineReader(conn, nil, maxLine)
+	defer lr.release()
+	if lr.expectLine(ReplyOK) == nil {
+		return ErrResponder
 	}
 	return nil
 }

@@ -33,12 +33,14 @@
 //
 //	wire.go        the codec: lines, counts, addresses, lists, messages
 //	sniff.go       SniffCommand: does a connection open with a command?
-//	client.go      one-shot exchanges as a client: FetchList, Register, Ping
+//	client.go      one-shot exchanges as a client: FetchList, Register, Ping,
+//	               ProbeRelay (a relay or a responder?)
 //	manager.go     Manager: reg, list, verification, patrol
 //	registry.go    Registry, ServiceRecord, MemoryRegistry, PatrolClaimer
 //	register.go    Registrar: a relay's registration loop
 //	relay.go       Relay: est, the next hop, forward; Timeouts
 //	relay_stack.go dialing the next hop on a goroutine of its own
+//	routecheck.go  checkList: the hop bound, and lists naming the relay
 //	responder.go   Responder and its stream
 //	listener.go    Listener: streams of a port, or of a port shared with
 //	               another protocol (ListenShared)
@@ -53,8 +55,10 @@
 //	socks.go       SOCKS5 (RFC 1928, RFC 1929)
 //	httpproxy.go   HTTP/1 proxy requests: CONNECT and absolute form
 //	policy.go      Policy: which addresses may be dialed or registered
+//	ranges.go      the special-purpose ranges and IPv4-in-IPv6 forms, with RFCs
 //	limit.go       SessionLimiter, per-source rate limits
 //	observe.go     Session, Observer, outcomes, the session log line
+//	redact.go      RedactedError, RedactText: logs without addresses
 //	random.go      the random source of route choices
 //	exposure.go    what colluding relays learn, computed exactly
 //	simulate.go    Simulation: route choice measured without a network

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -64,7 +65,10 @@ type Guards struct {
 	loaded bool
 	set    []guard
 	dirty  bool
-	saveMu sync.Mutex // orders saves without holding mu during I/O
+	// responders are listed addresses that answered the probe as
+	// responders, and when: left out of routes for a guard lifetime.
+	responders map[string]time.Time
+	saveMu     sync.Mutex // orders saves without holding mu during I/O
 }
 
 // guard is one kept first hop, as stored.
@@ -72,6 +76,9 @@ type guard struct {
 	Addr     string    `json:"addr"`
 	Chosen   time.Time `json:"chosen"`
 	Failures int       `json:"failures,omitempty"`
+	// Vetted is set once the guard answered the responder probe as a
+	// relay (see vet).
+	Vetted bool `json:"vetted,omitempty"`
 }
 
 // guardFile is the stored form of a guard set.
@@ -159,7 +166,7 @@ func (g *Guards) choose(listed, candidates []string, rnd *random) string {
 	for len(g.set) < g.count() {
 		fresh := make([]string, 0, len(candidates))
 		for _, c := range candidates {
-			if !slices.ContainsFunc(g.set, func(gd guard) bool { return gd.Addr == c }) {
+			if !slices.ContainsFunc(g.set, func(gd guard) bool { return gd.Addr == c }) && !g.isResponderLocked(c, now) {
 				fresh = append(fresh, c)
 			}
 		}
@@ -179,6 +186,73 @@ func (g *Guards) choose(listed, candidates []string, rnd *random) string {
 		return ""
 	}
 	return usable[rnd.IntN(len(usable))]
+}
+
+// vet makes sure that first, when it is a guard not vetted yet, is a
+// relay before a route goes over it, with the responder probe (est with
+// an empty list: a relay answers fail, a responder ok) sent through d
+// within timeout. Listed as a relay by a manager that does not probe (a
+// 2003 manager, or one with verification off), a responder would end
+// every route of this initiator at its own site, and the client would
+// get that site's bytes. A guard that answers ok is dropped, left out of
+// routes (see IsResponder) for a guard lifetime, and ErrResponder
+// returned; any other answer vets it, once for its lifetime. A nil
+// Guards vets nothing.
+func (g *Guards) vet(ctx context.Context, first string, d *net.Dialer, timeout time.Duration) error {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	i := slices.IndexFunc(g.set, func(gd guard) bool { return gd.Addr == first })
+	unvetted := i >= 0 && !g.set[i].Vetted
+	g.mu.Unlock()
+	if !unvetted {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	err := probeRelay(pctx, d, first, DefaultMaxLine)
+	cancel()
+	if err == nil && ctx.Err() != nil {
+		return nil // cut short: vet it another time
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.dirty = true
+	if err == nil {
+		for i := range g.set {
+			if g.set[i].Addr == first {
+				g.set[i].Vetted = true
+			}
+		}
+		return nil
+	}
+	g.set = slices.DeleteFunc(g.set, func(gd guard) bool { return gd.Addr == first })
+	if g.responders == nil {
+		g.responders = make(map[string]time.Time)
+	}
+	g.responders[first] = g.now()
+	return err
+}
+
+// IsResponder reports whether addr, listed as a relay, answered the
+// probe as a responder within the last guard lifetime: routes leave it
+// out.
+func (g *Guards) IsResponder(addr string) bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.isResponderLocked(addr, g.now())
+}
+
+func (g *Guards) isResponderLocked(addr string, now time.Time) bool {
+	at, ok := g.responders[addr]
+	if ok && now.Sub(at) >= g.lifetime() {
+		delete(g.responders, addr)
+		return false
+	}
+	return ok
 }
 
 // report records how a dial to first went: a failed dial counts against

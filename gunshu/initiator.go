@@ -147,6 +147,12 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 		if err != nil {
 			return nil, err
 		}
+		if err := d.Guards.vet(ctx, first, d.NetDialer, d.Timeouts.dial()); err != nil {
+			// Said without the address: it is this initiator's first hop.
+			d.log.Warn("a relay the manager lists answered as a responder does: it is no guard, and routes leave it out")
+			lastErr = err
+			continue
+		}
 		conn, rest, err := establish(ctx, d.NetDialer, openPolicy, first, list, d.Timeouts, d.MessageLimits)
 		d.reportFirstHop(ctx, first, err)
 		if err == nil {
@@ -240,7 +246,7 @@ func (d *Dialer) usable(relays []string) []string {
 func (d *Dialer) pickRoute(listed []string, responder string) (string, []string, error) {
 	candidates := make([]string, 0, len(listed))
 	for _, a := range listed {
-		if a != responder {
+		if a != responder && !d.Guards.IsResponder(a) {
 			candidates = append(candidates, a)
 		}
 	}

@@ -133,6 +133,13 @@ type Rate struct {
 	Burst int
 }
 
+// DefaultRegisterRate is the registration rate the Caddy manager allows
+// one source unless configured: six at once, then one every ten seconds.
+// A relay registers once a minute, so this leaves room for a few relays
+// behind one address, and holds one source to a few verification dials a
+// minute however fast it sends reg.
+var DefaultRegisterRate = Rate{Every: 10 * time.Second, Burst: 6}
+
 // maxRateSources bounds the sources a rateLimiter remembers.
 const maxRateSources = 16384
 

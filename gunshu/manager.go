@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -66,6 +67,8 @@ type Manager struct {
 	log      *zap.Logger
 	obs      Observer
 	regLimit rateLimiter
+	// patrolRounds counts patrol rounds, for PatrolProbeEvery.
+	patrolRounds atomic.Uint64
 }
 
 func (m *Manager) init() {
@@ -194,7 +197,7 @@ func (m *Manager) RegisterFrom(ctx context.Context, line string, source netip.Ad
 	}
 	answered := targets[0]
 	if !m.DisableVerify {
-		if answered, _, err = m.testTargets(ctx, targets); err != nil {
+		if answered, _, err = m.testTargets(ctx, targets, true); err != nil {
 			return fmt.Errorf("verifying %s: %w", addr, err)
 		}
 	}
@@ -220,6 +223,11 @@ func onlyIP(targets []netip.AddrPort, ip netip.Addr) []netip.AddrPort {
 // Test sends test to addr and waits for ok, within TestTimeout and the
 // policy. It returns the round-trip latency.
 func (m *Manager) Test(ctx context.Context, addr string) (time.Duration, error) {
+	return m.test(ctx, addr, true)
+}
+
+// test is Test, with the responder probe only if probe is set.
+func (m *Manager) test(ctx context.Context, addr string, probe bool) (time.Duration, error) {
 	m.init()
 	ctx, cancel := context.WithTimeout(ctx, m.testTimeout())
 	defer cancel()
@@ -227,14 +235,17 @@ func (m *Manager) Test(ctx context.Context, addr string) (time.Duration, error) 
 	if err != nil {
 		return 0, err
 	}
-	_, latency, err := m.testTargets(ctx, targets)
+	_, latency, err := m.testTargets(ctx, targets, probe)
 	return latency, err
 }
 
 // testTargets tests the first of targets (already checked by the policy)
 // that accepts a connection, within TestTimeout, and returns which one
-// answered and the round-trip latency.
-func (m *Manager) testTargets(ctx context.Context, targets []netip.AddrPort) (netip.AddrPort, time.Duration, error) {
+// answered and the round-trip latency. With probe, the one that answered
+// must then also show it is a relay and not a responder (probeRelay): a
+// responder answers test with ok too, and listed as a relay it would end
+// routes at its own site.
+func (m *Manager) testTargets(ctx context.Context, targets []netip.AddrPort, probe bool) (netip.AddrPort, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.testTimeout())
 	defer cancel()
 	start := time.Now()
@@ -242,11 +253,19 @@ func (m *Manager) testTargets(ctx context.Context, targets []netip.AddrPort) (ne
 	if err != nil {
 		return at, 0, err
 	}
-	defer conn.Close()
-	if err := testExchange(ctx, conn, m.MessageLimits.maxLine()); err != nil {
+	err = testExchange(ctx, conn, m.MessageLimits.maxLine())
+	conn.Close()
+	if err != nil {
 		return at, 0, err
 	}
-	return at, time.Since(start), nil
+	latency := time.Since(start)
+	if !probe {
+		return at, latency, nil
+	}
+	if err := probeRelay(ctx, m.Dialer, at.String(), m.MessageLimits.maxLine()); err != nil {
+		return at, 0, err
+	}
+	return at, latency, nil
 }
 
 // Patrol tests every service each PatrolInterval until ctx ends.
@@ -264,11 +283,20 @@ func (m *Manager) Patrol(ctx context.Context) {
 	}
 }
 
+// PatrolProbeEvery is how often patrol also sends the responder probe: in
+// every tenth round, the first included. Verification probes at every
+// registration, and relays register every minute, so a listed responder
+// is caught there; patrol's probe is for what got listed without
+// verification, at a tenth of the connections.
+const PatrolProbeEvery = 10
+
 // PatrolOnce tests every registered service once, concurrently, and
-// removes those that failed MaxFailures times in a row. With a Registry
-// that is a PatrolClaimer it tests only the services it claims.
+// removes those that failed MaxFailures times in a row (a responder at
+// once). With a Registry that is a PatrolClaimer it tests only the
+// services it claims.
 func (m *Manager) PatrolOnce(ctx context.Context) {
 	m.init()
+	probe := m.patrolRounds.Add(1)%PatrolProbeEvery == 1
 	addrs, err := m.Registry.Addrs(ctx)
 	if err != nil {
 		m.log.Warn("patrol: reading registry", zap.Error(err))
@@ -299,14 +327,14 @@ func (m *Manager) PatrolOnce(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			m.patrolOne(ctx, addr)
+			m.patrolOne(ctx, addr, probe)
 		}()
 	}
 	wg.Wait()
 }
 
-func (m *Manager) patrolOne(ctx context.Context, addr string) {
-	latency, err := m.Test(ctx, addr)
+func (m *Manager) patrolOne(ctx context.Context, addr string, probe bool) {
+	latency, err := m.test(ctx, addr, probe)
 	if ctx.Err() != nil {
 		return // shutting down: a cancelled test says nothing of addr
 	}
@@ -322,7 +350,8 @@ func (m *Manager) patrolOne(ctx context.Context, addr string) {
 	if maxFailures <= 0 {
 		maxFailures = 1
 	}
-	if err != nil && failures >= maxFailures {
+	// A responder is no relay however often it answers: drop it at once.
+	if err != nil && (failures >= maxFailures || errors.Is(err, ErrResponder)) {
 		if removed, _ := m.Registry.Remove(ctx, addr); removed {
 			m.log.Info("service removed", zap.String("service", addr), zap.Int("failures", failures), zap.Error(err))
 		}

@@ -177,9 +177,11 @@ func TestRegistrarSourceAddress(t *testing.T) {
 	relay := relayOn(t, "127.0.0.2:0")
 	m := &gunshu.Manager{Registry: &gunshu.MemoryRegistry{}, Policy: testnet.LoopbackPolicy(), RequireSourceMatch: true, TestTimeout: time.Second}
 	mgr := testnet.ServeManager(t, m)
-	for _, from := range []string{"127.0.0.1", "127.0.0.2"} {
-		reg := &gunshu.Registrar{Managers: []string{mgr}, Advertise: relay, Timeout: 2 * time.Second,
-			Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}}
+	for _, from := range []string{"127.0.0.1", "127.0.0.2", "default"} {
+		reg := &gunshu.Registrar{Managers: []string{mgr}, Advertise: relay, Timeout: 2 * time.Second}
+		if from != "default" { // the default dialer binds the advertised IP
+			reg.Dialer = &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); reg.Run(ctx) }()
@@ -189,7 +191,7 @@ func TestRegistrarSourceAddress(t *testing.T) {
 		}
 		cancel()
 		<-done
-		if got, want := reg.Status()[0].OK, from == "127.0.0.2"; got != want {
+		if got, want := reg.Status()[0].OK, from != "127.0.0.1"; got != want {
 			t.Errorf("registering from %s: ok = %v, want %v (%s)", from, got, want, reg.Status()[0].Error)
 		}
 	}

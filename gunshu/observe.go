@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -60,6 +59,13 @@ type Session struct {
 	// Remote is the peer's address, set only when the operator asked for
 	// addresses in logs.
 	Remote string
+}
+
+// IsProbe reports a session that was the responder probe (est with an
+// empty list, sent by managers and entrances to tell a relay from a
+// responder), not a route.
+func (s Session) IsProbe() bool {
+	return s.Command == CmdEst && errors.Is(s.Err, ErrEmptyList)
 }
 
 // end fills in the end of a session: the outcome is that of the
@@ -144,10 +150,10 @@ func classify(err error) Outcome {
 	switch {
 	case err == nil:
 		return OutcomeOK
-	case errors.Is(err, ErrPolicyDenied), errors.Is(err, ErrSourceMismatch):
+	case errors.Is(err, ErrPolicyDenied), errors.Is(err, ErrSourceMismatch), errors.Is(err, ErrResponder):
 		return OutcomePolicyDenied
 	case errors.Is(err, ErrTooManySessions), errors.Is(err, ErrTooManyFromIP), errors.Is(err, ErrRateLimited),
-		errors.Is(err, ErrGroupFull), errors.Is(err, ErrRegistryFull):
+		errors.Is(err, ErrGroupFull), errors.Is(err, ErrNetworkFull), errors.Is(err, ErrRegistryFull):
 		return OutcomeLimited
 	case errors.Is(err, forward.ErrIdleTimeout), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
@@ -188,34 +194,4 @@ func logSession(l *zap.Logger, s Session) {
 		fields = append(fields, zap.String("remote", s.Remote))
 	}
 	l.Info("session", fields...)
-}
-
-// RedactedError is err's text with the socket addresses of every
-// *net.OpError in it removed: "read tcp 192.0.2.1:7001->198.51.100.7:50123:
-// i/o timeout" becomes "read tcp: i/o timeout". The far address of an
-// accepted connection is exactly what a relay must not write down.
-func RedactedError(err error) string {
-	msg := err.Error()
-	walkErrors(err, func(e error) {
-		if op, ok := e.(*net.OpError); ok && (op.Source != nil || op.Addr != nil) {
-			bare := &net.OpError{Op: op.Op, Net: op.Net, Err: op.Err}
-			msg = strings.ReplaceAll(msg, op.Error(), bare.Error())
-		}
-	})
-	return msg
-}
-
-func walkErrors(err error, visit func(error)) {
-	if err == nil {
-		return
-	}
-	visit(err)
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		walkErrors(u.Unwrap(), visit)
-	case interface{ Unwrap() []error }:
-		for _, e := range u.Unwrap() {
-			walkErrors(e, visit)
-		}
-	}
 }

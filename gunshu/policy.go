@@ -14,28 +14,12 @@ import (
 // ErrPolicyDenied is wrapped by every refusal of a Policy.
 var ErrPolicyDenied = errors.New("denied by policy")
 
-// Ranges a relay never dials and a manager never lists unless they are
-// allowed explicitly: a relay must not become a way into its own network.
-var defaultDeniedPrefixes = mustPrefixes(
-	"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8",
-	"169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4",
-	"240.0.0.0/4", "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
-)
-
 // openPolicy dials anywhere: an initiator's first hop and a relay's
 // manager are the operator's own choice, not a stranger's.
 var openPolicy = &Policy{Allow: []string{"0.0.0.0/0", "::/0"}, DenyPorts: []uint16{}}
 
 // DefaultDeniedPorts are ports a relay refuses to dial unless allowed.
 var DefaultDeniedPorts = []uint16{25}
-
-func mustPrefixes(ss ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(ss))
-	for i, s := range ss {
-		out[i] = netip.MustParsePrefix(s)
-	}
-	return out
-}
 
 // Policy decides where a relay may connect and which addresses a manager
 // accepts. The zero value denies the default ranges and ports and allows
@@ -52,6 +36,13 @@ type Policy struct {
 	DenyPorts []uint16
 	// Resolver resolves host names; nil means net.DefaultResolver.
 	Resolver *net.Resolver
+
+	// refuse, when set, may refuse a checked address after the rules
+	// passed it: a relay refuses itself as a next hop.
+	refuse func(context.Context, netip.AddrPort) error
+	// dialed, when set, learns of every connection Dial opened, before
+	// anything is sent on it: a relay remembers where it dialed from.
+	dialed func(net.Conn)
 
 	once                  sync.Once
 	compileErr            error
@@ -101,14 +92,15 @@ func splitRules(rules []string) (nets []netip.Prefix, hosts []string, err error)
 	return nets, hosts, nil
 }
 
-// AllowIP reports whether ip may be dialed.
+// AllowIP reports whether ip may be dialed. An IPv6 address that carries
+// an IPv4 address (see EmbeddedIPv4) must pass with that address too: a
+// NAT64 gateway, a tunnel or the host itself may deliver it there.
 func (p *Policy) AllowIP(ip netip.Addr) error {
 	if err := p.Compile(); err != nil {
 		return err
 	}
 	ip = ip.Unmap().WithZone("")
-	if v4, ok := embeddedIPv4(ip); ok {
-		// A NAT64 or 6to4 gateway would carry the dial to v4: judge v4 too.
+	for _, v4 := range EmbeddedIPv4(ip) {
 		if err := p.AllowIP(v4); err != nil {
 			return fmt.Errorf("%w (embedded in %s)", err, ip)
 		}
@@ -119,33 +111,10 @@ func (p *Policy) AllowIP(ip netip.Addr) error {
 	if containsIP(p.allowNets, ip) {
 		return nil
 	}
-	if containsIP(defaultDeniedPrefixes, ip) {
-		return fmt.Errorf("%w: %s is in a default-denied range (loopback, private, link-local, multicast or reserved)", ErrPolicyDenied, ip)
+	if r, ok := defaultDenied(ip); ok {
+		return fmt.Errorf("%w: %s is in %s, %s (default-denied)", ErrPolicyDenied, ip, r.prefix, r.what)
 	}
 	return nil
-}
-
-// Prefixes of IPv6 addresses that carry an IPv4 address a gateway
-// forwards to: the NAT64 well-known prefix (RFC 6052) and 6to4 (RFC 3056).
-var (
-	nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
-	sixToFour   = netip.MustParsePrefix("2002::/16")
-)
-
-// embeddedIPv4 returns the IPv4 address that ip (IPv6) carries by NAT64 or
-// 6to4 convention.
-func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
-	if !ip.Is6() {
-		return netip.Addr{}, false
-	}
-	b := ip.As16()
-	switch {
-	case nat64Prefix.Contains(ip):
-		return netip.AddrFrom4([4]byte(b[12:16])), true
-	case sixToFour.Contains(ip):
-		return netip.AddrFrom4([4]byte(b[2:6])), true
-	}
-	return netip.Addr{}, false
 }
 
 func containsIP(nets []netip.Prefix, ip netip.Addr) bool {
@@ -203,11 +172,12 @@ func (p *Policy) Resolve(ctx context.Context, addr string) ([]netip.AddrPort, er
 		if err := p.AllowIP(ip); err != nil {
 			return nil, err
 		}
-		return []netip.AddrPort{netip.AddrPortFrom(ip.Unmap(), port)}, nil
+		return p.refused(ctx, []netip.AddrPort{netip.AddrPortFrom(ip.Unmap(), port)})
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	// Messages name the host with its port, so RedactText finds it.
 	if matchHost(p.denyHosts, host) {
-		return nil, fmt.Errorf("%w: host %s", ErrPolicyDenied, host)
+		return nil, fmt.Errorf("%w: host %s", ErrPolicyDenied, addr)
 	}
 	resolver := p.Resolver
 	if resolver == nil {
@@ -215,26 +185,38 @@ func (p *Policy) Resolve(ctx context.Context, addr string) ([]netip.AddrPort, er
 	}
 	ips, err := resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
-		return nil, fmt.Errorf("resolving %s: %w", host, err)
+		return nil, fmt.Errorf("resolving %s: %w", addr, err)
 	}
 	hostAllowed := matchHost(p.allowHosts, host)
 	out := make([]netip.AddrPort, 0, len(ips))
 	for _, ip := range ips {
 		ip = ip.Unmap().WithZone("")
 		if containsIP(p.denyNets, ip) {
-			return nil, fmt.Errorf("%w: %s resolves to %s, in a denied range", ErrPolicyDenied, host, ip)
+			return nil, fmt.Errorf("%w: %s resolves to %s, in a denied range", ErrPolicyDenied, addr, ip)
 		}
 		if !hostAllowed {
 			if err := p.AllowIP(ip); err != nil {
-				return nil, fmt.Errorf("%s resolves to %w", host, err)
+				return nil, fmt.Errorf("%s resolves to %w", addr, err)
 			}
 		}
 		out = append(out, netip.AddrPortFrom(ip, port))
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("resolving %s: no addresses", host)
+		return nil, fmt.Errorf("resolving %s: no addresses", addr)
 	}
-	return out, nil
+	return p.refused(ctx, out)
+}
+
+// refused applies the refuse hook to every target.
+func (p *Policy) refused(ctx context.Context, targets []netip.AddrPort) ([]netip.AddrPort, error) {
+	if p.refuse != nil {
+		for _, t := range targets {
+			if err := p.refuse(ctx, t); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return targets, nil
 }
 
 // Dial connects to addr within timeout after checking it. It tries the
@@ -245,6 +227,9 @@ func (p *Policy) Dial(ctx context.Context, addr string, d *net.Dialer) (net.Conn
 		return nil, err
 	}
 	conn, _, err := dialTargets(ctx, targets, d)
+	if err == nil && p.dialed != nil {
+		p.dialed(conn)
+	}
 	return conn, err
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,19 +21,40 @@ func TestPolicyDefaultDenied(t *testing.T) {
 		"0.0.0.0", "0.1.2.3", "10.0.0.1", "10.255.255.255", "100.64.0.1", "100.127.255.254",
 		"127.0.0.1", "127.255.255.255", "169.254.169.254", "172.16.0.1", "172.31.255.255",
 		"192.168.1.1", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255",
-		"::", "::1", "fc00::1", "fd12:3456::1", "fe80::1", "ff02::1",
+		"192.0.0.8", "192.0.0.170", "192.0.2.1", "198.51.100.7", "203.0.113.200", "198.18.0.1",
+		"198.19.255.254", "192.88.99.1",
+		"::", "::1", "fc00::1", "fd12:3456::1", "fe80::1", "ff02::1", "fec0::1", "feff::1",
+		"100::1", "2001:db8::1", "3fff::1", "2001:2::1", "2001:20::1", "5f00::1",
 		// IPv4-mapped IPv6 must not smuggle a denied IPv4 address through.
 		"::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::ffff:0.0.0.0",
+		// Every IPv6 form that carries a denied IPv4 address (#16.5).
+		"64:ff9b::a9fe:a9fe",          // NAT64 well-known prefix, RFC 6052
+		"64:ff9b:1::a9fe:a9fe",        // local-use NAT64, RFC 8215
+		"64:ff9b:1::808:808",          // the whole local-use prefix is internal
+		"::a9fe:a9fe",                 // IPv4-compatible, RFC 4291
+		"::7f00:1",                    // IPv4-compatible loopback
+		"::ffff:0:a9fe:a9fe",          // SIIT, RFC 7915
+		"::ffff:0:a00:1",              // SIIT of 10.0.0.1
+		"2002:a9fe:a9fe::1",           // 6to4, RFC 3056
+		"2002:7f00:1::",               // 6to4 of loopback
+		"2001:0:808:808::5601:5701",   // Teredo (client 169.254.168.254 inverted), RFC 4380
+		"2001:0:a9fe:a9fe::f7f7:f7f7", // Teredo whose server is link-local
+		"2606:4700::5efe:a9fe:a9fe",   // ISATAP, RFC 5214
+		"2606:4700::200:5efe:a00:1",   // ISATAP (global u bit) of 10.0.0.1
 	}
 	for _, s := range denied {
 		if err := p.AllowIP(netip.MustParseAddr(s)); !errors.Is(err, gunshu.ErrPolicyDenied) {
-			t.Errorf("AllowIP(%s) = %v, want ErrPolicyDenied", s, err)
+			t.Errorf("AllowIP(%s) = %v, want gunshu.ErrPolicyDenied", s, err)
 		}
 	}
 	allowed := []string{
 		"1.1.1.1", "9.255.255.255", "11.0.0.0", "100.63.255.255", "100.128.0.0", "172.15.255.255",
-		"172.32.0.0", "192.0.2.1", "192.167.255.255", "198.51.100.7", "223.255.255.255",
-		"2001:db8::1", "2606:4700::1111", "::ffff:8.8.8.8",
+		"172.32.0.0", "192.0.1.255", "192.0.3.0", "192.167.255.255", "198.17.255.255", "198.20.0.0",
+		"198.51.99.255", "203.0.114.0", "223.255.255.255",
+		"2606:4700::1111", "::ffff:8.8.8.8", "2001:4860:4860::8888", "2a00::1",
+		"64:ff9b::808:808",            // NAT64 of a public address
+		"2002:808:808::1",             // 6to4 of a public address
+		"2606:4700::200:5efe:808:808", // ISATAP of a public address
 	}
 	for _, s := range allowed {
 		if err := p.AllowIP(netip.MustParseAddr(s)); err != nil {
@@ -40,10 +63,63 @@ func TestPolicyDefaultDenied(t *testing.T) {
 	}
 }
 
+// TestEmbeddedIPv4 checks where each form keeps its IPv4 address.
+func TestEmbeddedIPv4(t *testing.T) {
+	cases := map[string][]string{
+		"64:ff9b::1.2.3.4":            {"1.2.3.4"},
+		"64:ff9b:1::1.2.3.4":          {"1.2.3.4"},
+		"::1.2.3.4":                   {"1.2.3.4"},
+		"::ffff:0:1.2.3.4":            {"1.2.3.4"},
+		"2002:102:304::":              {"1.2.3.4"},
+		"2001:0:102:304::fefd:fcfb":   {"1.2.3.4", "1.2.3.4"},
+		"2a00:1:2:3:0:5efe:1.2.3.4":   {"1.2.3.4"},
+		"2a00:1:2:3:300:5efe:1.2.3.4": {"1.2.3.4"},
+		"2a00:1:2:3:400:5efe:1.2.3.4": nil,
+		"2606:4700::1111":             nil,
+		"1.2.3.4":                     nil,
+	}
+	for in, want := range cases {
+		var got []string
+		for _, a := range gunshu.EmbeddedIPv4(netip.MustParseAddr(in)) {
+			got = append(got, a.String())
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("gunshu.EmbeddedIPv4(%s) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+// TestSecurityDocShowsTheRangeTables keeps SECURITY.md in step with the
+// one table in ranges.go: between its markers it must hold gunshu.RangeTables().
+// GUNSHU_UPDATE_DOCS=1 rewrites it.
+func TestSecurityDocShowsTheRangeTables(t *testing.T) {
+	const file, begin, end = "../SECURITY.md", "<!-- range tables: begin (generated from gunshu/ranges.go) -->\n", "<!-- range tables: end -->"
+	doc, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, j := strings.Index(string(doc), begin), strings.Index(string(doc), end)
+	if i < 0 || j < i {
+		t.Fatalf("SECURITY.md has no %q … %q markers", begin, end)
+	}
+	want := gunshu.RangeTables()
+	if got := string(doc[i+len(begin) : j]); got == want {
+		return
+	}
+	if os.Getenv("GUNSHU_UPDATE_DOCS") == "1" {
+		updated := string(doc[:i+len(begin)]) + want + string(doc[j:])
+		if err := os.WriteFile(file, []byte(updated), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("SECURITY.md does not hold the range tables of gunshu/ranges.go; run with GUNSHU_UPDATE_DOCS=1")
+}
+
 func TestPolicyAllowAndDeny(t *testing.T) {
 	p := gunshu.Policy{
 		Allow: []string{"10.1.0.0/16", "127.0.0.1", "fd00::/8", "192.0.2.0/24"},
-		Deny:  []string{"10.1.2.0/24", "198.51.100.7", "192.0.2.0/25"},
+		Deny:  []string{"10.1.2.0/24", "9.9.9.9", "192.0.2.0/25"},
 	}
 	cases := map[string]bool{
 		"10.1.1.1":         true,  // allowed range
@@ -55,8 +131,8 @@ func TestPolicyAllowAndDeny(t *testing.T) {
 		"::ffff:10.1.2.3":  false,
 		"fd00::1":          true,
 		"fc00::1":          false,
-		"198.51.100.7":     false, // public but denied
-		"198.51.100.8":     true,
+		"9.9.9.9":          false, // public but denied
+		"9.9.9.10":         true,
 		"192.0.2.1":        false, // deny /25 wins over allow /24
 		"192.0.2.200":      true,
 	}
@@ -74,21 +150,21 @@ func TestPolicyAllowAndDeny(t *testing.T) {
 func TestPolicyPorts(t *testing.T) {
 	ctx := context.Background()
 	var p gunshu.Policy
-	if _, err := p.Resolve(ctx, "192.0.2.1:25"); !errors.Is(err, gunshu.ErrPolicyDenied) {
+	if _, err := p.Resolve(ctx, "1.1.1.1:25"); !errors.Is(err, gunshu.ErrPolicyDenied) {
 		t.Errorf("default policy, port 25: %v", err)
 	}
-	if _, err := p.Resolve(ctx, "192.0.2.1:587"); err != nil {
+	if _, err := p.Resolve(ctx, "1.1.1.1:587"); err != nil {
 		t.Errorf("default policy, port 587: %v", err)
 	}
 	custom := gunshu.Policy{DenyPorts: []uint16{22, 3306}}
 	for port, want := range map[string]bool{"25": true, "22": false, "3306": false, "443": true} {
-		_, err := custom.Resolve(ctx, "192.0.2.1:"+port)
+		_, err := custom.Resolve(ctx, "1.1.1.1:"+port)
 		if (err == nil) != want {
 			t.Errorf("DenyPorts [22 3306], port %s: %v", port, err)
 		}
 	}
 	open := gunshu.Policy{DenyPorts: []uint16{}}
-	if _, err := open.Resolve(ctx, "192.0.2.1:25"); err != nil {
+	if _, err := open.Resolve(ctx, "1.1.1.1:25"); err != nil {
 		t.Errorf("empty DenyPorts, port 25: %v", err)
 	}
 	for _, bad := range []string{"192.0.2.1:0", "192.0.2.1", "192.0.2.1:65536", "192.0.2.1:x"} {

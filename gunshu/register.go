@@ -35,9 +35,10 @@ type Registrar struct {
 	Timeout time.Duration
 	// MinBackoff and MaxBackoff bound the retry delay after a failure.
 	MinBackoff, MaxBackoff time.Duration
-	// Dialer connects to the managers; set its LocalAddr to the
-	// advertised address's IP on a host with several addresses when a
-	// manager requires the source to match. nil means a plain dialer.
+	// Dialer connects to the managers. nil means a dialer that connects
+	// from the advertised IP when it is an address of this machine, so a
+	// manager that requires the source to match (the Caddy default) sees
+	// the address registered even on a host with several addresses.
 	Dialer *net.Dialer
 	Logger *zap.Logger
 
@@ -66,7 +67,7 @@ func (r *Registrar) keep(ctx context.Context, manager string) {
 	backoff := minBackoff
 	d := r.Dialer
 	if d == nil {
-		d = &net.Dialer{}
+		d = sourceDialer(r.Advertise)
 	}
 	for {
 		err := register(ctx, d, manager, r.Advertise, r.Timeout)

@@ -3,6 +3,7 @@ package gunshu
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sort"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 var (
 	ErrRegistryFull = errors.New("registry full")
 	ErrGroupFull    = errors.New("too many services on one IP address")
+	ErrNetworkFull  = errors.New("too many services in one network")
 )
 
 // ServiceRecord is what a registry knows of one registered Service (relay).
@@ -39,7 +41,8 @@ type Registry interface {
 	// group is the key of the per-IP cap, chosen by the Manager: the
 	// network the service answered its verification from (an IPv4
 	// address as /32, an IPv6 /64), so many names for one machine count
-	// as one machine. A refresh whose group changed is counted in the
+	// as one machine. The per-network cap counts the wider network
+	// NetworkOf(group). A refresh whose group changed is counted in the
 	// new group, and refused (and the entry dropped) when that is full.
 	Register(ctx context.Context, addr, group string, now time.Time) error
 	// Addrs returns the registered addresses, in any order.
@@ -69,6 +72,30 @@ type PatrolClaimer interface {
 // manager applies unless configured: two, as Tor allows per address.
 const DefaultMaxPerIP = 2
 
+// DefaultMaxPerNetwork is the cap on services per network (NetworkOf)
+// that the Caddy manager applies unless configured: one holder of a /24
+// or an IPv6 /48 lists at most eight relays, not hundreds.
+const DefaultMaxPerNetwork = 8
+
+// NetworkOf is the network a group (a prefix, as Manager makes it) belongs
+// to for the per-network cap: the IPv4 /24 or the IPv6 /48 around it. A
+// group that is not a prefix has no network ("", false).
+func NetworkOf(group string) (string, bool) {
+	p, err := netip.ParsePrefix(group)
+	if err != nil {
+		return "", false
+	}
+	bits := 48
+	if p.Addr().Is4() {
+		bits = 24
+	}
+	if p.Bits() < bits {
+		return p.Masked().String(), true
+	}
+	n, _ := p.Addr().Prefix(bits)
+	return n.String(), true
+}
+
 // MemoryRegistry is a Registry in this process's memory.
 type MemoryRegistry struct {
 	// MaxServices caps the list; 0 means no cap.
@@ -76,10 +103,14 @@ type MemoryRegistry struct {
 	// MaxPerIP caps the services of one group (see Registry.Register);
 	// 0 means no cap.
 	MaxPerIP int
+	// MaxPerNetwork caps the services of one network (see NetworkOf); 0
+	// means no cap.
+	MaxPerNetwork int
 
 	mu       sync.RWMutex
 	services map[string]*ServiceRecord
 	perGroup map[string]int
+	perNet   map[string]int
 }
 
 // NewMemoryRegistry returns an empty registry with the given caps.
@@ -92,6 +123,14 @@ func NewMemoryRegistry(maxServices, maxPerIP int) *MemoryRegistry {
 func (m *MemoryRegistry) SetLimits(maxServices, maxPerIP int) {
 	m.mu.Lock()
 	m.MaxServices, m.MaxPerIP = maxServices, maxPerIP
+	m.mu.Unlock()
+}
+
+// SetMaxPerNetwork changes the per-network cap of a registry in use, as
+// SetLimits does the others.
+func (m *MemoryRegistry) SetMaxPerNetwork(n int) {
+	m.mu.Lock()
+	m.MaxPerNetwork = n
 	m.mu.Unlock()
 }
 
@@ -113,9 +152,14 @@ func (m *MemoryRegistry) Register(_ context.Context, addr, group string, now tim
 	if m.MaxPerIP > 0 && m.perGroup[group] >= m.MaxPerIP {
 		return ErrGroupFull
 	}
+	network, hasNet := NetworkOf(group)
+	if hasNet && m.MaxPerNetwork > 0 && m.perNet[network] >= m.MaxPerNetwork {
+		return ErrNetworkFull
+	}
 	if m.services == nil {
 		m.services = make(map[string]*ServiceRecord)
 		m.perGroup = make(map[string]int)
+		m.perNet = make(map[string]int)
 	}
 	if !known {
 		s = &ServiceRecord{Addr: addr, FirstSeen: now}
@@ -123,6 +167,9 @@ func (m *MemoryRegistry) Register(_ context.Context, addr, group string, now tim
 	s.LastSeen, s.Group = now, group
 	m.services[addr] = s
 	m.perGroup[group]++
+	if hasNet {
+		m.perNet[network]++
+	}
 	return nil
 }
 
@@ -130,6 +177,11 @@ func (m *MemoryRegistry) dropLocked(s *ServiceRecord) {
 	delete(m.services, s.Addr)
 	if m.perGroup[s.Group]--; m.perGroup[s.Group] <= 0 {
 		delete(m.perGroup, s.Group)
+	}
+	if network, ok := NetworkOf(s.Group); ok {
+		if m.perNet[network]--; m.perNet[network] <= 0 {
+			delete(m.perNet, network)
+		}
 	}
 }
 

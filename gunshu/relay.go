@@ -76,8 +76,11 @@ type Relay struct {
 	IdleTimeout time.Duration
 	// SessionLimiter bounds the sessions held at once; nil bounds none.
 	SessionLimiter *SessionLimiter
-	// Self are the relay's own advertised addresses: a list naming one of
-	// them is refused, so a route cannot loop back through this relay.
+	// Self are the relay's own advertised addresses. A list naming this
+	// relay is refused, so a route cannot loop back through it: under
+	// one of these, or on one of its ports (these, and those it was
+	// reached at) under any address of this machine, an IPv6 form
+	// carrying one, or a name resolving to one.
 	Self []string
 	// Rand picks next hops; nil means a cryptographically secure source.
 	Rand rand.Source
@@ -95,10 +98,12 @@ type Relay struct {
 	log      *zap.Logger
 	obs      Observer
 	sessions sessionSet
+	self     selfKnowledge
 }
 
 func (r *Relay) init() {
 	r.once.Do(func() {
+		r.Policy.refuse, r.Policy.dialed = r.refuseSelf, r.self.dialed
 		r.rnd = newRandom(r.Rand)
 		r.log = loggerOr(r.Logger)
 		r.obs = observerOr(r.Observer)
@@ -156,7 +161,7 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	}
 	list, err := lr.readList(r.MessageLimits.maxList())
 	if err == nil {
-		err = r.checkList(list)
+		err = r.checkList(list, up)
 	}
 	if err != nil {
 		return replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))
@@ -191,38 +196,6 @@ func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time)
 	s.Bytes, err = forward.Copy(up, down, nil, downRest, r.IdleTimeout)
 	s.Bytes.Up += int64(len(first) - len(forwardLine))
 	return err
-}
-
-// checkList refuses empty lists, duplicates and lists naming this relay.
-func (r *Relay) checkList(list []string) error {
-	if len(list) == 0 {
-		return ErrEmptyList
-	}
-	if len(list) <= 64 {
-		for i := range list {
-			for j := i + 1; j < len(list); j++ {
-				if list[i] == list[j] {
-					return fmt.Errorf("%w: duplicate entry", ErrBadList)
-				}
-			}
-		}
-	} else {
-		seen := make(map[string]struct{}, len(list))
-		for _, a := range list {
-			if _, dup := seen[a]; dup {
-				return fmt.Errorf("%w: duplicate entry", ErrBadList)
-			}
-			seen[a] = struct{}{}
-		}
-	}
-	for _, a := range list {
-		for _, self := range r.Self {
-			if a == self {
-				return fmt.Errorf("%w: names this relay", ErrBadList)
-			}
-		}
-	}
-	return nil
 }
 
 // extend picks the next hop at random, connects to it and asks it to

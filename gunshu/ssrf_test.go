@@ -160,9 +160,9 @@ func TestPolicyAllowAndDenyRules(t *testing.T) {
 		"10.0.0.7:80":             false, // deny wins over allow
 		"10.0.1.1:80":             false, // default-denied, not in allow
 		"198.51.100.9:80":         false, // extra deny
-		"203.0.113.1:80":          true,
-		"203.0.113.1:22":          false, // DenyPorts replaces the default
-		"203.0.113.1:25":          true,
+		"9.9.9.9:80":              true,
+		"9.9.9.9:22":              false, // DenyPorts replaces the default
+		"9.9.9.9:25":              true,
 		"blocked.example:80":      false,
 		"intranet.example:80":     false, // resolves into the denied 10.0.0.7
 		"public.example:80":       false,

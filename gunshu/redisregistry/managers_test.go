@@ -99,6 +99,19 @@ func (l *countingListener) Accept() (net.Conn, error) {
 type testRelay struct {
 	addr string
 	ln   *countingListener
+	// tests counts the test exchanges the relay answered (a manager's
+	// patrol also sends an est probe on a connection of its own).
+	tests testCounter
+}
+
+// testCounter is a gunshu.Observer counting test sessions.
+type testCounter struct{ atomic.Int64 }
+
+func (c *testCounter) SessionStarted(gunshu.Role) {}
+func (c *testCounter) SessionEnded(s gunshu.Session) {
+	if s.Command == gunshu.CmdTest {
+		c.Add(1)
+	}
 }
 
 // startRelays starts n relays on loopback, stopped when the test ends.
@@ -107,8 +120,9 @@ func startRelays(t testing.TB, n int) []*testRelay {
 	var out []*testRelay
 	for range n {
 		ln := &countingListener{Listener: testkit.Listen(t)}
-		addr := testnet.ServeRelayOn(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy()}, ln)
-		out = append(out, &testRelay{addr: addr, ln: ln})
+		r := &testRelay{ln: ln}
+		r.addr = testnet.ServeRelayOn(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Observer: &r.tests}, ln)
+		out = append(out, r)
 	}
 	return out
 }
@@ -250,12 +264,12 @@ func TestPatrolSharedAmongManagers(t *testing.T) {
 		time.Sleep((interval + interval/2 - time.Since(started)%interval) % interval)
 		before := make([]int64, len(relays))
 		for i, r := range relays {
-			before[i] = r.ln.accepted.Load()
+			before[i] = r.tests.Load()
 		}
 		time.Sleep(rounds * interval)
 		out := make([]int64, len(relays))
 		for i, r := range relays {
-			out[i] = r.ln.accepted.Load() - before[i]
+			out[i] = r.tests.Load() - before[i]
 		}
 		return out
 	}

@@ -65,7 +65,10 @@ type Options struct {
 	// MaxServices and MaxPerIP are the caps (0: none); SetLimits changes
 	// them later.
 	MaxServices, MaxPerIP int
-	Logger                *zap.Logger
+	// MaxPerNetwork caps the services of one network (gunshu.NetworkOf);
+	// 0: none. SetMaxPerNetwork changes it later.
+	MaxPerNetwork int
+	Logger        *zap.Logger
 	// OnRefresh, when set, is called after every snapshot refresh with its
 	// error (nil if Redis answered) and the age of the snapshot now served:
 	// for metrics.
@@ -82,7 +85,7 @@ type Registry struct {
 	log       *zap.Logger
 	onRefresh func(error, time.Duration)
 
-	maxServices, maxPerIP atomic.Int64
+	maxServices, maxPerIP, maxPerNetwork atomic.Int64
 
 	// id names this registry among the patrolling managers; patrolUntil
 	// (unix ns) is when the refresher stops renewing its heartbeat.
@@ -125,6 +128,7 @@ func New(o Options) *Registry {
 		r.keys = append(r.keys, "{"+prefix+"}"+name)
 	}
 	r.SetLimits(o.MaxServices, o.MaxPerIP)
+	r.SetMaxPerNetwork(o.MaxPerNetwork)
 
 	ro := o.Redis
 	ro.ContextTimeoutEnabled = true
@@ -155,6 +159,10 @@ func (r *Registry) SetLimits(maxServices, maxPerIP int) {
 	r.maxServices.Store(int64(max(maxServices, 0)))
 	r.maxPerIP.Store(int64(max(maxPerIP, 0)))
 }
+
+// SetMaxPerNetwork sets the per-network cap (0: none), as SetLimits does
+// the others.
+func (r *Registry) SetMaxPerNetwork(n int) { r.maxPerNetwork.Store(int64(max(n, 0))) }
 
 // Close stops the refresher, hands this manager's patrol share over to
 // the others at once, and closes the connections.
@@ -273,8 +281,9 @@ func (r *Registry) SnapshotAge() (time.Duration, error) {
 func (r *Registry) Register(ctx context.Context, addr, group string, now time.Time) error {
 	ctx, cancel := r.op(ctx)
 	defer cancel()
+	network, _ := gunshu.NetworkOf(group)
 	res, err := registerScript.Run(ctx, r.client, r.keys, addr, group, now.UnixMilli(),
-		r.maxServices.Load(), r.maxPerIP.Load(), r.expireBefore(now)).Int()
+		r.maxServices.Load(), r.maxPerIP.Load(), r.expireBefore(now), network, r.maxPerNetwork.Load()).Int()
 	if err != nil {
 		return fmt.Errorf("redis registry: %w", err)
 	}
@@ -286,6 +295,8 @@ func (r *Registry) Register(ctx context.Context, addr, group string, now time.Ti
 		// stops listing it at once, as after Remove.
 		r.forget(addr)
 		return gunshu.ErrGroupFull
+	case -3:
+		return gunshu.ErrNetworkFull
 	case 1:
 		// This manager lists a new service at once; the others within a
 		// snapshot interval. (A refresh already under way may overwrite

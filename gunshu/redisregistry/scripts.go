@@ -10,18 +10,20 @@ const (
 	keyFirst    = "first"    // HASH addr -> first registration, unix ms
 	keyHost     = "host"     // HASH addr -> group counted by the per-IP cap
 	keyHosts    = "hosts"    // HASH group -> services registered in it
+	keyNet      = "net"      // HASH addr -> network counted by the per-network cap
+	keyNets     = "nets"     // HASH network -> services registered in it
 	keyFailures = "failures" // HASH addr -> consecutive failed tests
 	keyTests    = "tests"    // HASH addr -> "unix_ms ok latency_ns" of the last test
 	keyPatrol   = "patrol"   // ZSET patrolling manager id -> end of its heartbeat, Redis time ms
 	keyVersion  = "version"  // STRING bumped whenever an address comes or goes
 )
 
-var keyNames = []string{keySeen, keyFirst, keyHost, keyHosts, keyFailures, keyTests, keyPatrol, keyVersion}
+var keyNames = []string{keySeen, keyFirst, keyHost, keyHosts, keyFailures, keyTests, keyPatrol, keyVersion, keyNet, keyNets}
 
 // prelude holds the helpers every script shares.
 const prelude = `
-local SEEN, FIRST, HOST, HOSTS, FAILURES, TESTS, PATROL, VERSION =
-	KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local SEEN, FIRST, HOST, HOSTS, FAILURES, TESTS, PATROL, VERSION, NET, NETS =
+	KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 
 -- bump moves the version on. A missing version (a fresh or restarted
 -- Redis) starts from the server clock in microseconds, so it never
@@ -40,15 +42,42 @@ local function version()
 	return tostring(bump())
 end
 
--- drop removes addr and everything known of it; 1 if it was registered.
-local function drop(addr)
-	if redis.call('ZREM', SEEN, addr) == 0 then return 0 end
+-- uncount takes addr out of its per-IP group and its network.
+local function uncount(addr)
 	local host = redis.call('HGET', HOST, addr)
 	if host and redis.call('HINCRBY', HOSTS, host, -1) <= 0 then
 		redis.call('HDEL', HOSTS, host)
 	end
-	redis.call('HDEL', FIRST, addr)
+	local net = redis.call('HGET', NET, addr)
+	if net and redis.call('HINCRBY', NETS, net, -1) <= 0 then
+		redis.call('HDEL', NETS, net)
+	end
 	redis.call('HDEL', HOST, addr)
+	redis.call('HDEL', NET, addr)
+end
+
+-- count puts addr in group and network (none if empty).
+local function count(addr, group, net)
+	redis.call('HSET', HOST, addr, group)
+	redis.call('HINCRBY', HOSTS, group, 1)
+	if net ~= '' then
+		redis.call('HSET', NET, addr, net)
+		redis.call('HINCRBY', NETS, net, 1)
+	end
+end
+
+-- full returns -2 when group, -3 when network has no room left, else 0.
+local function full(group, max_per_group, net, max_per_net)
+	if max_per_group > 0 and tonumber(redis.call('HGET', HOSTS, group) or '0') >= max_per_group then return -2 end
+	if net ~= '' and max_per_net > 0 and tonumber(redis.call('HGET', NETS, net) or '0') >= max_per_net then return -3 end
+	return 0
+end
+
+-- drop removes addr and everything known of it; 1 if it was registered.
+local function drop(addr)
+	if redis.call('ZREM', SEEN, addr) == 0 then return 0 end
+	uncount(addr)
+	redis.call('HDEL', FIRST, addr)
 	redis.call('HDEL', FAILURES, addr)
 	redis.call('HDEL', TESTS, addr)
 	bump()
@@ -75,41 +104,41 @@ local function heartbeat(id, ttl_ms)
 end
 `
 
-// registerScript adds or refreshes ARGV[1] in group ARGV[2] at ARGV[3] ms
-// under the caps ARGV[4] (services) and ARGV[5] (per group), after
-// expiring services last seen before ARGV[6]. A refresh whose group
-// changed is counted in the new group, or dropped when that is full, as
-// gunshu.MemoryRegistry does. It returns 1 added, 0 refreshed, -1 registry
-// full, -2 group full.
+// registerScript adds or refreshes ARGV[1] in group ARGV[2] and network
+// ARGV[7] ("": none) at ARGV[3] ms under the caps ARGV[4] (services),
+// ARGV[5] (per group) and ARGV[8] (per network), after expiring services
+// last seen before ARGV[6]. A refresh whose group changed is counted in
+// the new group, or dropped when that is full, as gunshu.MemoryRegistry
+// does. It returns 1 added, 0 refreshed, -1 registry full, -2 group full,
+// -3 network full.
 var registerScript = redis.NewScript(prelude + `
 local addr, group, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local max_services, max_per_group = tonumber(ARGV[4]), tonumber(ARGV[5])
+local net, max_per_net = ARGV[7], tonumber(ARGV[8])
 expire(tonumber(ARGV[6]), 64)
 local seen = redis.call('ZSCORE', SEEN, addr)
 if seen then
-	local old = redis.call('HGET', HOST, addr)
-	if old == group then
+	if redis.call('HGET', HOST, addr) == group then
 		if tonumber(seen) < now then redis.call('ZADD', SEEN, now, addr) end
 		return 0
 	end
-	if old and redis.call('HINCRBY', HOSTS, old, -1) <= 0 then redis.call('HDEL', HOSTS, old) end
-	if max_per_group > 0 and tonumber(redis.call('HGET', HOSTS, group) or '0') >= max_per_group then
-		redis.call('HDEL', HOST, addr)
+	uncount(addr)
+	local refused = full(group, max_per_group, net, max_per_net)
+	if refused ~= 0 then
 		drop(addr)
-		return -2
+		return refused
 	end
 	redis.call('ZADD', SEEN, math.max(now, tonumber(seen)), addr)
-	redis.call('HSET', HOST, addr, group)
-	redis.call('HINCRBY', HOSTS, group, 1)
+	count(addr, group, net)
 	bump()
 	return 0
 end
 if max_services > 0 and redis.call('ZCARD', SEEN) >= max_services then return -1 end
-if max_per_group > 0 and tonumber(redis.call('HGET', HOSTS, group) or '0') >= max_per_group then return -2 end
+local refused = full(group, max_per_group, net, max_per_net)
+if refused ~= 0 then return refused end
 redis.call('ZADD', SEEN, now, addr)
 redis.call('HSET', FIRST, addr, now)
-redis.call('HSET', HOST, addr, group)
-redis.call('HINCRBY', HOSTS, group, 1)
+count(addr, group, net)
 bump()
 return 1
 `)

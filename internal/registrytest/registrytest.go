@@ -26,6 +26,15 @@ func Run(t *testing.T, open Open) {
 	t.Run("MovedService", func(t *testing.T) { movedService(t, open(t, 0, 1)) })
 	t.Run("NoCaps", func(t *testing.T) { noCaps(t, open(t, 0, 0)) })
 	t.Run("ConcurrentCaps", func(t *testing.T) { concurrentCaps(t, open(t, 50, 5)) })
+	t.Run("NetworkCap", func(t *testing.T) {
+		reg := open(t, 0, 2)
+		capped, ok := reg.(interface{ SetMaxPerNetwork(int) })
+		if !ok {
+			t.Fatalf("%T has no SetMaxPerNetwork: it cannot cap services per network", reg)
+		}
+		capped.SetMaxPerNetwork(3)
+		networkCap(t, reg)
+	})
 }
 
 // RegisterByHost registers addr with its host as the per-IP group, as
