@@ -124,6 +124,7 @@ func TestAdaptErrors(t *testing.T) {
 		{"initiator max_relays", "gunshu_initiator {\n\tmax_relays -2\n}", `Caddyfile:6 - max_relays: want a count, or -1 for the whole list, got "-2"`},
 		{"initiator guards", "gunshu_initiator {\n\tguards some\n}", `Caddyfile:6 - guards: want a non-negative integer, got "some"`},
 		{"initiator guard_lifetime", "gunshu_initiator {\n\tguard_lifetime forever\n}", `Caddyfile:6 - guard_lifetime: bad duration "forever"`},
+		{"initiator list_stale_limit", "gunshu_initiator {\n\tlist_stale_limit never\n}", `Caddyfile:6 - list_stale_limit: want a positive duration or off, got "never"`},
 		{"initiator password twice", "gunshu_initiator {\n\tpassword a\n\tpassword b\n}", `Caddyfile:7 - duplicate option "password"`},
 	}
 	for _, c := range cases {

@@ -50,8 +50,17 @@ type App struct {
 	// Start (or at their first connection, whichever comes first).
 	entrances   []*InitiatorHandler
 	limiterKeys []string
-	cancel      context.CancelFunc
-	loops       sync.WaitGroup
+	// restores are the saved services each manager lists again at Start.
+	restores []savedList
+	cancel   context.CancelFunc
+	loops    sync.WaitGroup
+}
+
+// savedList is a manager's snapshot to restore (see registrySnapshot).
+type savedList struct {
+	manager  string
+	addrs    []string
+	restored func()
 }
 
 // ManagerConfig configures one manager of the app.
@@ -214,6 +223,11 @@ func (a *App) provisionManager(ctx caddy.Context, name string, cfg *ManagerConfi
 	if err != nil {
 		return nil, fmt.Errorf("opening registry: %w", err)
 	}
+	if saver, ok := mod.(interface{ savedServices() ([]string, func()) }); ok {
+		if addrs, restored := saver.savedServices(); len(addrs) > 0 {
+			a.restores = append(a.restores, savedList{manager: name, addrs: addrs, restored: restored})
+		}
+	}
 	limiter, key, err := sharedLimiter("manager "+name, cfg.SessionLimits)
 	if err != nil {
 		return nil, err
@@ -323,13 +337,18 @@ func (a *App) coverFor(manager string) string {
 
 // Start begins the patrol loop of every manager and the registration loop
 // of every relay that names managers, and gives every entrance its cover
-// (warning about those without).
+// (warning about those without). It warns about layer4 servers that
+// listen on plain TCP (see keepAcceptingNetworks).
 func (a *App) Start() error {
 	a.mu.Lock()
 	entrances := slices.Clone(a.entrances)
 	a.mu.Unlock()
 	for _, h := range entrances {
 		h.prepare()
+	}
+	for _, addr := range plainTCPListeners(a.ctx) {
+		a.log.Warn("a layer4 server on plain TCP stops accepting for good once the process runs out of file descriptors; listen on gunshu/<address> to pause and resume instead",
+			zap.String("listen", addr))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.mu.Lock()
@@ -344,7 +363,25 @@ func (a *App) Start() error {
 			a.loops.Go(func() { r.keepRegistered(ctx) })
 		}
 	}
+	for _, saved := range a.restores {
+		m := a.managers[saved.manager]
+		a.loops.Go(func() { a.restore(ctx, m, saved) })
+	}
+	a.restores = nil
 	return nil
+}
+
+// restore lists again the services of a manager's snapshot that still
+// pass what a fresh reg passes.
+func (a *App) restore(ctx context.Context, m *gunshu.Manager, saved savedList) {
+	start := time.Now()
+	n := m.Restore(ctx, saved.addrs)
+	if ctx.Err() != nil {
+		return // stopped first: the snapshot keeps them for the next start
+	}
+	saved.restored()
+	a.log.Info("services of the last snapshot listed again", zap.String("manager", saved.manager),
+		zap.Int("listed", n), zap.Int("saved", len(saved.addrs)), zap.Duration("took", time.Since(start)))
 }
 
 // Stop ends the loops and waits for them. Sessions in progress are not

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // exampleNet is Caddyfile.example running in this process, its fixed
@@ -91,20 +92,10 @@ func (n *exampleNet) list() ([]string, error) {
 	return l, err
 }
 
-// waitList polls the manager until its list is want, within 10 s.
+// waitList waits until the manager lists exactly want, within 10 s.
 func (n *exampleNet) waitList(want ...string) {
 	n.t.Helper()
-	slices.Sort(want)
-	var (
-		got []string
-		err error
-	)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
-		if got, err = n.list(); err == nil && slices.Equal(got, want) {
-			return
-		}
-	}
-	n.t.Fatalf("manager lists %v (err %v), want %v", got, err, want)
+	testnet.WaitListed(n.t, n.addr("7000"), want, 10*time.Second)
 }
 
 func (n *exampleNet) relays() []string {

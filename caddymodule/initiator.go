@@ -195,6 +195,7 @@ func (h *InitiatorHandler) Handle(cx *layer4.Connection, _ layer4.Handler) error
 //		guards <n>
 //		guard_lifetime <duration>
 //		cover <host:port>
+//		list_stale_limit <duration>|off
 //		dial_timeout <duration>
 //		route_timeout <duration>
 //		idle_timeout <duration>

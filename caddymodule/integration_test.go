@@ -170,6 +170,9 @@ func withoutServer(t *testing.T, caddyfile, addr string) string {
 	t.Helper()
 	start := strings.Index(caddyfile, "\t\t"+addr+" {\n")
 	if start < 0 {
+		start = strings.Index(caddyfile, "\t\tgunshu/"+addr+" {\n")
+	}
+	if start < 0 {
 		t.Fatalf("no server block for %s", addr)
 	}
 	end := strings.Index(caddyfile[start:], "\n\t\t}\n")

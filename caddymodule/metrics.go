@@ -73,7 +73,7 @@ func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
 // which the admin /metrics endpoint serves. Several modules of one config
 // call it; the second call finds them registered.
 func registerMetrics(registry *prometheus.Registry) error {
-	collectors := []prometheus.Collector{
+	return registerCollectors(registry,
 		gunshuMetrics.sessionsActive,
 		gunshuMetrics.sessions,
 		gunshuMetrics.routeResults,
@@ -82,7 +82,12 @@ func registerMetrics(registry *prometheus.Registry) error {
 		gunshuMetrics.registrations,
 		gunshuMetrics.patrolTests,
 		gunshuMetrics.registrySize,
-	}
+	)
+}
+
+// registerCollectors adds process-wide collectors to a config's registry;
+// one a module of the same config registered already is no error.
+func registerCollectors(registry *prometheus.Registry, collectors ...prometheus.Collector) error {
 	for _, c := range collectors {
 		if err := registry.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError

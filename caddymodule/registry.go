@@ -5,6 +5,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 )
@@ -41,10 +42,15 @@ var registries = caddy.NewUsagePool()
 
 // MemoryRegistry keeps a manager's list in this process's memory. The list
 // survives a config reload as long as a manager of the same name is in the
-// new config. Its caps are the manager's max_services, max_per_ip and
-// max_per_network.
+// new config, and a restart through a snapshot in Caddy's storage (see
+// registrySnapshot). Its caps are the manager's max_services, max_per_ip
+// and max_per_network.
 type MemoryRegistry struct {
-	key string
+	key      string
+	storage  gunshu.KeyValueStorage
+	log      *zap.Logger
+	restore  []string
+	snapshot *registrySnapshot
 }
 
 // CaddyModule returns the Caddy module information.
@@ -55,23 +61,48 @@ func (*MemoryRegistry) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// Provision takes the config's storage, which keeps the snapshot.
+func (m *MemoryRegistry) Provision(ctx caddy.Context) error {
+	m.log = ctx.Logger(m)
+	if s := ctx.Storage(); s != nil {
+		m.storage = s
+	}
+	return nil
+}
+
 // Registry returns the pooled registry of the manager, created on first
-// use, with the caps of the current config.
+// use, with the caps of the current config. The first one of a process
+// reads the snapshot the last one saved: what the manager should list
+// again once it verified it (see savedServices).
 func (m *MemoryRegistry) Registry(p RegistryParams) (gunshu.Registry, error) {
 	if m.key != "" {
 		return nil, fmt.Errorf("memory registry already serves manager %q", m.key)
 	}
-	val, _, err := registries.LoadOrNew(p.Manager, func() (caddy.Destructor, error) {
-		return pooled[*gunshu.MemoryRegistry]{gunshu.NewMemoryRegistry(p.MaxServices, p.MaxPerIP)}, nil
+	val, loaded, err := registries.LoadOrNew(p.Manager, func() (caddy.Destructor, error) {
+		return newRegistrySnapshot(gunshu.NewMemoryRegistry(p.MaxServices, p.MaxPerIP), m.storage, p.Manager, m.log), nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	m.key = p.Manager
-	reg := val.(pooled[*gunshu.MemoryRegistry]).value
+	m.snapshot = val.(*registrySnapshot)
+	if !loaded {
+		m.restore = m.snapshot.saved()
+	}
+	reg := m.snapshot.registry
 	reg.SetLimits(p.MaxServices, p.MaxPerIP)
 	reg.SetMaxPerNetwork(p.MaxPerNetwork)
 	return reg, nil
+}
+
+// savedServices are the services of the snapshot to list again, for the
+// first config of a process (nil for later ones); restored tells the
+// snapshot they were dealt with.
+func (m *MemoryRegistry) savedServices() (addrs []string, restored func()) {
+	if len(m.restore) == 0 {
+		return nil, nil
+	}
+	return m.restore, m.snapshot.restored
 }
 
 // Cleanup releases this config's reference to the registry.
@@ -86,6 +117,7 @@ func (m *MemoryRegistry) Cleanup() error {
 // Interface guards
 var (
 	_ RegistryModule     = (*MemoryRegistry)(nil)
+	_ caddy.Provisioner  = (*MemoryRegistry)(nil)
 	_ caddy.CleanerUpper = (*MemoryRegistry)(nil)
 )
 

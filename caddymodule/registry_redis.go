@@ -78,19 +78,38 @@ func (*RedisRegistry) CaddyModule() caddy.ModuleInfo {
 // with the previous config, when the manager asks for its Registry.
 func (r *RedisRegistry) Provision(ctx caddy.Context) error {
 	r.logger = ctx.Logger(r)
+	// Every placeholder must be set: a password from an unset variable
+	// would connect without one.
 	repl := caddy.NewReplacer()
+	var (
+		opts   redis.UniversalOptions
+		prefix string
+		err    error
+	)
+	for _, f := range []struct {
+		name     string
+		raw      string
+		replaced *string
+	}{
+		{"master_name", r.MasterName, &opts.MasterName},
+		{"username", r.Username, &opts.Username},
+		{"password", r.Password, &opts.Password},
+		{"key_prefix", r.KeyPrefix, &prefix},
+	} {
+		if *f.replaced, err = resolveSecret(repl, "redis registry: "+f.name, f.raw); err != nil {
+			return err
+		}
+	}
+	opts.DB = r.DB
 	addrs := r.Addresses
 	if len(addrs) == 0 {
 		addrs = []string{"127.0.0.1:6379"}
 	}
-	opts := redis.UniversalOptions{
-		MasterName: repl.ReplaceKnown(r.MasterName, ""),
-		DB:         r.DB,
-		Username:   repl.ReplaceKnown(r.Username, ""),
-		Password:   repl.ReplaceKnown(r.Password, ""),
-	}
-	for _, a := range addrs {
-		a = repl.ReplaceKnown(a, "")
+	for i, raw := range addrs {
+		a, err := resolveSecret(repl, fmt.Sprintf("redis registry: addresses[%d]", i), raw)
+		if err != nil {
+			return err
+		}
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			return fmt.Errorf("redis address %q: want host:port", a)
 		}
@@ -105,7 +124,6 @@ func (r *RedisRegistry) Provision(ctx caddy.Context) error {
 	if err := notNegative(durationOption("timeout", r.Timeout), durationOption("snapshot_interval", r.SnapshotInterval)); err != nil {
 		return fmt.Errorf("redis %w", err)
 	}
-	prefix := repl.ReplaceKnown(r.KeyPrefix, "")
 	if prefix == "" {
 		prefix = redisregistry.DefaultKeyPrefix
 	}
@@ -260,13 +278,8 @@ func initRedisRegistryMetrics(ctx caddy.Context) {
 			Help: "Age of the list snapshot a manager on the Redis registry answers from.",
 		}, []string{"key_prefix"})
 	})
-	for _, c := range []prometheus.Collector{m.up, m.snapshotAge} {
-		if err := ctx.GetMetricsRegistry().Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if !errors.As(err, &already) {
-				ctx.Logger().Warn("registering redis registry metrics", zap.Error(err))
-			}
-		}
+	if err := registerCollectors(ctx.GetMetricsRegistry(), m.up, m.snapshotAge); err != nil {
+		ctx.Logger().Warn("registering redis registry metrics", zap.Error(err))
 	}
 }
 

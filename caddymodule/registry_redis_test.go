@@ -164,6 +164,11 @@ func TestRedisRegistryBadConfig(t *testing.T) {
 		{`{"addresses": ["localhost"]}`, `redis address "localhost": want host:port`},
 		{`{"addresses": ["a:1", "b:1"], "db": 3}`, "a Cluster has only db 0"},
 		{`{"timeout": -1}`, "must not be negative"},
+		// An unset variable is an error, as everywhere else: a password
+		// from it would connect without one.
+		{`{"password": "{env.GUNSHU_TEST_UNSET_PASSWORD}"}`, "password: evaluated placeholder {env.GUNSHU_TEST_UNSET_PASSWORD} is empty"},
+		{`{"username": "{env.GUNSHU_TEST_UNSET_USER}", "password": "x"}`, "username: evaluated placeholder {env.GUNSHU_TEST_UNSET_USER} is empty"},
+		{`{"addresses": ["{env.GUNSHU_TEST_UNSET_ADDR}:6379"]}`, "addresses[0]: evaluated placeholder {env.GUNSHU_TEST_UNSET_ADDR} is empty"},
 	} {
 		if _, _, _, err := loadRedisRegistry(t, bad.config); err == nil || !strings.Contains(err.Error(), bad.msg) {
 			t.Errorf("%s: error %v, want it to say %q", bad.config, err, bad.msg)

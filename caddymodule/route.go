@@ -43,6 +43,12 @@ type RouteConfig struct {
 	// server: routes leave from its address and never offer it. Default:
 	// the relay of this config that registers with Manager, if any.
 	Cover string `json:"cover,omitempty"`
+	// ListStaleLimit is how long routes keep using the last good list of
+	// relays while the manager does not answer or lists fewer than half
+	// of them (a manager that restarted, a registry that came back
+	// empty). Default: 5m; negative ("off" in a Caddyfile): only what
+	// the manager lists now.
+	ListStaleLimit caddy.Duration `json:"list_stale_limit,omitempty"`
 }
 
 func (c *RouteConfig) validate() error {
@@ -108,6 +114,18 @@ func (c *RouteConfig) unmarshalOption(d *caddyfile.Dispenser, opt string) (bool,
 		c.GuardLifetime, err = durationArg(d)
 	case "cover":
 		c.Cover, err = oneArg(d)
+	case "list_stale_limit":
+		var s string
+		if s, err = oneArg(d); err == nil {
+			c.ListStaleLimit = -1
+			if s != "off" {
+				dur, perr := caddy.ParseDuration(s)
+				if perr != nil || dur <= 0 {
+					return true, d.Errf("list_stale_limit: want a positive duration or off, got %q", s)
+				}
+				c.ListStaleLimit = caddy.Duration(dur)
+			}
+		}
 	default:
 		return false, nil
 	}
@@ -137,12 +155,13 @@ type routeDialer struct {
 func newRouteDialer(ctx caddy.Context, c *RouteConfig, manager, cover string, timeouts gunshu.Timeouts, log *zap.Logger) *routeDialer {
 	rd := &routeDialer{
 		dialer: &gunshu.Dialer{
-			Manager:       manager,
-			MaxRelays:     c.MaxRelays,
-			RouteContinue: c.RouteContinue,
-			Attempts:      c.Attempts,
-			Timeouts:      timeouts,
-			Logger:        log,
+			Manager:        manager,
+			MaxRelays:      c.MaxRelays,
+			RouteContinue:  c.RouteContinue,
+			Attempts:       c.Attempts,
+			ListStaleLimit: time.Duration(c.ListStaleLimit),
+			Timeouts:       timeouts,
+			Logger:         log,
 		},
 		cover:    cover,
 		guards:   c.guards(),

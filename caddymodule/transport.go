@@ -33,7 +33,7 @@ type Transport struct {
 	// The route options, as gunshu_initiator has them: manager
 	// (required), max_relays, route_continue, attempts, guards (kept in
 	// Caddy's storage), guard_lifetime, cover (by default the relay of
-	// this config that registers with manager).
+	// this config that registers with manager), list_stale_limit.
 	RouteConfig
 
 	reverseproxy.HTTPTransport

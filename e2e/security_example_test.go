@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/attacks"
 	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // newExample is Caddyfile.example as shipped, edit applied, on free
@@ -74,7 +74,7 @@ func containsAll(list, want []string) bool {
 }
 
 // port is a free port on 127.0.0.1, as a string.
-func port(t *testing.T) string { return strconv.Itoa(caddyproc.FreePort(t)) }
+func port(t *testing.T) string { return testkit.FreePort(t) }
 
 // addrOn is a free address on the loopback address ip.
 func addrOn(t *testing.T, ip string) string {

@@ -87,7 +87,10 @@ func newBadEnv(t *testing.T) *badEnv {
 	env.useGoodList()
 	entrance := &gunshu.Entrance{
 		Dialer: &gunshu.Dialer{
-			Manager: mgrLn.Addr().String(), Attempts: 1, ListTTL: -1,
+			// Every route asks the manager and believes only its answer:
+			// each case's reply is what the entrance must cope with
+			// (ListStaleLimit would route over the last good list).
+			Manager: mgrLn.Addr().String(), Attempts: 1, ListTTL: -1, ListStaleLimit: -1,
 			Timeouts: gunshu.Timeouts{Command: time.Second, Dial: time.Second, Route: time.Second},
 		},
 		Responder: env.responder,

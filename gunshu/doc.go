@@ -36,6 +36,7 @@
 //	client.go      one-shot exchanges as a client: FetchList, Register, Ping,
 //	               ProbeRelay (a relay or a responder?)
 //	manager.go     Manager: reg, list, verification, patrol
+//	restore.go     Manager.Restore: a saved list listed again after a restart
 //	registry.go    Registry, ServiceRecord, MemoryRegistry, PatrolClaimer
 //	register.go    Registrar: a relay's registration loop
 //	relay.go       Relay: est, the next hop, forward; Timeouts
@@ -44,8 +45,9 @@
 //	responder.go   Responder and its stream
 //	listener.go    Listener: streams of a port, or of a port shared with
 //	               another protocol (ListenShared)
-//	serve.go       accept loops and the accept-error rule (acceptPause)
-//	initiator.go   Dialer: list cache, route choice, Establish
+//	serve.go       accept loops, KeepAccepting and the accept-error rule
+//	initiator.go   Dialer: route choice, Establish
+//	listcache.go   the Dialer's list cache: background refresh, last good list
 //	routesize.go   the law of how many relays a route is offered
 //	guards.go      Guards: an initiator's long-lived first hops
 //	guardstore.go  where guard sets are kept (memory, file, Caddy storage)

@@ -61,6 +61,11 @@ type Dialer struct {
 	// the manager less about when this initiator opens routes. 0 means
 	// DefaultListTTL; negative fetches a list for every route.
 	ListTTL time.Duration
+	// ListStaleLimit is how long routes keep using the last good list
+	// while the manager fails to answer or lists fewer than half of its
+	// relays (see relays). 0 means DefaultListStaleLimit; negative uses
+	// only what the manager lists now.
+	ListStaleLimit time.Duration
 	// Exclude are addresses never used as relays by this initiator.
 	Exclude []string
 	// Cover is the advertised address of a relay registered by this same
@@ -80,15 +85,15 @@ type Dialer struct {
 	NetDialer *net.Dialer
 	Logger    *zap.Logger
 
-	once     sync.Once
-	rnd      *random
-	log      *zap.Logger
-	mu       sync.Mutex
-	list     []string
-	listTime time.Time
-	warned   string    // the route-size warning last logged
-	law      []float64 // routeSizeLaw(lawFor), kept for the next route
-	lawFor   int
+	once   sync.Once
+	rnd    *random
+	log    *zap.Logger
+	mu     sync.Mutex
+	lists  listCache
+	clock  func() time.Time // nil: time.Now; tests set it
+	warned string           // the route-size warning last logged
+	law    []float64        // routeSizeLaw(lawFor), kept for the next route
+	lawFor int
 }
 
 func (d *Dialer) init() {
@@ -169,34 +174,6 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 		}
 	}
 	return nil, fmt.Errorf("no route after %d attempts: %w", attempts, lastErr)
-}
-
-// relays returns the relays of the manager's list this initiator may use
-// (see usable), from the cache when it is fresh and refresh is false.
-func (d *Dialer) relays(ctx context.Context, refresh bool) ([]string, error) {
-	ttl := d.ListTTL
-	if ttl == 0 {
-		ttl = DefaultListTTL
-	}
-	d.mu.Lock()
-	cached, age := d.list, time.Since(d.listTime)
-	d.mu.Unlock()
-	if !refresh && ttl > 0 && cached != nil && age < ttl {
-		return cached, nil
-	}
-	list, err := FetchList(ctx, d.Manager, d.Timeouts.command(), d.MessageLimits)
-	if err != nil {
-		if cached != nil && age < 2*ttl {
-			return cached, nil // a manager hiccup need not stop traffic
-		}
-		return nil, err
-	}
-	list = d.usable(list)
-	d.mu.Lock()
-	d.list, d.listTime = list, time.Now()
-	d.mu.Unlock()
-	d.warnRouteSize(len(list))
-	return list, nil
 }
 
 // warnRouteSize logs RouteSizeWarning when it changes, so a manager

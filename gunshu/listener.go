@@ -57,7 +57,7 @@ func (r *Responder) listen(ln net.Listener, maxPending int, shared bool) *Listen
 		maxPending = DefaultMaxPending
 	}
 	l := &Listener{
-		ln:        ln,
+		ln:        KeepAccepting(ln, AcceptHooks{}),
 		responder: r,
 		shared:    shared,
 		pending:   make(chan struct{}, maxPending),
@@ -71,7 +71,6 @@ func (r *Responder) listen(ln net.Listener, maxPending int, shared bool) *Listen
 
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
-	var pause acceptPause
 	for {
 		select {
 		case l.pending <- struct{}{}:
@@ -81,14 +80,10 @@ func (l *Listener) acceptLoop() {
 		conn, err := l.ln.Accept()
 		if err != nil {
 			<-l.pending
-			if !errors.Is(err, net.ErrClosed) && pause.after(err) {
-				continue
-			}
 			l.errOnce.Do(func() { l.err = err })
 			l.Close()
 			return
 		}
-		pause.reset()
 		l.wg.Add(1)
 		go l.handshake(conn)
 	}

@@ -186,6 +186,13 @@ func (m *Manager) RegisterFrom(ctx context.Context, line string, source netip.Ad
 			m.log.Info("registration refused", zap.String("service", addr), zap.Error(err))
 		}
 	}()
+	return m.list(ctx, addr, source)
+}
+
+// list adds or refreshes the valid address addr, sent from source (none
+// for a trusted caller), in the registry: the policy, the source match and
+// the verification decide.
+func (m *Manager) list(ctx context.Context, addr string, source netip.Addr) error {
 	targets, err := m.Policy.Resolve(ctx, addr)
 	if err != nil {
 		return err

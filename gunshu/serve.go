@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -21,23 +22,17 @@ func (m *Manager) Serve(ln net.Listener) error {
 }
 
 func acceptLoop(ln net.Listener, handle func(net.Conn)) error {
-	var (
-		wg    sync.WaitGroup
-		pause acceptPause
-	)
+	var wg sync.WaitGroup
 	defer wg.Wait()
+	ln = KeepAccepting(ln, AcceptHooks{})
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			if pause.after(err) {
-				continue
-			}
 			return err
 		}
-		pause.reset()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -46,26 +41,115 @@ func acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 	}
 }
 
-// acceptPause waits out accept errors that pass: a timeout, or running
-// out of descriptors or memory. A relay at its open-file limit must
-// resume serving when sessions end instead of stopping for good. The
-// wait doubles from 5 ms to 1 s while the errors go on.
-type acceptPause struct{ delay time.Duration }
+// AcceptHooks tell the owner of a listener that KeepAccepting wraps when
+// accepting pauses and when it resumes: for its log and metrics.
+type AcceptHooks struct {
+	// Paused is called with the error that began a pause.
+	Paused func(err error)
+	// Resumed is called when a pause ends, with how long it lasted: at
+	// the first connection accepted after it, or when the listener is
+	// closed during it (closed is then true).
+	Resumed func(pausedFor time.Duration, closed bool)
+}
 
-// after sleeps and reports true when err passes; it reports false for an
-// error that ends the accept loop.
-func (p *acceptPause) after(err error) bool {
+// KeepAccepting wraps ln so that its Accept waits out the errors that
+// pass (passingAcceptError, waiting as acceptPause says) instead of
+// returning them: a server at its
+// open-file limit must take connections again as soon as sessions end,
+// not stop for good. Close ends a pause at once. Accept returns every
+// other error as ln gives it.
+func KeepAccepting(ln net.Listener, hooks AcceptHooks) net.Listener {
+	return &keepAccepting{Listener: ln, hooks: hooks, closed: make(chan struct{})}
+}
+
+type keepAccepting struct {
+	net.Listener
+	hooks     AcceptHooks
+	closed    chan struct{}
+	closeOnce sync.Once
+	pausing   atomic.Bool
+	mu        sync.Mutex
+	pause     acceptPause
+}
+
+func (l *keepAccepting) Accept() (net.Conn, error) {
+	for {
+		conn, err := l.Listener.Accept()
+		if err == nil {
+			if l.pausing.Load() {
+				l.resume(false)
+			}
+			return conn, nil
+		}
+		if !passingAcceptError(err) {
+			return nil, err
+		}
+		t := time.NewTimer(l.wait(err))
+		select {
+		case <-t.C:
+		case <-l.closed:
+			t.Stop()
+			return nil, &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
+		}
+	}
+}
+
+// wait records a passing error and returns how long to wait before the
+// next Accept; the first error of a pause calls the Paused hook.
+func (l *keepAccepting) wait(err error) time.Duration {
+	l.mu.Lock()
+	first := l.pause.since.IsZero()
+	d := l.pause.next(time.Now())
+	l.pausing.Store(true)
+	l.mu.Unlock()
+	if first && l.hooks.Paused != nil {
+		l.hooks.Paused(err)
+	}
+	return d
+}
+
+func (l *keepAccepting) resume(closed bool) {
+	l.mu.Lock()
+	since := l.pause.since
+	l.pause = acceptPause{}
+	l.pausing.Store(false)
+	l.mu.Unlock()
+	if !since.IsZero() && l.hooks.Resumed != nil {
+		l.hooks.Resumed(time.Since(since), closed)
+	}
+}
+
+func (l *keepAccepting) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		l.resume(true)
+	})
+	return l.Listener.Close()
+}
+
+// passingAcceptError reports whether accepting can go on after err: a
+// timeout, an aborted handshake, or running out of descriptors, buffers
+// or memory. It is the project's one rule for accept errors.
+func passingAcceptError(err error) bool {
 	var ne net.Error
-	passing := errors.As(err, &ne) && ne.Timeout() ||
+	return errors.As(err, &ne) && ne.Timeout() ||
 		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
 		errors.Is(err, syscall.ECONNABORTED)
-	if !passing {
-		return false
-	}
-	p.delay = min(max(2*p.delay, 5*time.Millisecond), time.Second)
-	time.Sleep(p.delay)
-	return true
 }
 
-func (p *acceptPause) reset() { p.delay = 0 }
+// acceptPause is the wait between Accepts while errors pass: it doubles
+// from 5 ms to 1 s, so a server whose descriptors come back takes
+// connections again within a second.
+type acceptPause struct {
+	delay time.Duration
+	since time.Time // when the errors began
+}
+
+func (p *acceptPause) next(now time.Time) time.Duration {
+	if p.since.IsZero() {
+		p.since = now
+	}
+	p.delay = min(max(2*p.delay, 5*time.Millisecond), time.Second)
+	return p.delay
+}

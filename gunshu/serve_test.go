@@ -1,11 +1,13 @@
 package gunshu_test
 
 import (
+	"errors"
 	"net"
 	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
@@ -65,4 +67,68 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 	})
+}
+
+// TestKeepAcceptingHooks: a pause calls Paused once with its first error
+// and Resumed once, at the next connection; Close ends a pause at once,
+// and Resumed says so.
+func TestKeepAcceptingHooks(t *testing.T) {
+	inner := &flakyListener{Listener: testkit.Listen(t)}
+	inner.failures.Store(3)
+	paused := make(chan error, 10)
+	resumed := make(chan time.Duration, 10)
+	closedDuringPause := make(chan bool, 10)
+	ln := gunshu.KeepAccepting(inner, gunshu.AcceptHooks{
+		Paused: func(err error) { paused <- err },
+		Resumed: func(d time.Duration, closed bool) {
+			resumed <- d
+			closedDuringPause <- closed
+		},
+	})
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := <-paused; !errors.Is(err, syscall.EMFILE) {
+		t.Fatalf("Paused got %v, want EMFILE", err)
+	}
+	if sc := <-accepted; sc == nil {
+		t.Fatal("no connection accepted after the pause")
+	} else {
+		sc.Close()
+	}
+	// 3 failures wait 5+10+20 ms.
+	if d := <-resumed; d < 30*time.Millisecond || <-closedDuringPause {
+		t.Fatalf("Resumed after %v, want at least the 35ms the pause waited, by a connection", d)
+	}
+	if len(paused) != 0 || len(resumed) != 0 {
+		t.Fatalf("hooks called more than once: %d paused, %d resumed", len(paused), len(resumed))
+	}
+
+	// A pause that Close interrupts: every Accept fails until then.
+	inner.failures.Store(1 << 30)
+	done := make(chan error, 1)
+	go func() {
+		_, err := ln.Accept()
+		done <- err
+	}()
+	<-paused
+	ln.Close()
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close during a pause: %v, want net.ErrClosed", err)
+	}
+	<-resumed
+	if !<-closedDuringPause {
+		t.Fatal("the pause Close ended was reported as a connection accepted")
+	}
 }

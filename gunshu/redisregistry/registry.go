@@ -228,6 +228,9 @@ func (r *Registry) refresh() {
 	if err == nil && len(res) == 0 {
 		err = errors.New("empty snapshot reply")
 	}
+	if err != nil {
+		err = r.failed(err)
+	}
 	now := time.Now()
 	r.mu.Lock()
 	wasDown, staleFor := r.down, now.Sub(r.loadedAt)
@@ -243,10 +246,8 @@ func (r *Registry) refresh() {
 	r.mu.Unlock()
 
 	switch {
-	case err != nil && !wasDown && loaded:
-		r.log.Warn("redis registry unreachable: list answers from the last snapshot, reg fails", zap.Error(err))
 	case err != nil && !wasDown:
-		r.log.Warn("redis registry unreachable: no snapshot yet, list and reg fail", zap.Error(err))
+		r.log.Warn(downMessage(err, loaded), zap.Error(err))
 	case err == nil && wasDown:
 		r.log.Info("redis registry reachable again", zap.Duration("snapshot_was_stale_for", staleFor))
 	}
@@ -285,7 +286,7 @@ func (r *Registry) Register(ctx context.Context, addr, group string, now time.Ti
 	res, err := registerScript.Run(ctx, r.client, r.keys, addr, group, now.UnixMilli(),
 		r.maxServices.Load(), r.maxPerIP.Load(), r.expireBefore(now), network, r.maxPerNetwork.Load()).Int()
 	if err != nil {
-		return fmt.Errorf("redis registry: %w", err)
+		return r.failed(err)
 	}
 	switch res {
 	case -1:
@@ -317,7 +318,7 @@ func (r *Registry) Remove(ctx context.Context, addr string) (bool, error) {
 	defer cancel()
 	res, err := removeScript.Run(ctx, r.client, r.keys, addr).Int()
 	if err != nil {
-		return false, fmt.Errorf("redis registry: %w", err)
+		return false, r.failed(err)
 	}
 	r.forget(addr)
 	return res == 1, nil
@@ -341,7 +342,7 @@ func (r *Registry) RecordTest(ctx context.Context, addr string, ok bool, latency
 	}
 	res, err := recordTestScript.Run(ctx, r.client, r.keys, addr, okArg, now.UnixMilli(), int64(latency)).Int()
 	if err != nil {
-		return 0, fmt.Errorf("redis registry: %w", err)
+		return 0, r.failed(err)
 	}
 	return max(res, 0), nil
 }
@@ -360,7 +361,7 @@ func (r *Registry) ClaimPatrol(ctx context.Context, addrs []string, interval tim
 	defer cancel()
 	live, err := patrolScript.Run(ctx, r.client, r.keys, r.id, r.heartbeatTTL().Milliseconds()).StringSlice()
 	if err != nil {
-		return nil, fmt.Errorf("redis registry: %w", err)
+		return nil, r.failed(err)
 	}
 	mine := addrs[:0:0]
 	for _, a := range addrs {
@@ -420,7 +421,7 @@ func (r *Registry) Services(ctx context.Context) ([]gunshu.ServiceRecord, error)
 		seen                   *redis.ZSliceCmd
 		first, failures, tests *redis.MapStringStringCmd
 	)
-	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		seen = p.ZRangeWithScores(ctx, r.keys[0], 0, -1)
 		first = p.HGetAll(ctx, r.keys[1])
 		failures = p.HGetAll(ctx, r.keys[4])
@@ -428,7 +429,7 @@ func (r *Registry) Services(ctx context.Context) ([]gunshu.ServiceRecord, error)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("redis registry: %w", err)
+		return nil, r.failed(queuedError(cmds, err))
 	}
 	out := make([]gunshu.ServiceRecord, 0, len(seen.Val()))
 	for _, z := range seen.Val() {

@@ -290,7 +290,7 @@ func TestNoSnapshotYet(t *testing.T) {
 // In a Cluster every script touches keys of one slot, thanks to the hash
 // tag; a key outside it would fail with CROSSSLOT.
 func TestCluster(t *testing.T) {
-	nodes := redistest.StartCluster(t, 3)
+	nodes := redistest.StartCluster(t, 3, 0)
 	var addrs []string
 	for _, n := range nodes {
 		addrs = append(addrs, n.Addr)

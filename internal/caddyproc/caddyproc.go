@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 var build struct {
@@ -79,22 +80,12 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // Process is one running (or stopped) Caddy.
 type Process struct {
 	// Name tells the process apart in failure messages.
 	Name string
-	// Admin is the host:port of its admin endpoint.
+	// Admin is the host:port of its admin endpoint. A restart that finds
+	// it taken moves it: read it while the process serves.
 	Admin string
 	// DataDir holds its storage (guards, registry snapshots); it is
 	// kept across Restart.
@@ -131,7 +122,7 @@ func Start(tb testing.TB, c Config) *Process {
 	dir := tb.TempDir()
 	p := &Process{
 		Name:    c.Name,
-		Admin:   net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(tb))),
+		Admin:   testkit.FreeAddr(tb),
 		DataDir: c.DataDir,
 		tb:      tb,
 		config:  filepath.Join(dir, "Caddyfile"),
@@ -145,6 +136,7 @@ func Start(tb testing.TB, c Config) *Process {
 	if err := os.WriteFile(p.config, []byte(c.Caddyfile), 0o600); err != nil {
 		tb.Fatal(err)
 	}
+	Binary(tb)
 	tb.Cleanup(func() {
 		p.Stop()
 		if tb.Failed() {
@@ -157,13 +149,47 @@ func Start(tb testing.TB, c Config) *Process {
 
 // Restart starts the process again (it must be stopped) with the same
 // configuration file, admin endpoint and storage, and waits until it
-// serves.
+// serves. It fails the test if it does not.
 func (p *Process) Restart() {
 	p.tb.Helper()
-	from := p.LogLen()
-	cmd := exec.Command(Binary(p.tb), "run", "--config", p.config, "--adapter", "caddyfile")
+	if err := p.TryRestart(); err != nil {
+		p.tb.Fatal(err)
+	}
+}
+
+// TryRestart is Restart returning its error, for goroutines other than
+// the test's.
+func (p *Process) TryRestart() error {
+	// The admin port was free when it was picked; if something took it
+	// since, pick another.
+	for range 3 {
+		from := p.LogLen()
+		err := p.start(from)
+		if err == nil || !p.logged(from, "administration endpoint", "address already in use") {
+			return err
+		}
+		admin := testkit.FreeAddr(p.tb)
+		p.mu.Lock()
+		p.Admin = admin
+		p.mu.Unlock()
+	}
+	return fmt.Errorf("caddy %s: no free admin port in 3 tries", p.Name)
+}
+
+// logged reports whether a log line from index from on holds all of want.
+func (p *Process) logged(from int, want ...string) bool {
+	for _, line := range p.Lines(from) {
+		if containsAll(line, want[0], want[1:]) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Process) start(from int) error {
+	cmd := exec.Command(build.path, "run", "--config", p.config, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(),
-		"CADDY_ADMIN="+p.Admin,
+		"CADDY_ADMIN="+p.adminAddr(),
 		"HOME="+p.DataDir,
 		"XDG_DATA_HOME="+filepath.Join(p.DataDir, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(p.DataDir, "config"),
@@ -171,15 +197,15 @@ func (p *Process) Restart() {
 	cmd.Env = append(cmd.Env, p.env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		p.tb.Fatal(err)
+		return err
 	}
 	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		p.tb.Fatal(err)
+		return err
 	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		p.tb.Fatalf("starting caddy %s: %v", p.Name, err)
+		return fmt.Errorf("starting caddy %s: %w", p.Name, err)
 	}
 	done := make(chan struct{})
 	p.mu.Lock()
@@ -193,8 +219,9 @@ func (p *Process) Restart() {
 	}()
 	if _, err := p.WaitLog(from, "serving initial configuration", 60*time.Second); err != nil {
 		p.Stop()
-		p.tb.Fatalf("caddy %s did not start: %v\n%s", p.Name, err, p.tail(40))
+		return fmt.Errorf("caddy %s did not start: %w\n%s", p.Name, err, p.tail(40))
 	}
+	return nil
 }
 
 func (p *Process) readLog(r io.Reader) {
@@ -264,10 +291,12 @@ func (p *Process) LogLen() int {
 }
 
 // WaitLog waits up to timeout for a log line at index from or later that
-// contains every one of want, and returns its index.
+// contains every one of want, and returns its index. It gives up early
+// when the process exits.
 func (p *Process) WaitLog(from int, want string, timeout time.Duration, more ...string) (int, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	exited := false
 	for {
 		p.mu.Lock()
 		for i := from; i < len(p.lines); i++ {
@@ -277,10 +306,15 @@ func (p *Process) WaitLog(from int, want string, timeout time.Duration, more ...
 			}
 		}
 		from = len(p.lines)
-		grew := p.grew
+		grew, done := p.grew, p.done
 		p.mu.Unlock()
+		if exited {
+			return 0, fmt.Errorf("caddy %s exited with no log line with %q", p.Name, append([]string{want}, more...))
+		}
 		select {
 		case <-grew:
+		case <-done: // its last lines are read: look once more
+			exited = true
 		case <-deadline.C:
 			return 0, fmt.Errorf("no log line with %q within %v", append([]string{want}, more...), timeout)
 		}
@@ -314,10 +348,16 @@ func (p *Process) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+func (p *Process) adminAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.Admin
+}
+
 // Load replaces the configuration through the admin endpoint, as
 // `caddy reload` does.
 func (p *Process) Load(caddyfile string) error {
-	req, err := http.NewRequest(http.MethodPost, "http://"+p.Admin+"/load", strings.NewReader(caddyfile))
+	req, err := http.NewRequest(http.MethodPost, "http://"+p.adminAddr()+"/load", strings.NewReader(caddyfile))
 	if err != nil {
 		return err
 	}
@@ -337,7 +377,7 @@ func (p *Process) Load(caddyfile string) error {
 
 // Get fetches path from the admin endpoint (for example /metrics).
 func (p *Process) Get(path string) (string, error) {
-	resp, err := adminClient.Get("http://" + p.Admin + path)
+	resp, err := adminClient.Get("http://" + p.adminAddr() + path)
 	if err != nil {
 		return "", err
 	}
@@ -353,3 +393,26 @@ func (p *Process) Get(path string) (string, error) {
 }
 
 var adminClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
+
+// MetricSum adds up every sample of the metric name on the process's
+// /metrics (all its label sets).
+func (p *Process) MetricSum(name string) (float64, error) {
+	text, err := p.Get("/metrics")
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || rest[0] != ' ' && rest[0] != '{' {
+			continue
+		}
+		f := strings.Fields(rest)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric %s: %w", name, err)
+		}
+		sum += v
+	}
+	return sum, nil
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -161,4 +162,25 @@ func (n *Network) RelayAddrs() []string {
 // a source seeded with seed.
 func (n *Network) Dialer(seed uint64) *gunshu.Dialer {
 	return &gunshu.Dialer{Manager: n.ManagerAddr, Rand: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)}
+}
+
+// WaitListed waits until the manager at addr lists exactly want (in any
+// order), within timeout.
+func WaitListed(t testing.TB, addr string, want []string, timeout time.Duration) {
+	t.Helper()
+	want = slices.Sorted(slices.Values(want))
+	var got []string
+	var err error
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err = gunshu.FetchList(context.Background(), addr, time.Second, gunshu.MessageLimits{})
+		slices.Sort(got)
+		if err == nil && slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("manager %s lists %v (%v) after %v, want %v", addr, got, err, timeout, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
