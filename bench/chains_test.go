@@ -60,6 +60,7 @@ const (
 	opDownload = 'd' // read a count (8 bytes), send that many bytes
 	opPing     = 'p' // answer one byte and close
 	opHold     = 'h' // answer one byte, then wait for EOF: an idle session
+	opEcho     = 'e' // send every byte back until EOF
 )
 
 const chunkSize = 1 << 20
@@ -100,6 +101,14 @@ func serveEndpoint(c net.Conn) {
 				return
 			}
 			n -= k
+		}
+	case opEcho:
+		bufp := bufPool.Get().(*[]byte)
+		defer bufPool.Put(bufp)
+		if _, err := io.CopyBuffer(writerOnly{c}, readerOnly{c}, (*bufp)[:32<<10]); err == nil {
+			if cw, ok := c.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			}
 		}
 	case opHold:
 		if _, err := c.Write(op[:]); err == nil {
@@ -144,10 +153,12 @@ func acceptAll(ln net.Listener, handle func(net.Conn)) {
 	}
 }
 
-// gunshuRelay starts a Gunshu relay that always picks the first entry.
-func (n *network) gunshuRelay() string {
+// gunshuRelayMode starts a Gunshu relay that always picks the first
+// entry; waitForOK makes it a 2003 relay that holds upstream's bytes
+// until its next hop's ok (the relays before cut-through).
+func (n *network) gunshuRelayMode(waitForOK bool) string {
 	ln := n.listen()
-	r := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst{}}
+	r := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst{}, WaitForOK: waitForOK}
 	n.serve(ln, func() { _ = r.Serve(ln) })
 	n.stops = append(n.stops, func() { _ = r.Close() })
 	return ln.Addr().String()
@@ -242,19 +253,27 @@ func minimalChain(n *network, name string, hops int, copyFn copyFunc) chain {
 // gunshuChain builds relays r1 … rk in front of a responder; the client
 // speaks the protocol itself (est to r1, ok, forward) so the chain's
 // length is exact. hops 0 is the responder reached directly.
-func gunshuChain(n *network, hops int) chain { return gunshuChainMode(n, hops, false) }
+func gunshuChain(n *network, hops int) chain { return gunshuChainMode(n, hops, false, false) }
 
 // gunshuPipelinedChain is gunshuChain with a client that sends est,
 // forward and its first bytes at once and reads ok afterwards. Relays
 // and responders read lines in order, so forward waits in their buffers
 // and follows the ok without another round trip.
-func gunshuPipelinedChain(n *network, hops int) chain { return gunshuChainMode(n, hops, true) }
+func gunshuPipelinedChain(n *network, hops int) chain { return gunshuChainMode(n, hops, true, false) }
 
-func gunshuChainMode(n *network, hops int, pipelined bool) chain {
+// gunshu2003Chain is gunshuPipelinedChain through relays that wait for
+// ok before they pass anything on, as all did before cut-through.
+func gunshu2003Chain(n *network, hops int) chain {
+	c := gunshuChainMode(n, hops, true, true)
+	c.name = fmt.Sprintf("gunshu%dw", hops)
+	return c
+}
+
+func gunshuChainMode(n *network, hops int, pipelined, waitForOK bool) chain {
 	responder := n.gunshuEndpoint()
 	relays := make([]string, hops)
 	for i := range relays {
-		relays[i] = n.gunshuRelay()
+		relays[i] = n.gunshuRelayMode(waitForOK)
 	}
 	first := responder
 	list := []string{responder}

@@ -32,6 +32,8 @@ for round in $(seq "$ROUNDS"); do
 done
 echo "# idle sessions: 1,000 through one relay process"
 run -test.bench '^BenchmarkIdleSessions$' -test.benchtime 1x >"$out/idle.txt"
+echo "# peak memory: 300 sessions echoing 64 KiB at once through relay processes, $ROUNDS rounds"
+run -test.bench '^BenchmarkPeakMemory$' -test.benchtime 1x -test.count "$ROUNDS" >"$out/peak.txt"
 if [ "$CAPACITY" = 1 ]; then
 	echo "# capacity: up to 10,000 sessions through one relay process"
 	run -test.bench '^BenchmarkCapacity$' -test.benchtime 1x >"$out/capacity.txt" || true
@@ -57,7 +59,7 @@ median() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0 || a == "nan" || b == "nan") print "n/a"; else printf "%.2f", a / b }'; }
 calc() { awk "BEGIN { printf \"%.4g\", $1 }"; }
-T="$out/throughput.txt" S="$out/setup.txt" I="$out/idle.txt" C="$out/capacity.txt"
+T="$out/throughput.txt" S="$out/setup.txt" I="$out/idle.txt" C="$out/capacity.txt" P="$out/peak.txt"
 
 echo
 echo "== throughput, MB/s (ratio > 1: Gunshu faster) =="
@@ -87,7 +89,8 @@ done
 
 echo
 echo "== route setup per hop = (k hops - 0 hops) / k, time to the server's first byte (ratio < 1: Gunshu faster) =="
-echo "   gunshu: client waits for ok, then sends forward; gunshu-p: client sends forward right behind est"
+echo "   gunshu: client waits for ok, then sends forward; gunshu-p: client sends forward right behind est;"
+echo "   gunshu-w: gunshu-p through relays that wait for ok (wait_for_ok, the relays before cut-through)"
 for unit in ns/op cpu-us/op; do
 	scale=1000
 	[ "$unit" = cpu-us/op ] && scale=1
@@ -101,7 +104,8 @@ for unit in ns/op cpu-us/op; do
 		s=$(calc "($(median "BenchmarkSetup/splice$k" "$unit" "$S") - $s0) / $k / $scale")
 		g=$(calc "($(median "BenchmarkSetup/gunshu$k" "$unit" "$S") - $g0) / $k / $scale")
 		p=$(calc "($(median "BenchmarkSetup/gunshu${k}p" "$unit" "$S") - $p0) / $k / $scale")
-		printf '  %s per hop, %d hops: splice %7s  gunshu %7s (%sx)  gunshu-p %7s (%sx)\n' "$label" "$k" "$s" "$g" "$(ratio "$g" "$s")" "$p" "$(ratio "$p" "$s")"
+		w=$(calc "($(median "BenchmarkSetup/gunshu${k}w" "$unit" "$S") - $p0) / $k / $scale")
+		printf '  %s per hop, %d hops: splice %7s  gunshu %7s (%sx)  gunshu-p %7s (%sx)  gunshu-w %7s (%sx)\n' "$label" "$k" "$s" "$g" "$(ratio "$g" "$s")" "$p" "$(ratio "$p" "$s")" "$w" "$(ratio "$w" "$s")"
 	done
 done
 
@@ -119,6 +123,15 @@ done
 printf '  gunshu heap+stack vs the 12 KiB target: %sx; vs the splice relay: %sx\n' \
 	"$(ratio "$(median BenchmarkIdleSessions/gunshu heap+stack-B/session "$I")" 12288)" \
 	"$(ratio "$(median BenchmarkIdleSessions/gunshu heap+stack-B/session "$I")" "$(median BenchmarkIdleSessions/splice heap+stack-B/session "$I")")"
+
+echo
+echo "== peak memory per relayed session: 300 sessions x 64 KiB echo, 3 relay processes, (VmHWM after - VmRSS before) / 900 =="
+ps=$(median BenchmarkPeakMemory/splice KiB/session "$P")
+pg=$(median BenchmarkPeakMemory/gunshu KiB/session "$P")
+printf '  splice %s KiB, gunshu %s KiB (%sx the splice relay; target 16 KiB)\n' "$ps" "$pg" "$(ratio "$pg" "$ps")"
+printf '  one-relay routes: splice %s KiB, gunshu %s KiB, a Caddy gunshu_relay process %s KiB\n' \
+	"$(median BenchmarkPeakMemory/splice1 KiB/session "$P")" "$(median BenchmarkPeakMemory/gunshu1 KiB/session "$P")" \
+	"$(median BenchmarkPeakMemory/caddy1 KiB/session "$P")"
 
 if [ "$CAPACITY" = 1 ]; then
 	echo

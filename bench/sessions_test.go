@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
+	_ "github.com/gunshu/caddy-gunshu/caddymodule"
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
@@ -75,13 +78,33 @@ func runChild(role, next string) error {
 		go func() { _ = r.Serve(ln) }()
 	case "splice":
 		go acceptAll(ln, func(c net.Conn) { pipeTo(c.(*net.TCPConn), next, spliceCopy) })
+	case "caddy":
+		// A Caddy process whose layer4 server runs gunshu_relay, as a
+		// relay operator would run it.
+		addr := ln.Addr().String()
+		ln.Close()
+		cfg := fmt.Sprintf(`{"admin":{"disabled":true},"logging":{"logs":{"default":{"level":"ERROR"}}},
+			"apps":{"layer4":{"servers":{"relay":{"listen":[%q],
+			"routes":[{"handle":[{"handler":"gunshu_relay","allow":["127.0.0.0/8"]}]}]}}}}}`, addr)
+		if err := caddy.Load([]byte(cfg), true); err != nil {
+			return err
+		}
+		fmt.Println(addr)
+		return answerStats()
 	case "responder":
 		rl := (&gunshu.Responder{}).Listen(ln, 0)
 		go acceptAll(rl, serveEndpoint)
+	case "plain":
+		go acceptAll(ln, serveEndpoint)
 	default:
 		return fmt.Errorf("unknown child role %q", role)
 	}
 	fmt.Println(ln.Addr().String())
+	return answerStats()
+}
+
+// answerStats answers "stats" lines on stdin with a JSON line until EOF.
+func answerStats() error {
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		b, _ := json.Marshal(measure())

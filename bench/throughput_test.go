@@ -143,6 +143,9 @@ var setupKinds = []struct {
 	{"gunshu1p", func(n *network) chain { return gunshuPipelinedChain(n, 1) }},
 	{"gunshu3p", func(n *network) chain { return gunshuPipelinedChain(n, 3) }},
 	{"gunshu5p", func(n *network) chain { return gunshuPipelinedChain(n, 5) }},
+	{"gunshu1w", func(n *network) chain { return gunshu2003Chain(n, 1) }},
+	{"gunshu3w", func(n *network) chain { return gunshu2003Chain(n, 3) }},
+	{"gunshu5w", func(n *network) chain { return gunshu2003Chain(n, 5) }},
 }
 
 // BenchmarkSetup opens one connection per op through each chain and

@@ -46,6 +46,22 @@ type InitiatorHandler struct {
 	// IdleTimeout ends a session after this long without a byte in
 	// either direction. Default: 0, never.
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// EarlyReply answers SOCKS5 and HTTP CONNECT requests with success
+	// at once instead of after the route's ok: clients that wait for the
+	// answer before sending save a route round trip, but a route that
+	// cannot be built then ends with a reset rather than an error reply.
+	EarlyReply bool `json:"early_reply,omitempty"`
+	// MaxSilent bounds the routes a fixed-responder entrance holds at
+	// once for clients that have not sent a byte; while one is free, and
+	// such routes are not being wasted (clients leaving without a byte,
+	// beyond a burst of max_silent and one a second), a route starts at
+	// accept. Default: 16.
+	MaxSilent int `json:"max_silent,omitempty"`
+	// SilentWait is how long a fixed-responder entrance that cannot start
+	// a route at accept waits for a client's first bytes before it asks
+	// for a place anyway (protocols whose server speaks first).
+	// Default: 500ms.
+	SilentWait caddy.Duration `json:"silent_wait,omitempty"`
 	// The session limits count client connections. They are kept per
 	// config: after a reload the sessions still open count only against
 	// the old config's limits.
@@ -111,6 +127,9 @@ func (h *InitiatorHandler) Provision(ctx caddy.Context) error {
 		Password:         password,
 		HandshakeTimeout: time.Duration(h.HandshakeTimeout),
 		IdleTimeout:      time.Duration(h.IdleTimeout),
+		EarlyReply:       h.EarlyReply,
+		SilentWait:       time.Duration(h.SilentWait),
+		MaxSilent:        h.MaxSilent,
 		SessionLimiter:   h.SessionLimits.newLimiter(),
 		Logger:           h.log,
 		LogAddresses:     h.LogAddresses,
@@ -163,9 +182,17 @@ func (h *InitiatorHandler) Validate() error {
 		durationOption("dial_timeout", h.DialTimeout),
 		durationOption("route_timeout", h.RouteTimeout),
 		durationOption("idle_timeout", h.IdleTimeout),
+		durationOption("silent_wait", h.SilentWait),
+		countOption("max_silent", h.MaxSilent),
 	)
 	if err != nil {
 		return err
+	}
+	switch {
+	case h.Responder != "" && h.EarlyReply:
+		return errors.New("early_reply needs proxy mode: a fixed-target entrance sends its clients no reply")
+	case h.Responder == "" && (h.SilentWait != 0 || h.MaxSilent != 0):
+		return errors.New("silent_wait and max_silent need a fixed responder: a proxy client must send its request before any route is built")
 	}
 	if err := h.RouteConfig.validate(); err != nil {
 		return err
@@ -173,11 +200,12 @@ func (h *InitiatorHandler) Validate() error {
 	return h.SessionLimits.validate()
 }
 
-// Handle carries the connection through a route. The session runs on the
-// underlying socket, so both ends of the client's leg splice.
+// Handle carries the connection through a route. The session runs on its
+// own goroutine and a duplicate of the underlying socket (see
+// serveHandedOff), so both ends of the client's leg splice.
 func (h *InitiatorHandler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	h.prepare()
-	serveDetached(cx, h.log, "entrance session", h.entrance)
+	serveHandedOff(cx, h.log, "entrance session", h.entrance)
 	return nil
 }
 
@@ -199,6 +227,9 @@ func (h *InitiatorHandler) Handle(cx *layer4.Connection, _ layer4.Handler) error
 //		dial_timeout <duration>
 //		route_timeout <duration>
 //		idle_timeout <duration>
+//		early_reply
+//		silent_wait <duration>
+//		max_silent <n>
 //		max_sessions <n>
 //		max_sessions_per_ip <n>
 //		log_addresses
@@ -236,6 +267,12 @@ func (h *InitiatorHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.IdleTimeout, err = durationArg(d)
 		case "log_addresses":
 			err = flagArg(d, &h.LogAddresses)
+		case "early_reply":
+			err = flagArg(d, &h.EarlyReply)
+		case "silent_wait":
+			h.SilentWait, err = durationArg(d)
+		case "max_silent":
+			h.MaxSilent, err = intArg(d)
 		default:
 			if known, err := h.RouteConfig.unmarshalOption(d, opt); known {
 				return true, err

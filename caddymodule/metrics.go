@@ -120,7 +120,9 @@ func (metricsObserver) SessionStarted(role gunshu.Role) {
 // SessionEnded implements gunshu.Observer.
 func (metricsObserver) SessionEnded(s gunshu.Session) {
 	role, outcome := string(s.Role), string(s.Outcome)
-	gunshuMetrics.sessionsActive.WithLabelValues(role).Dec()
+	// The session leaves the active gauge last, so a scrape that sees it
+	// gone sees every count of it.
+	defer gunshuMetrics.sessionsActive.WithLabelValues(role).Dec()
 	command := s.Command
 	switch {
 	case command == "":

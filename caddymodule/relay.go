@@ -54,6 +54,10 @@ type RelayHandler struct {
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
 	// RouteTimeout bounds the wait for the rest of the route. Default: 30s.
 	RouteTimeout caddy.Duration `json:"route_timeout,omitempty"`
+	// WaitForOK makes the relay hold upstream's bytes past est until its
+	// next hop answered ok, as a 2003 relay does. Off by default: bytes
+	// pass at once (at most 64 KiB before ok), a round trip less per hop.
+	WaitForOK bool `json:"wait_for_ok,omitempty"`
 	// LogAddresses adds the predecessor's address to session logs. Off
 	// by default: a relay's logs must not help to find its users.
 	LogAddresses bool `json:"log_addresses,omitempty"`
@@ -97,6 +101,7 @@ func (h *RelayHandler) Provision(ctx caddy.Context) error {
 		MessageLimits: gunshu.MessageLimits{MaxList: h.MaxList},
 		Timeouts:      gunshu.Timeouts{Dial: time.Duration(h.DialTimeout), Route: time.Duration(h.RouteTimeout)},
 		IdleTimeout:   time.Duration(h.IdleTimeout),
+		WaitForOK:     h.WaitForOK,
 		Logger:        h.log,
 		LogAddresses:  h.LogAddresses,
 	}
@@ -161,12 +166,12 @@ func (h *RelayHandler) denyPorts() []uint16 {
 // Cleanup releases this config's reference to the pooled limiter.
 func (h *RelayHandler) Cleanup() error { return releaseLimiter(h.limiterKey) }
 
-// Handle serves one connection as a relay. The session runs on the
-// underlying socket (see detach) and logs itself without addresses, so
-// the handler returns nil: caddy-l4 would log the client's address with
-// an error.
+// Handle serves one connection as a relay. The session runs on its own
+// goroutine and a duplicate of the underlying socket (see
+// serveHandedOff), and logs itself without addresses, so the handler
+// returns nil: caddy-l4 would log the client's address with an error.
 func (h *RelayHandler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
-	serveDetached(cx, h.log, "relay session", h.relay)
+	serveHandedOff(cx, h.log, "relay session", h.relay)
 	return nil
 }
 
@@ -221,6 +226,7 @@ func (h *RelayHandler) keepRegistered(ctx context.Context) {
 //		dial_timeout <duration>
 //		route_timeout <duration>
 //		idle_timeout <duration>
+//		wait_for_ok
 //		max_sessions <n>
 //		max_sessions_per_ip <n>
 //		log_addresses
@@ -261,6 +267,8 @@ func (h *RelayHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.DenyPorts = &ports
 		case "log_addresses":
 			err = flagArg(d, &h.LogAddresses)
+		case "wait_for_ok":
+			err = flagArg(d, &h.WaitForOK)
 		default:
 			return h.SessionLimits.unmarshalOption(d, opt)
 		}

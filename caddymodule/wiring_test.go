@@ -240,6 +240,10 @@ func TestProxyEntranceInCaddy(t *testing.T) {
 // pooled by the advertised address), until the session ends.
 func TestRelayLimitKeptAcrossReload(t *testing.T) {
 	relay := testkit.FreeAddr(t)
+	// A full relay still answers test (#16.6): the probe is an est to a
+	// next hop that answers ok, which only a relay with room passes on.
+	okHop := cannedOK(t)
+	probe := "est\n1\n" + okHop + "\n"
 	text := strings.NewReplacer("{relay}", relay).Replace(`{
 	admin off
 	log default {
@@ -251,6 +255,7 @@ func TestRelayLimitKeptAcrossReload(t *testing.T) {
 				gunshu_relay {
 					advertise {relay}
 					max_sessions_per_ip 1
+					allow 127.0.0.0/8
 					{extra}
 				}
 			}
@@ -259,14 +264,39 @@ func TestRelayLimitKeptAcrossReload(t *testing.T) {
 }`)
 	loadCaddyfile(t, strings.ReplaceAll(text, "{extra}", ""))
 	// A session that says nothing holds its place for the command timeout.
-	held := holdSession(t, relay)
+	held := holdSession(t, relay, probe)
 	defer held.Close()
+	if got, err := opsExchange(relay, "test\n"); err != nil || got != "ok\n" {
+		t.Fatalf("test of the full relay: %q (%v), want ok", got, err)
+	}
 
 	// The reload changes the relay but not its identity or limits.
 	loadCaddyfile(t, strings.ReplaceAll(text, "{extra}", "dial_timeout 3s"))
-	waitReply(t, relay, "fail")
+	waitReply(t, relay, probe, "fail")
 	held.Close()
-	waitReply(t, relay, "ok")
+	waitReply(t, relay, probe, "ok")
+}
+
+// cannedOK serves a next hop that answers ok to anything and closes.
+func cannedOK(t *testing.T) string {
+	t.Helper()
+	ln := testkit.Listen(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = c.Read(make([]byte, 256))
+			_, _ = io.WriteString(c, "ok\n")
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
 }
 
 // holdSession opens a silent session at a relay that allows one session
@@ -274,7 +304,7 @@ func TestRelayLimitKeptAcrossReload(t *testing.T) {
 // refused. The relay accepts connections concurrently, so a probe can be
 // served before the silent session it follows: then the silent one is the
 // refused one, and it is opened again.
-func holdSession(t *testing.T, addr string) net.Conn {
+func holdSession(t *testing.T, addr, probe string) net.Conn {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
 		held, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -285,7 +315,7 @@ func holdSession(t *testing.T, addr string) net.Conn {
 		testkit.Eventually(t, 5*time.Second, "the relay serving the silent session", func() bool {
 			return value(t, gunshuMetrics.sessionsActive.WithLabelValues("relay")) >= 1
 		})
-		if got, err := opsExchange(addr, "test\n"); err == nil && strings.TrimSpace(got) == "fail" {
+		if got, err := opsExchange(addr, probe); err == nil && strings.TrimSpace(got) == "fail" {
 			return held
 		}
 		held.Close()
@@ -294,17 +324,17 @@ func holdSession(t *testing.T, addr string) net.Conn {
 	return nil
 }
 
-// waitReply sends test to addr until the answer is want, within 5 s.
-func waitReply(t *testing.T, addr, want string) {
+// waitReply sends probe to addr until the answer is want, within 5 s.
+func waitReply(t *testing.T, addr, probe, want string) {
 	t.Helper()
 	var got string
 	var err error
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if got, err = opsExchange(addr, "test\n"); err == nil && strings.TrimSpace(got) == want {
+		if got, err = opsExchange(addr, probe); err == nil && strings.TrimSpace(got) == want {
 			return
 		}
 	}
-	t.Fatalf("test to %s: %q (%v), want %q", addr, got, err, want)
+	t.Fatalf("%q to %s: %q (%v), want %q", probe, addr, got, err, want)
 }
 
 // TestManagerCapsInCaddy: by default a manager lists two services per IP

@@ -245,7 +245,7 @@ func TestBadInputAcrossRoles(t *testing.T) {
 		{role: "relay", name: "next hop answers junk", send: func(env *badEnv) string { return "est\n1\n" + env.garbler + "\n" }, want: "fail\n"},
 		{role: "relay", name: "next hop hangs up", send: func(env *badEnv) string { return "est\n1\n" + env.closer + "\n" }, want: "fail\n"},
 		{role: "relay", name: "next hop never answers", send: func(env *badEnv) string { return "est\n1\n" + env.silent + "\n" }, want: "fail\n"},
-		{role: "relay", name: "junk instead of forward", send: func(env *badEnv) string { return "est\n1\n" + env.responder + "\nforwarding\n" }, want: "ok\n"},
+		{role: "relay", name: "junk instead of forward", send: func(env *badEnv) string { return "est\n1\n" + env.responder + "\nforwarding\n" }, want: "fail\n"},
 		{role: "relay", name: "no forward after ok", send: func(env *badEnv) string { return "est\n1\n" + env.responder + "\n" }, halfClose: true, want: "ok\n"},
 		// Responder.
 		{role: "responder", name: "unknown command", send: s("hello\n"), want: "fail\n"},

@@ -39,9 +39,10 @@
 //	restore.go     Manager.Restore: a saved list listed again after a restart
 //	registry.go    Registry, ServiceRecord, MemoryRegistry, PatrolClaimer
 //	register.go    Registrar: a relay's registration loop
-//	relay.go       Relay: est, the next hop, forward; Timeouts
+//	relay.go       Relay: est, the next hop; limits, busy answers; Timeouts
 //	relay_stack.go dialing the next hop on a goroutine of its own
 //	routecheck.go  checkList: the hop bound, and lists naming the relay
+//	hop.go         a relayed route cut through: est and bytes on at once
 //	responder.go   Responder and its stream
 //	listener.go    Listener: streams of a port, or of a port shared with
 //	               another protocol (ListenShared)
@@ -53,6 +54,7 @@
 //	guardstore.go  where guard sets are kept (memory, file, Caddy storage)
 //	cover.go       cover: routes leaving from the initiator's own relay
 //	entrance.go    Entrance: ordinary clients in, one route per connection
+//	pipeline.go    an entrance's bytes sent before ok, kept and replayed
 //	proxy.go       the SOCKS5 and HTTP proxy requests an Entrance reads
 //	socks.go       SOCKS5 (RFC 1928, RFC 1929)
 //	httpproxy.go   HTTP/1 proxy requests: CONNECT and absolute form

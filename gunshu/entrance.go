@@ -1,7 +1,7 @@
 package gunshu
 
 import (
-	"context"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -39,23 +39,59 @@ type Entrance struct {
 	// it; 0 means DefaultCommandTimeout. Building the route has the
 	// Dialer's own bounds.
 	HandshakeTimeout time.Duration
+	// EarlyReply answers a SOCKS5 or HTTP CONNECT client's request with
+	// success at once, before the route's ok: a client that waits for the
+	// answer before it sends (curl, browsers) then gets its first byte a
+	// whole route round trip sooner, but a route that cannot be built
+	// ends with a reset instead of an error reply. Off by default: the
+	// answer waits for ok, and clients that send right behind their
+	// request (Tor Browser's optimistic data) lose nothing by it.
+	EarlyReply bool
+	// MaxSilent bounds the routes a fixed-responder entrance holds at
+	// once for clients that have not sent a byte yet. While a place is
+	// free, and clients have not been leaving without a byte faster than
+	// one a second (beyond a burst of MaxSilent), a route starts at the
+	// client's accept, so its first bytes leave as soon as they come.
+	// Otherwise the entrance waits SilentWait for the client's first
+	// bytes, then for a place until HandshakeTimeout, then resets the
+	// client. 0 means DefaultMaxSilent.
+	MaxSilent int
+	// SilentWait is how long a fixed-responder entrance that cannot start
+	// a route at once waits for the client's first bytes before it asks
+	// for a place anyway (for protocols whose server speaks first: SMTP,
+	// IMAP, FTP); 0 means DefaultSilentWait.
+	SilentWait time.Duration
 	// Logger gets one line per finished session; nil logs nothing.
 	Logger *zap.Logger
 	// LogAddresses adds the client's address to session logs.
 	LogAddresses bool
 	Observer     Observer
 
-	once  sync.Once
-	log   *zap.Logger
-	obs   Observer
-	creds *credentials
+	once    sync.Once
+	log     *zap.Logger
+	obs     Observer
+	creds   *credentials
+	silent  chan struct{} // a place per route held for a silent client
+	silence silenceBudget
 }
+
+// Defaults of an Entrance's bounds on clients that have sent nothing.
+const (
+	DefaultSilentWait = 500 * time.Millisecond
+	DefaultMaxSilent  = 16
+)
+
+// ErrSilentClients refuses a client that sent nothing while MaxSilent
+// others are in the same state.
+var ErrSilentClients = errors.New("too many clients that sent nothing")
 
 func (e *Entrance) init() {
 	e.once.Do(func() {
 		e.log = loggerOr(e.Logger)
 		e.obs = observerOr(e.Observer)
 		e.creds = newCredentials(e.Username, e.Password)
+		e.silent = make(chan struct{}, cmp.Or(max(e.MaxSilent, 0), DefaultMaxSilent))
+		e.silence.burst = float64(cap(e.silent))
 	})
 }
 
@@ -98,21 +134,137 @@ func (e *Entrance) ServeBuffered(conn net.Conn, buffered []byte) error {
 }
 
 func (e *Entrance) serve(conn net.Conn, buffered []byte, s *Session, start time.Time) error {
-	if e.Responder != "" {
-		route, err := e.Dialer.Establish(context.Background(), e.Responder)
-		if err != nil {
-			// A reset, not an orderly close: the client must not take
-			// the missing route for an empty answer.
-			forward.Abort(conn)
+	if e.Responder == "" {
+		return e.serveProxy(conn, buffered, s, start)
+	}
+	var proven func()
+	if len(buffered) == 0 {
+		if release, ok := e.speculate(); ok {
+			// The route starts at once, as if the first bytes were
+			// already here: on a real link they come a moment later.
+			defer release()
+			err := e.carry(conn, e.Responder, nil, nil, release, s, start)
+			if s.Bytes.Up > 0 {
+				e.silence.refund() // not wasted: the client spoke
+			}
+			e.logRoute(s)
 			return err
 		}
-		s.Handshake = time.Since(start)
-		e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
-		// The client is this route's initiator side: "up" in Forward's terms.
-		s.Bytes, err = forward.Copy(conn, route.Conn, buffered, route.Rest, e.IdleTimeout)
-		return err
+		first, err := e.awaitFirstBytes(conn)
+		switch {
+		case len(first) > 0:
+			buffered = first
+		case isTimeout(err):
+			release, err := e.holdSilent(start)
+			if err != nil {
+				forward.Abort(conn)
+				return err
+			}
+			defer release()
+			proven = release
+		default: // gone before a byte: nothing was spent on it
+			conn.Close()
+			return fmt.Errorf("waiting for the client's first bytes: %w", err)
+		}
 	}
-	return e.serveProxy(conn, buffered, s, start)
+	err := e.carry(conn, e.Responder, buffered, nil, proven, s, start)
+	e.logRoute(s)
+	return err
+}
+
+func (e *Entrance) logRoute(s *Session) {
+	if s.Handshake > 0 {
+		e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
+	}
+}
+
+// speculate takes a place for a route built before the client's first
+// byte, when one is free and routes so built have not been wasted (their
+// client left without a byte) faster than silenceBudget allows. Each
+// takes a token, given back when the client speaks. release gives the
+// place back, once.
+func (e *Entrance) speculate() (release func(), ok bool) {
+	select {
+	case e.silent <- struct{}{}:
+	default:
+		return nil, false
+	}
+	if !e.silence.take(time.Now()) {
+		<-e.silent
+		return nil, false
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-e.silent }) }, true
+}
+
+// silenceBudget is a token bucket of routes built for clients that then
+// left without sending a byte: MaxSilent at once, then one per
+// silenceRefill. While it is empty the entrance waits for a client's first
+// byte (SilentWait) before building its route.
+type silenceBudget struct {
+	mu     sync.Mutex
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+const silenceRefill = time.Second
+
+func (b *silenceBudget) refill(now time.Time) {
+	if b.last.IsZero() {
+		b.tokens = b.burst
+	} else {
+		b.tokens = min(b.burst, b.tokens+float64(now.Sub(b.last))/float64(silenceRefill))
+	}
+	b.last = now
+}
+
+func (b *silenceBudget) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+func (b *silenceBudget) refund() {
+	b.mu.Lock()
+	b.tokens = min(b.burst, b.tokens+1)
+	b.mu.Unlock()
+}
+
+// awaitFirstBytes reads what the client sends first, waiting at most
+// SilentWait: routes cost relays sockets and work, so an entrance that
+// cannot start one at once builds none for a client that sent nothing
+// until it has waited that long.
+func (e *Entrance) awaitFirstBytes(conn net.Conn) ([]byte, error) {
+	_ = conn.SetReadDeadline(time.Now().Add(cmp.Or(max(e.SilentWait, 0), DefaultSilentWait)))
+	defer conn.SetReadDeadline(time.Time{})
+	buf := make([]byte, firstReadSize)
+	n, err := conn.Read(buf)
+	return buf[:n], err
+}
+
+// firstReadSize is the most of a client's first bytes read before its
+// route is dialed; the rest follows through the pipeline.
+const firstReadSize = 4 << 10
+
+// holdSilent takes a place for the route of a client that sent nothing,
+// waiting for one until the handshake's deadline. release gives it back,
+// once: at the client's first byte or at the end of the session.
+func (e *Entrance) holdSilent(start time.Time) (release func(), err error) {
+	timer := time.NewTimer(time.Until(handshakeDeadline(start, e.HandshakeTimeout)))
+	defer timer.Stop()
+	select {
+	case e.silent <- struct{}{}:
+	case <-timer.C:
+		return nil, ErrSilentClients
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-e.silent }) }, nil
 }
 
 // serveProxy reads the client's proxy request, builds a route to the
@@ -124,23 +276,27 @@ func (e *Entrance) serveProxy(conn net.Conn, buffered []byte, s *Session, start 
 		conn.Close()
 		return err
 	}
-	route, err := e.Dialer.Establish(context.Background(), req.target)
-	// The route may take longer than the request did; the answer gets a
-	// bound of its own.
-	_ = conn.SetDeadline(handshakeDeadline(time.Now(), e.HandshakeTimeout))
-	if answerErr := req.answerRoute(conn, err); err != nil || answerErr != nil {
-		if route != nil {
-			forward.Abort(route.Conn)
-		}
-		conn.Close()
-		if err == nil {
-			err = fmt.Errorf("answering proxy client: %w", answerErr)
-		}
-		return err
-	}
 	_ = conn.SetDeadline(time.Time{})
-	s.Handshake = time.Since(start)
-	e.log.Debug("route established", zap.Duration("handshake", s.Handshake))
-	s.Bytes, err = forward.Copy(conn, route.Conn, req.up, route.Rest, e.IdleTimeout)
+	answer := req.answerRoute
+	if e.EarlyReply && req.kind != proxyHTTPForward {
+		_ = conn.SetWriteDeadline(handshakeDeadline(time.Now(), e.HandshakeTimeout))
+		if err := req.answerRoute(conn, nil); err != nil {
+			conn.Close()
+			return fmt.Errorf("answering proxy client: %w", err)
+		}
+		_ = conn.SetWriteDeadline(time.Time{})
+		answer = nil
+	}
+	var reply func(error) error
+	if answer != nil {
+		reply = func(err error) error {
+			if err := answer(conn, err); err != nil {
+				return fmt.Errorf("answering proxy client: %w", err)
+			}
+			return nil
+		}
+	}
+	err = e.carry(conn, req.target, req.up, reply, nil, s, start)
+	e.logRoute(s)
 	return err
 }

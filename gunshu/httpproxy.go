@@ -3,12 +3,14 @@ package gunshu
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -77,38 +79,27 @@ func parseHTTPProxy(br *bufio.Reader, creds *credentials) (*proxyRequest, error)
 }
 
 // forwardRequest turns an absolute-form request into the head the
-// responder gets.
+// responder gets. The target is parsed as a URL (RFC 3986): an empty
+// port ("http://host:/") is the default one, a fragment is dropped.
 func (h *httpHead) forwardRequest() (*proxyRequest, error) {
-	const scheme = "http://"
-	if len(h.target) < len(scheme) || !strings.EqualFold(h.target[:len(scheme)], scheme) {
-		if strings.HasPrefix(strings.ToLower(h.target), "https://") {
-			return nil, badHTTP(http.StatusBadRequest, ErrProxyRequest, "https URLs need CONNECT")
-		}
+	u, err := url.Parse(h.target)
+	switch {
+	case err != nil:
+		return nil, badHTTP(http.StatusBadRequest, ErrProxyRequest, "request target: %w", err)
+	case u.Scheme == "https":
+		return nil, badHTTP(http.StatusBadRequest, ErrProxyRequest, "https URLs need CONNECT")
+	case u.Scheme != "http" || u.Opaque != "" || u.Host == "":
 		return nil, badHTTP(http.StatusBadRequest, ErrProxyRequest, "request target must be absolute http:// or CONNECT")
-	}
-	rest := h.target[len(scheme):]
-	authority, path := rest, "/"
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		authority, path = rest[:i], rest[i:]
-		if path[0] != '/' {
-			path = "/" + path
-		}
-	}
-	if i := strings.IndexByte(path, '#'); i >= 0 {
-		path = path[:i]
-	}
-	if strings.Contains(authority, "@") {
+	case u.User != nil:
 		return nil, badHTTP(http.StatusBadRequest, ErrProxyRequest, "user info in the URL")
 	}
-	hostport := authority
-	if _, _, err := net.SplitHostPort(authority); err != nil {
-		hostport = authority + ":80"
-	}
-	target, err := ParseAddr(hostport)
+	port := cmp.Or(u.Port(), "80")
+	target, err := ParseAddr(net.JoinHostPort(u.Hostname(), port))
 	if err != nil {
 		return nil, badHTTP(http.StatusBadRequest, ErrProxyRequest, "URL host: %w", err)
 	}
-	return &proxyRequest{kind: proxyHTTPForward, target: target, up: h.originHead(authority, path)}, nil
+	host := strings.TrimSuffix(u.Host, ":")
+	return &proxyRequest{kind: proxyHTTPForward, target: target, up: h.originHead(host, u.RequestURI())}, nil
 }
 
 // hopByHop are the fields that concern only this connection (RFC 9110,

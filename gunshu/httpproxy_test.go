@@ -62,6 +62,14 @@ func TestHTTPProxyDefaultPortAndPath(t *testing.T) {
 	if req.target != "[::1]:80" || !strings.HasPrefix(string(req.up), "GET / HTTP/1.0\r\nHost: [::1]\r\n") {
 		t.Fatalf("got %q %q", req.target, req.up)
 	}
+	// An empty port is the default one (RFC 3986, 3.2.3).
+	req, _, err = httpRead("GET http://h.example:/p HTTP/1.1\r\n\r\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.target != "h.example:80" || !strings.HasPrefix(string(req.up), "GET /p HTTP/1.1\r\nHost: h.example\r\n") {
+		t.Fatalf("got %q %q", req.target, req.up)
+	}
 	req, _, err = httpRead("GET http://h.example?q#frag HTTP/1.1\r\n\r\n", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gunshu/caddy-gunshu/gunshu/forward"
 	"go.uber.org/zap"
 )
 
@@ -127,8 +128,35 @@ func (d *Dialer) DialContext(ctx context.Context, responder string) (net.Conn, e
 }
 
 // Establish builds a route to responder, trying up to Attempts fresh
-// random routes, and switches it to forward mode.
+// random routes, and switches it to forward mode. It sends forward right
+// behind est, so the route is in forward mode as soon as ok is back.
 func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error) {
+	return d.open(ctx, responder, forwardOnly{})
+}
+
+// routeSender writes what each attempt at a route carries.
+type routeSender interface {
+	// send writes est, and whatever may follow it at once, to a fresh
+	// route.
+	send(conn net.Conn, est []byte) error
+	// drop says the route on conn failed before ok: nothing more may
+	// be written to it.
+	drop(conn net.Conn)
+}
+
+// forwardOnly sends est and forward in one write.
+type forwardOnly struct{}
+
+func (forwardOnly) send(conn net.Conn, est []byte) error {
+	_, err := conn.Write(append(est, forwardLine...))
+	return err
+}
+
+func (forwardOnly) drop(net.Conn) {}
+
+// open tries up to Attempts fresh random routes to responder, each
+// carrying what sender writes, until one answers ok.
+func (d *Dialer) open(ctx context.Context, responder string, sender routeSender) (*Route, error) {
 	d.init()
 	start := time.Now()
 	target, err := ParseAddr(responder)
@@ -158,13 +186,11 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 			lastErr = err
 			continue
 		}
-		conn, rest, err := establish(ctx, d.NetDialer, openPolicy, first, list, d.Timeouts, d.MessageLimits)
+		route, err := d.try(ctx, first, list, sender)
 		d.reportFirstHop(ctx, first, err)
 		if err == nil {
-			if _, err = conn.Write(forwardLine); err == nil {
-				return &Route{Conn: conn, Rest: rest, Attempts: attempt, Setup: time.Since(start)}, nil
-			}
-			conn.Close()
+			route.Attempts, route.Setup = attempt, time.Since(start)
+			return route, nil
 		}
 		lastErr = err
 		// Redacted: the socket's own end is the first relay's predecessor.
@@ -174,6 +200,43 @@ func (d *Dialer) Establish(ctx context.Context, responder string) (*Route, error
 		}
 	}
 	return nil, fmt.Errorf("no route after %d attempts: %w", attempts, lastErr)
+}
+
+// try connects to the first hop, lets sender write est, and waits for
+// the route's ok within the route timeout.
+func (d *Dialer) try(ctx context.Context, first string, list []string, sender routeSender) (*Route, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.Timeouts.route())
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	dialCtx, cancelDial := context.WithTimeout(ctx, d.Timeouts.dial())
+	conn, err := openPolicy.Dial(dialCtx, first, d.NetDialer)
+	cancelDial()
+	if err != nil {
+		if errors.Is(err, ErrPolicyDenied) {
+			return nil, err
+		}
+		return nil, errDial{err}
+	}
+	_ = conn.SetDeadline(deadline)
+	// The caller giving up must end the wait for ok as well.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := sender.send(conn, estMessage(list)); err != nil {
+		sender.drop(conn)
+		forward.Abort(conn)
+		return nil, errNextHop{fmt.Errorf("sending est: %w", err)}
+	}
+	whole, lineLen, err := readEstReply(conn, d.MessageLimits.maxLine())
+	if err == nil && !stop() {
+		err = ctx.Err()
+	}
+	if err != nil {
+		sender.drop(conn)
+		forward.Abort(conn)
+		return nil, errNextHop{fmt.Errorf("waiting for ok: %w", err)}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return &Route{Conn: conn, Rest: whole[lineLen:]}, nil
 }
 
 // warnRouteSize logs RouteSizeWarning when it changes, so a manager

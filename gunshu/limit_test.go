@@ -1,6 +1,8 @@
 package gunshu_test
 
 import (
+	"context"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -30,13 +32,27 @@ func TestRelayLimiter(t *testing.T) {
 	addr := testnet.ServeRelay(t, r)
 	h1, h2 := holdConn(t, "127.0.0.1", addr), holdConn(t, "127.0.0.1", addr)
 	testkit.Eventually(t, 2*time.Second, "two sessions", func() bool { return lim.Sessions() == 2 })
-	if got := readReply(t, holdConn(t, "127.0.0.1", addr)); got != "fail\n" {
+	if got := sendFrom(t, "127.0.0.1", addr, "est\n1\n127.0.0.1:9\n"); got != "fail\n" {
 		t.Fatalf("third from one address = %q, want fail", got)
 	}
 	h3 := holdConn(t, "127.0.0.2", addr)
 	testkit.Eventually(t, 2*time.Second, "three sessions", func() bool { return lim.Sessions() == 3 })
-	if got := readReply(t, holdConn(t, "127.0.0.3", addr)); got != "fail\n" {
+	if got := sendFrom(t, "127.0.0.3", addr, "est\n1\n127.0.0.1:9\n"); got != "fail\n" {
 		t.Fatalf("past MaxSessions = %q, want fail", got)
+	}
+	// A full relay still answers the manager's test (#16.6), from any
+	// address, so patrol does not delist it for being busy.
+	for _, from := range []string{"127.0.0.1", "127.0.0.3"} {
+		if got := sendFrom(t, from, addr, "test\n"); got != "ok\n" {
+			t.Fatalf("test from %s at the limits = %q, want ok", from, got)
+		}
+	}
+	if _, err := gunshu.Ping(context.Background(), addr, time.Second); err != nil {
+		t.Fatalf("a manager's test of the full relay: %v", err)
+	}
+	// A peer that sends nothing is cut within the bound of its own.
+	if got := readReply(t, holdConn(t, "127.0.0.3", addr)); got != "fail\n" {
+		t.Fatalf("silent past MaxSessions = %q, want fail", got)
 	}
 	h1.Close()
 	testkit.Eventually(t, 2*time.Second, "a free slot", func() bool { return lim.Sessions() == 2 })
@@ -81,4 +97,14 @@ func TestResponderLimiterCountsStreams(t *testing.T) {
 	if got := exchange(t, ln.Addr().String(), "test\n"); got != "ok\n" {
 		t.Fatalf("test after the stream closed = %q", got)
 	}
+}
+
+// sendFrom sends msg from local IP from to addr and returns the reply.
+func sendFrom(t testing.TB, from, to, msg string) string {
+	t.Helper()
+	c := holdConn(t, from, to)
+	if _, err := io.WriteString(c, msg); err != nil {
+		t.Fatal(err)
+	}
+	return readReply(t, c)
 }

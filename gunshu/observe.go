@@ -153,7 +153,7 @@ func classify(err error) Outcome {
 	case errors.Is(err, ErrPolicyDenied), errors.Is(err, ErrSourceMismatch), errors.Is(err, ErrResponder):
 		return OutcomePolicyDenied
 	case errors.Is(err, ErrTooManySessions), errors.Is(err, ErrTooManyFromIP), errors.Is(err, ErrRateLimited),
-		errors.Is(err, ErrGroupFull), errors.Is(err, ErrNetworkFull), errors.Is(err, ErrRegistryFull):
+		errors.Is(err, ErrGroupFull), errors.Is(err, ErrNetworkFull), errors.Is(err, ErrRegistryFull), errors.Is(err, ErrSilentClients):
 		return OutcomeLimited
 	case errors.Is(err, forward.ErrIdleTimeout), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():

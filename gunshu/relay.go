@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -76,6 +77,11 @@ type Relay struct {
 	IdleTimeout time.Duration
 	// SessionLimiter bounds the sessions held at once; nil bounds none.
 	SessionLimiter *SessionLimiter
+	// WaitForOK makes the relay behave as a 2003 one: it passes nothing
+	// of upstream's past est on until its next hop answered ok. By
+	// default it passes upstream's bytes at once (cut-through, at most
+	// MaxUnconfirmed before ok), which saves a round trip per hop.
+	WaitForOK bool
 	// Self are the relay's own advertised addresses. A list naming this
 	// relay is refused, so a route cannot loop back through it: under
 	// one of these, or on one of its ports (these, and those it was
@@ -98,6 +104,7 @@ type Relay struct {
 	log      *zap.Logger
 	obs      Observer
 	sessions sessionSet
+	busy     atomic.Int32 // exchanges served beyond the session limits
 	self     selfKnowledge
 }
 
@@ -127,10 +134,16 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 	s := startSession(r.obs, RoleRelay, conn, r.LogAddresses)
 	var err error
 	if release, lerr := r.SessionLimiter.acquireConn(conn); lerr != nil {
-		err = replyAndClose(conn, failLine, lerr)
+		err = r.serveBusy(conn, buffered, &s, lerr)
 	} else {
 		id := r.sessions.add(conn)
-		err = r.serve(conn, buffered, &s, start)
+		var h *hop
+		if h, err = r.serve(conn, buffered, &s, start); h != nil {
+			// serve's frame is gone: the session's long life in
+			// forward keeps a small stack.
+			err = h.forward()
+			s.Handshake, s.Bytes = h.handshake, h.bytes
+		}
 		r.sessions.remove(id)
 		release()
 	}
@@ -138,72 +151,102 @@ func (r *Relay) ServeBuffered(conn net.Conn, buffered []byte) error {
 	return err
 }
 
-func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time) error {
+// Bounds of the exchanges a relay answers beyond its session limits.
+const (
+	// maxBusyExchanges bounds the connections over the limits whose
+	// first line is being read at once; more get fail at once.
+	maxBusyExchanges = 64
+	// busyCommandTimeout bounds reading that line.
+	busyCommandTimeout = 2 * time.Second
+)
+
+// serveBusy answers a connection refused by the session limits: test
+// still gets ok, so a manager's patrol keeps a busy relay listed; est and
+// everything else get fail, and the initiator tries elsewhere. These
+// exchanges have a bound of their own (maxBusyExchanges at once, each
+// read within busyCommandTimeout), so they cannot be what fills a relay.
+func (r *Relay) serveBusy(conn net.Conn, buffered []byte, s *Session, limited error) error {
+	if r.busy.Add(1) > maxBusyExchanges {
+		r.busy.Add(-1)
+		return replyAndClose(conn, failLine, limited)
+	}
+	defer r.busy.Add(-1)
+	lr := newLineReader(conn, buffered, r.MessageLimits.maxLine())
+	defer lr.drop()
+	_ = conn.SetReadDeadline(time.Now().Add(min(r.Timeouts.command(), busyCommandTimeout)))
+	cmd, err := lr.readLine()
+	if err == nil && cmd == CmdTest {
+		s.Command = CmdTest
+		return replyAndClose(conn, okLine, nil)
+	}
+	if cmd == CmdEst {
+		s.Command = CmdEst
+	}
+	return replyAndClose(conn, failLine, limited)
+}
+
+// serve reads est and opens the route; it returns the hop once the
+// route is established, or why it is not.
+func (r *Relay) serve(up net.Conn, buffered []byte, s *Session, start time.Time) (*hop, error) {
 	lr := newLineReader(up, buffered, r.MessageLimits.maxLine())
+	h := &hop{relay: r, up: up, lr: lr}
 	defer func() {
-		if lr.buf != nil {
-			lr.release()
+		if h.down == nil { // the hop never took the reader over
+			lr.drop()
 		}
 	}()
 	_ = up.SetReadDeadline(start.Add(r.Timeouts.command()))
 	cmd, err := lr.readLine()
 	if err != nil {
-		return failOrClose(up, fmt.Errorf("reading command: %w", err))
+		return nil, failOrClose(up, fmt.Errorf("reading command: %w", err))
 	}
 	switch cmd {
 	case CmdTest:
 		s.Command = CmdTest
-		return replyAndClose(up, okLine, nil)
+		return nil, replyAndClose(up, okLine, nil)
 	case CmdEst:
 		s.Command = CmdEst
 	default:
-		return replyAndClose(up, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
+		return nil, replyAndClose(up, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
 	}
 	list, err := lr.readList(r.MessageLimits.maxList())
 	if err == nil {
 		err = r.checkList(list, up)
 	}
 	if err != nil {
-		return replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))
+		return nil, replyAndClose(up, failLine, fmt.Errorf("reading est: %w", err))
 	}
-	down, downRest, err := r.extendAside(list)
-	if err != nil {
-		return replyAndClose(up, failLine, err)
+	// A pipelining upstream's forward is checked before anything is
+	// dialed; a later one on its way (hop.pump).
+	fwdLen := 0
+	if !r.WaitForOK && lr.hasLine() {
+		if fwdLen, err = checkForward(lr); err != nil {
+			return nil, replyAndClose(up, failLine, err)
+		}
 	}
-	if _, err := up.Write(okLine); err != nil {
-		forward.Abort(down)
-		up.Close()
-		return fmt.Errorf("answering ok: %w", err)
+	next, rest := nextHop(r.rnd, list)
+	deadline := time.Now().Add(r.Timeouts.route())
+	if h.down, err = r.dialAside(next, deadline); err != nil {
+		return nil, replyAndClose(up, failLine, err)
 	}
-	_ = up.SetReadDeadline(time.Now().Add(r.Timeouts.command()))
-	if err := lr.expectLine(CmdForward); err != nil {
-		forward.Abort(down)
-		forward.Abort(up)
-		return fmt.Errorf("waiting for forward: %w", err)
+	if err := h.open(estMessage(rest), fwdLen, start, deadline, len(list)); err != nil {
+		return nil, err
 	}
-	_ = up.SetReadDeadline(time.Time{})
-	// forward and whatever followed it leave in one segment.
-	first := append(forwardLine[:len(forwardLine):len(forwardLine)], lr.release()...)
-	if _, err := down.Write(first); err != nil {
-		forward.Abort(down)
-		forward.Abort(up)
-		return errNextHop{fmt.Errorf("sending forward: %w", err)}
-	}
-	s.Handshake = time.Since(start)
-	// The handshake in detail, for an operator debugging: how many
-	// entries the list had, never which.
-	r.log.Debug("route extended", zap.Int("list_entries", len(list)), zap.Duration("handshake", s.Handshake))
-	s.Bytes, err = forward.Copy(up, down, nil, downRest, r.IdleTimeout)
-	s.Bytes.Up += int64(len(first) - len(forwardLine))
-	return err
+	return h, nil
 }
 
-// extend picks the next hop at random, connects to it and asks it to
-// establish the rest of the route. It returns the connection and any bytes
-// read past the next hop's ok.
-func (r *Relay) extend(list []string) (net.Conn, []byte, error) {
-	next, rest := nextHop(r.rnd, list)
-	return establish(context.Background(), r.Dialer, &r.Policy, next, rest, r.Timeouts, r.MessageLimits)
+// dial connects to next through the relay's policy within the dial
+// timeout and the route's deadline.
+func (r *Relay) dial(next string, deadline time.Time) (net.Conn, error) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	ctx, cancelDial := context.WithTimeout(ctx, r.Timeouts.dial())
+	defer cancelDial()
+	down, err := r.Policy.Dial(ctx, next, r.Dialer)
+	if err != nil && !errors.Is(err, ErrPolicyDenied) {
+		err = errDial{err}
+	}
+	return down, err
 }
 
 // nextHop picks a relay's successor uniformly from the list it received,
@@ -213,45 +256,6 @@ func nextHop(rnd *random, list []string) (string, []string) {
 	rest := make([]string, 0, len(list)-1)
 	rest = append(append(rest, list[:i]...), list[i+1:]...)
 	return list[i], rest
-}
-
-// establish dials next through policy, sends est with list and waits for
-// ok. It is the one place where a route is extended, for relays and
-// initiators alike.
-func establish(ctx context.Context, d *net.Dialer, policy *Policy, next string, list []string, t Timeouts, l MessageLimits) (net.Conn, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.route())
-	defer cancel()
-	deadline, _ := ctx.Deadline()
-	dialCtx, cancelDial := context.WithTimeout(ctx, t.dial())
-	down, err := policy.Dial(dialCtx, next, d)
-	cancelDial()
-	if err != nil {
-		if errors.Is(err, ErrPolicyDenied) {
-			return nil, nil, err
-		}
-		return nil, nil, errDial{err}
-	}
-	_ = down.SetDeadline(deadline)
-	// The caller giving up must end the wait for ok as well.
-	stop := context.AfterFunc(ctx, func() { _ = down.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if _, err := down.Write(estMessage(list)); err != nil {
-		forward.Abort(down)
-		return nil, nil, errNextHop{fmt.Errorf("sending est: %w", err)}
-	}
-	dlr := newLineReader(down, nil, l.maxLine())
-	err = dlr.expectLine(ReplyOK)
-	rest := dlr.release()
-	if err != nil {
-		down.Close()
-		return nil, nil, errNextHop{fmt.Errorf("waiting for ok: %w", err)}
-	}
-	if !stop() {
-		down.Close()
-		return nil, nil, errNextHop{ctx.Err()}
-	}
-	_ = down.SetDeadline(time.Time{})
-	return down, rest, nil
 }
 
 // failOrClose ends a connection whose first line could not be read: a

@@ -105,21 +105,32 @@ func newLineReader(src io.Reader, prefix []byte, maxLine int) *lineReader {
 // surrounding blanks. A line longer than maxLine is ErrLineTooLong; a
 // stream that ends inside a line is io.ErrUnexpectedEOF.
 func (lr *lineReader) readLine() (string, error) {
+	raw, err := lr.readRawLine()
+	if err != nil {
+		return "", err
+	}
+	return trimLine(raw[:len(raw)-1]), nil
+}
+
+// readRawLine is readLine that returns the line as received, newline
+// included, for a hop that passes it on unchanged. The slice is valid
+// until the next read or release.
+func (lr *lineReader) readRawLine() ([]byte, error) {
 	buf := *lr.buf
 	scanned := lr.r
 	for {
 		if i := indexNewline(buf[scanned:lr.w]); i >= 0 {
 			end := scanned + i
 			if end-lr.r > lr.maxLine {
-				return "", ErrLineTooLong
+				return nil, ErrLineTooLong
 			}
-			line := trimLine(buf[lr.r:end])
+			line := buf[lr.r : end+1]
 			lr.r = end + 1
 			return line, nil
 		}
 		scanned = lr.w
 		if lr.w-lr.r > lr.maxLine {
-			return "", ErrLineTooLong
+			return nil, ErrLineTooLong
 		}
 		if lr.w == len(buf) { // make room at the front
 			lr.w = copy(buf, buf[lr.r:lr.w])
@@ -131,14 +142,24 @@ func (lr *lineReader) readLine() (string, error) {
 		if err != nil && n == 0 {
 			if err == io.EOF {
 				if lr.w > lr.r {
-					return "", io.ErrUnexpectedEOF
+					return nil, io.ErrUnexpectedEOF
 				}
-				return "", io.EOF
+				return nil, io.EOF
 			}
-			return "", err
+			return nil, err
 		}
 	}
 }
+
+// hasLine reports whether a whole line is buffered, so readLine would
+// return without reading.
+func (lr *lineReader) hasLine() bool {
+	return indexNewline((*lr.buf)[lr.r:lr.w]) >= 0
+}
+
+// held is what the reader buffered past the last line, without copying.
+// The slice is valid until the next read or release.
+func (lr *lineReader) held() []byte { return (*lr.buf)[lr.r:lr.w] }
 
 func indexNewline(b []byte) int {
 	for i, c := range b {
@@ -163,11 +184,41 @@ func (lr *lineReader) release() []byte {
 	if lr.w > lr.r {
 		rest = append([]byte(nil), (*lr.buf)[lr.r:lr.w]...)
 	}
+	lr.drop()
+	return rest
+}
+
+// drop gives the buffer back to the pool, once; what it held is lost.
+func (lr *lineReader) drop() {
+	if lr.buf == nil {
+		return
+	}
 	if cap(*lr.buf) == readerBufSize {
 		readerPool.Put(lr.buf)
 	}
 	lr.buf = nil
-	return rest
+}
+
+// readEstReply reads the answer to est from conn: it returns every byte
+// read, the reply line as received and whatever followed it, and the
+// length of the line. A fail line is ErrFailed, any other line but ok
+// ErrUnexpected.
+func readEstReply(conn net.Conn, maxLine int) ([]byte, int, error) {
+	lr := newLineReader(conn, nil, maxLine)
+	defer lr.drop()
+	raw, err := lr.readRawLine()
+	if err != nil {
+		return nil, 0, err
+	}
+	switch trimLine(raw[:len(raw)-1]) {
+	case ReplyOK:
+	case ReplyFail:
+		return nil, 0, ErrFailed
+	default:
+		return nil, 0, fmt.Errorf("%w: want %q, got %.40q", ErrUnexpected, ReplyOK, raw)
+	}
+	whole := make([]byte, 0, len(raw)+len(lr.held()))
+	return append(append(whole, raw...), lr.held()...), len(raw), nil
 }
 
 // readCount reads a count line: an unsigned decimal no larger than limit.

@@ -64,74 +64,104 @@ func Copy(up, down net.Conn, upRest, downRest []byte, idle time.Duration) (Count
 			Abort(down)
 		})
 	}
-	var watch *idleWatch
-	if idle > 0 {
-		watch = newIdleWatch(idle, fail)
-		defer watch.stop()
-	}
+	watch := NewIdleWatch(idle, fail)
+	watch.Arm()
+	defer watch.Stop()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		counts.Down, downErr = copyDirection(up, down, downRest, watch)
+		counts.Down, downErr = OneWay(up, down, downRest, watch)
 		if downErr != nil {
 			fail()
 		}
 	}()
 	var upErr error
-	counts.Up, upErr = copyDirection(down, up, upRest, watch)
+	counts.Up, upErr = OneWay(down, up, upRest, watch)
 	if upErr != nil {
 		fail()
 	}
 	wg.Wait()
 	up.Close()
 	down.Close()
-	if watch.fired() {
+	if watch.Fired() {
 		return counts, ErrIdleTimeout
 	}
 	return counts, errors.Join(upErr, downErr)
 }
 
-// idleWatch ends a session after idle without activity. The copy loops
-// call touch (an atomic store) per chunk moved; the timer, when it fires,
-// sleeps again for whatever is left of idle since the last touch.
-type idleWatch struct {
+// IdleWatch ends a session after idle without activity. The copy loops
+// call Touch (an atomic store) per chunk moved; the timer, once armed,
+// sleeps again for whatever is left of idle since the last touch. A nil
+// watch (no idle timeout) does nothing.
+type IdleWatch struct {
 	idle   time.Duration
 	base   time.Time
 	last   atomic.Int64 // nanoseconds since base of the latest touch
+	mu     sync.Mutex
 	timer  *time.Timer
 	expire func()
 	done   atomic.Bool
 }
 
-func newIdleWatch(idle time.Duration, expire func()) *idleWatch {
-	w := &idleWatch{idle: idle, base: time.Now(), expire: expire}
-	w.timer = time.AfterFunc(idle, w.check)
-	return w
+// NewIdleWatch returns a watch that calls expire after idle without a
+// touch, counted from Arm; nil when idle <= 0.
+func NewIdleWatch(idle time.Duration, expire func()) *IdleWatch {
+	if idle <= 0 {
+		return nil
+	}
+	return &IdleWatch{idle: idle, base: time.Now(), expire: expire}
 }
 
-func (w *idleWatch) touch() {
+// Arm starts the clock: a session's handshake has bounds of its own.
+func (w *IdleWatch) Arm() {
+	if w == nil {
+		return
+	}
+	w.Touch()
+	w.mu.Lock()
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.idle, w.check)
+	}
+	w.mu.Unlock()
+}
+
+// Touch records activity now.
+func (w *IdleWatch) Touch() {
 	if w != nil {
 		w.last.Store(int64(time.Since(w.base)))
 	}
 }
 
-func (w *idleWatch) check() {
+func (w *IdleWatch) check() {
 	quiet := time.Since(w.base) - time.Duration(w.last.Load())
 	if quiet < w.idle {
+		w.mu.Lock()
 		w.timer.Reset(w.idle - quiet)
+		w.mu.Unlock()
 		return
 	}
 	w.done.Store(true)
 	w.expire()
 }
 
-func (w *idleWatch) stop() { w.timer.Stop() }
+// Stop ends the watch; it does not call expire afterwards.
+func (w *IdleWatch) Stop() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
+}
 
-func (w *idleWatch) fired() bool { return w != nil && w.done.Load() }
+// Fired reports whether the watch expired the session.
+func (w *IdleWatch) Fired() bool { return w != nil && w.done.Load() }
 
-// copyDirection copies src to dst after writing rest, then half-closes dst.
+// OneWay copies src to dst after writing rest, then half-closes dst.
 // An orderly EOF is no error. watch, when not nil, is touched per chunk.
-func copyDirection(dst, src net.Conn, rest []byte, watch *idleWatch) (int64, error) {
+func OneWay(dst, src net.Conn, rest []byte, watch *IdleWatch) (int64, error) {
 	var n int64
 	if len(rest) > 0 {
 		w, err := dst.Write(rest)
@@ -140,7 +170,7 @@ func copyDirection(dst, src net.Conn, rest []byte, watch *idleWatch) (int64, err
 			return n, err
 		}
 	}
-	c, err := copyStream(dst, src, watch)
+	c, err := Stream(dst, src, watch, 0)
 	n += c
 	if err != nil {
 		return n, err
@@ -153,12 +183,13 @@ func copyDirection(dst, src net.Conn, rest []byte, watch *idleWatch) (int64, err
 	return n, nil
 }
 
-// copyStream copies until EOF, in the kernel when both ends allow it.
-func copyStream(dst, src net.Conn, watch *idleWatch) (int64, error) {
+// Stream copies until EOF, or until limit bytes when limit > 0 (a
+// copy that moved fewer met EOF), in the kernel when both ends allow it.
+func Stream(dst, src net.Conn, watch *IdleWatch, limit int64) (int64, error) {
 	var spliced int64
 	if d, ok := dst.(*net.TCPConn); ok {
 		if s, ok := src.(*net.TCPConn); ok {
-			n, handled, err := spliceStream(d, s, watch)
+			n, handled, err := spliceStream(d, s, watch, limit)
 			if handled {
 				return n, err
 			}
@@ -171,24 +202,35 @@ func copyStream(dst, src net.Conn, watch *idleWatch) (int64, error) {
 	if watch != nil {
 		w = touchingWriter{dst, watch}
 	}
-	n, err := io.CopyBuffer(w, readerOnly{src}, *bufp)
+	var r io.Reader = readerOnly{src}
+	if limit > 0 {
+		r = io.LimitReader(src, limit-spliced)
+	}
+	n, err := io.CopyBuffer(w, r, *bufp)
 	return spliced + n, err
 }
 
-// touchingWriter touches an idleWatch per write.
+// touchingWriter touches an IdleWatch per write.
 type touchingWriter struct {
 	w     io.Writer
-	watch *idleWatch
+	watch *IdleWatch
 }
 
 func (t touchingWriter) Write(p []byte) (int, error) {
-	t.watch.touch()
+	t.watch.Touch()
 	return t.w.Write(p)
 }
 
 const copyBufSize = 32 << 10
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// Buffer lends a copy buffer of the pool Stream uses; give it back with
+// PutBuffer.
+func Buffer() *[]byte { return copyBufPool.Get().(*[]byte) }
+
+// PutBuffer gives back a buffer lent by Buffer.
+func PutBuffer(b *[]byte) { copyBufPool.Put(b) }
 
 // readerOnly and writerOnly hide ReadFrom/WriteTo so io.CopyBuffer uses our
 // pooled buffer instead of a fresh one.

@@ -19,7 +19,9 @@ import (
 // no pipe could be had (out of file descriptors) at a point where the pipe
 // held nothing, after written bytes. A relay near its fd limit thus keeps
 // its sessions, at the price of a buffer each while they copy.
-func spliceStream(dst, src *net.TCPConn, watch *idleWatch) (written int64, handled bool, err error) {
+//
+// With limit > 0 it stops after limit bytes.
+func spliceStream(dst, src *net.TCPConn, watch *IdleWatch, limit int64) (written int64, handled bool, err error) {
 	srcRaw, err := src.SyscallConn()
 	if err != nil {
 		return 0, false, nil
@@ -34,7 +36,11 @@ func spliceStream(dst, src *net.TCPConn, watch *idleWatch) (written int64, handl
 			pipes.put(p)
 		}
 	}()
-	for {
+	for limit <= 0 || written < limit {
+		chunk := maxSpliceChunk
+		if limit > 0 {
+			chunk = int(min(limit-written, maxSpliceChunk))
+		}
 		var (
 			inPipe  int
 			readErr error
@@ -45,7 +51,7 @@ func spliceStream(dst, src *net.TCPConn, watch *idleWatch) (written int64, handl
 					return true
 				}
 			}
-			inPipe, readErr = splice(int(fd), p.w, maxSpliceChunk)
+			inPipe, readErr = splice(int(fd), p.w, chunk)
 			if readErr == unix.EAGAIN {
 				// Nothing to read: park without the pipe. The EAGAIN was
 				// seen after the poller reset its readiness, so no
@@ -71,7 +77,7 @@ func spliceStream(dst, src *net.TCPConn, watch *idleWatch) (written int64, handl
 		if inPipe == 0 {
 			return written, true, nil // EOF
 		}
-		watch.touch()
+		watch.Touch()
 		n, err := drainPipe(dstRaw, p, inPipe)
 		written += int64(n)
 		if err != nil {
@@ -81,6 +87,7 @@ func spliceStream(dst, src *net.TCPConn, watch *idleWatch) (written int64, handl
 			return written, true, err
 		}
 	}
+	return written, true, nil
 }
 
 // drainPipe moves inPipe bytes from p into the socket behind dstRaw.

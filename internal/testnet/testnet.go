@@ -79,6 +79,22 @@ func EchoResponder(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// AppResponder starts a responder whose application is app, run for
+// each stream, which is closed when app returns; it returns the
+// responder's address. When the test ends it closes the responder and
+// every stream.
+func AppResponder(t testing.TB, app func(net.Conn)) string {
+	t.Helper()
+	ln := testkit.Listen(t)
+	rl := (&gunshu.Responder{}).Listen(ln, 0)
+	t.Cleanup(rl.Wait)
+	testkit.Serve(t, rl, func(c net.Conn) {
+		defer c.Close()
+		app(c)
+	})
+	return ln.Addr().String()
+}
+
 // Network is a manager and relays registered with it, on loopback, until
 // the test ends.
 type Network struct {
