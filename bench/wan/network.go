@@ -67,6 +67,10 @@ type Network struct {
 	Proxy        *Link // SOCKS5 and HTTP proxy, routes as the rows want them
 	ProxyOne     *Link // proxy with max_relays 1: every route holds one relay
 	ProxyDefault *Link // proxy with the default route options
+	// With early_reply (SOCKS5 success before the route's ok), where the
+	// tree has it; nil otherwise.
+	ProxyEarly        *Link // as Proxy
+	ProxyDefaultEarly *Link // as ProxyDefault
 
 	em     *Emulator
 	dir    string // the run's working directory
@@ -170,7 +174,7 @@ func startNetwork(ctx context.Context, em *Emulator, t *Tree, dir string, relays
 }
 
 func (n *Network) startManager(ctx context.Context, addr string, behindLink bool) error {
-	open, err := openManagerOptions(ctx, n.Tree, n.dir)
+	open, err := n.openManagerOptions(ctx)
 	if err != nil {
 		return err
 	}
@@ -211,33 +215,44 @@ func (n *Network) startResponder(ctx context.Context, addr string, site *Site) e
 	return n.start(ctx, n.prefix+"responder", fmt.Sprintf(responderConfig, addr, site.Real), addr)
 }
 
-// numEntrances is how many entrances startEntrances starts.
-const numEntrances = 4
+// numEntrances is how many entrances startEntrances may start.
+const numEntrances = 6
 
 // startEntrances starts one Caddy with the entrances, each on its own
-// address behind its own link.
+// address behind its own link. The early_reply ones only where the tree
+// has the option.
 func (n *Network) startEntrances(ctx context.Context, addrs []string, maxRelays int) error {
 	rows := fmt.Sprintf("max_relays %d", maxRelays)
-	entrances := [numEntrances]struct {
+	early, err := n.accepts(ctx, fmt.Sprintf("\tlayer4 {\n\t\t127.0.0.1:1 {\n\t\t\troute {\n"+
+		"\t\t\t\tgunshu_initiator {\n\t\t\t\t\tmanager %s\n\t\t\t\t\tearly_reply\n\t\t\t\t}\n\t\t\t}\n\t\t}\n\t}\n", n.Manager))
+	if err != nil {
+		return err
+	}
+	type entrance struct {
 		link      **Link
 		name      string
-		responder string
+		responder string // "": proxy mode
 		options   string
-	}{
+	}
+	entrances := []entrance{
 		{&n.Fixed, "fixed", n.Responder.Addr(), rows},
 		{&n.Proxy, "proxy", "", rows},
 		{&n.ProxyOne, "proxy-one", "", "max_relays 1"},
 		{&n.ProxyDefault, "proxy-default", "", ""},
 	}
+	if early {
+		entrances = append(entrances,
+			entrance{&n.ProxyEarly, "proxy-early", "", rows + "\n\t\t\t\t\tearly_reply"},
+			entrance{&n.ProxyDefaultEarly, "proxy-default-early", "", "early_reply"})
+	}
 	var blocks strings.Builder
 	for i, e := range entrances {
-		var err error
 		if *e.link, err = n.link(n.prefix+e.name, addrs[i]); err != nil {
 			return err
 		}
 		fmt.Fprintf(&blocks, entranceBlock, addrs[i], e.responder, n.Manager, e.options)
 	}
-	return n.start(ctx, n.prefix+"entrances", "\tlayer4 {\n"+blocks.String()+"\t}\n", addrs...)
+	return n.start(ctx, n.prefix+"entrances", "\tlayer4 {\n"+blocks.String()+"\t}\n", addrs[:len(entrances)]...)
 }
 
 // managerLimits are the manager options that keep a network of many
@@ -246,24 +261,40 @@ func (n *Network) startEntrances(ctx context.Context, addrs []string, maxRelays 
 var managerLimits = []string{"register_rate off", "max_per_network 0", "require_source_match off"}
 
 // openManagerOptions returns the lines of managerLimits the tree's Caddy
-// accepts, each tried alone with `caddy adapt`.
-func openManagerOptions(ctx context.Context, t *Tree, dir string) (string, error) {
+// accepts, each tried alone.
+func (n *Network) openManagerOptions(ctx context.Context) (string, error) {
 	var out strings.Builder
-	pdir := filepath.Join(dir, t.Label, "adapt")
-	if err := os.MkdirAll(pdir, 0o755); err != nil {
-		return "", err
-	}
-	for i, opt := range managerLimits {
-		file := filepath.Join(pdir, fmt.Sprintf("Caddyfile.%d", i))
-		conf := fmt.Sprintf("{\n\tgunshu {\n\t\tmanager {\n\t\t\t%s\n\t\t}\n\t}\n}\n", opt)
-		if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+	for _, opt := range managerLimits {
+		ok, err := n.accepts(ctx, fmt.Sprintf("\tgunshu {\n\t\tmanager {\n\t\t\t%s\n\t\t}\n\t}\n", opt))
+		if err != nil {
 			return "", err
 		}
-		if exec.CommandContext(ctx, t.Caddy, "adapt", "--config", file, "--adapter", "caddyfile").Run() == nil {
+		if ok {
 			fmt.Fprintf(&out, "\t\t\t%s\n", opt)
 		}
 	}
 	return out.String(), nil
+}
+
+// accepts reports whether the tree's Caddy adapts a Caddyfile with these
+// global options: whether the tree has an option at all.
+func (n *Network) accepts(ctx context.Context, global string) (bool, error) {
+	dir := filepath.Join(n.dir, n.Tree.Label, "adapt")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, err
+	}
+	f, err := os.CreateTemp(dir, "Caddyfile.*")
+	if err != nil {
+		return false, err
+	}
+	_, err = f.WriteString("{\n" + global + "}\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, err
+	}
+	return exec.CommandContext(ctx, n.Tree.Caddy, "adapt", "--config", f.Name(), "--adapter", "caddyfile").Run() == nil, nil
 }
 
 func (n *Network) start(ctx context.Context, name, global string, listen ...string) error {

@@ -16,8 +16,9 @@ type PageVariant struct {
 
 // pageVariants are: the page straight from the site through one link,
 // then for each tree through the SOCKS5 entrance with routes of exactly
-// one relay, with the default route options, and with the whole list
-// offered (route lengths uniform over 1..relays).
+// one relay, with the default route options, with the whole list offered
+// (route lengths uniform over 1..relays), and where the tree has it with
+// the default route options and early_reply.
 func pageVariants(site *Site, nets []*Network) []*PageVariant {
 	vs := []*PageVariant{{Name: "direct (one link to the site)", url: "http://" + site.Link.Addr() + pagePath}}
 	for _, n := range nets {
@@ -27,6 +28,9 @@ func pageVariants(site *Site, nets []*Network) []*PageVariant {
 			&PageVariant{Name: "SOCKS5, default route options", Tree: n.Tree, socks: n.ProxyDefault.Addr(), url: url, net: n},
 			&PageVariant{Name: fmt.Sprintf("SOCKS5, whole list offered (max_relays -1, %d relays)", len(n.Relays)), Tree: n.Tree, socks: n.Proxy.Addr(), url: url, net: n},
 		)
+		if n.ProxyDefaultEarly != nil {
+			vs = append(vs, &PageVariant{Name: "SOCKS5 with `early_reply`, default route options", Tree: n.Tree, socks: n.ProxyDefaultEarly.Addr(), url: url, net: n})
+		}
 	}
 	return vs
 }

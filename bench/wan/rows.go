@@ -53,13 +53,14 @@ func (r *Row) routeLength(before, after Snapshot) (int, error) {
 
 // Row names, as in issue #14's table.
 const (
-	rowDirect   = "direct (one link to the site)"
-	rowMinimal  = "chain of minimal Go relays that dial on accept (fixed next hop)"
-	row2003     = "2003 client: est, wait ok, forward, request"
-	rowFixed    = "`gunshu_initiator` fixed entrance"
-	rowHTTP     = "HTTP-proxy entrance (absolute-form GET)"
-	rowSOCKS    = "SOCKS5 entrance, curl-style client"
-	rowSOCKSTor = "SOCKS5 entrance, request right behind CONNECT"
+	rowDirect     = "direct (one link to the site)"
+	rowMinimal    = "chain of minimal Go relays that dial on accept (fixed next hop)"
+	row2003       = "2003 client: est, wait ok, forward, request"
+	rowFixed      = "`gunshu_initiator` fixed entrance"
+	rowHTTP       = "HTTP-proxy entrance (absolute-form GET)"
+	rowSOCKS      = "SOCKS5 entrance, curl-style client"
+	rowSOCKSTor   = "SOCKS5 entrance, request right behind CONNECT"
+	rowSOCKSEarly = "SOCKS5 entrance with `early_reply`, curl-style client"
 )
 
 // baselineRows are the rows that run no tree's code: the direct link and
@@ -106,6 +107,11 @@ func treeRows(n *Network) []*Row {
 		{Name: rowSOCKSTor, entry: n.Proxy, Do: func(ctx context.Context, _ *rand.Rand) (time.Duration, error) {
 			return socksGET(ctx, n.Proxy.Addr(), resp, true)
 		}},
+	}
+	if n.ProxyEarly != nil {
+		rows = append(rows, &Row{Name: rowSOCKSEarly, entry: n.ProxyEarly, Do: func(ctx context.Context, _ *rand.Rand) (time.Duration, error) {
+			return socksGET(ctx, n.ProxyEarly.Addr(), resp, false)
+		}})
 	}
 	for _, r := range rows {
 		r.Tree, r.Fit = n.Tree, true

@@ -55,8 +55,8 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("%s: first byte after %v through %d relays, under the model's floor %v", res.Row.Name, res.TTFB, res.L, floor)
 		}
 	}
-	if len(rep.Rows) != 7 {
-		t.Errorf("%d rows, want direct, minimal chain and five Gunshu rows", len(rep.Rows))
+	if len(rep.Rows) != 8 {
+		t.Errorf("%d rows, want direct, minimal chain and six Gunshu rows (this tree has early_reply)", len(rep.Rows))
 	}
 	for _, r := range rep.Rows {
 		if seen[r] != cfg.Requests {
@@ -64,8 +64,8 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 
-	if len(rep.Pages) != len(rep.Variants) || len(rep.Variants) != 4 {
-		t.Fatalf("%d page loads of %d variants, want one of each of 4", len(rep.Pages), len(rep.Variants))
+	if len(rep.Pages) != len(rep.Variants) || len(rep.Variants) != 5 {
+		t.Fatalf("%d page loads of %d variants, want one of each of 5", len(rep.Pages), len(rep.Variants))
 	}
 	for _, p := range rep.Pages {
 		if p.Err != nil {
