@@ -69,8 +69,8 @@ type Network struct {
 	ProxyDefault *Link // proxy with the default route options
 	// With early_reply (SOCKS5 success before the route's ok), where the
 	// tree has it; nil otherwise.
-	ProxyEarly        *Link // as Proxy
-	ProxyDefaultEarly *Link // as ProxyDefault
+	ProxyEarly    *Link // as Proxy
+	ProxyOneEarly *Link // as ProxyOne
 
 	em     *Emulator
 	dir    string // the run's working directory
@@ -243,7 +243,7 @@ func (n *Network) startEntrances(ctx context.Context, addrs []string, maxRelays 
 	if early {
 		entrances = append(entrances,
 			entrance{&n.ProxyEarly, "proxy-early", "", rows + "\n\t\t\t\t\tearly_reply"},
-			entrance{&n.ProxyDefaultEarly, "proxy-default-early", "", "early_reply"})
+			entrance{&n.ProxyOneEarly, "proxy-one-early", "", "max_relays 1\n\t\t\t\t\tearly_reply"})
 	}
 	var blocks strings.Builder
 	for i, e := range entrances {

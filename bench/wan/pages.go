@@ -18,7 +18,8 @@ type PageVariant struct {
 // then for each tree through the SOCKS5 entrance with routes of exactly
 // one relay, with the default route options, with the whole list offered
 // (route lengths uniform over 1..relays), and where the tree has it with
-// the default route options and early_reply.
+// early_reply and routes of one relay: next to the one-relay variant, the
+// same routes with the reply sent at once.
 func pageVariants(site *Site, nets []*Network) []*PageVariant {
 	vs := []*PageVariant{{Name: "direct (one link to the site)", url: "http://" + site.Link.Addr() + pagePath}}
 	for _, n := range nets {
@@ -28,8 +29,8 @@ func pageVariants(site *Site, nets []*Network) []*PageVariant {
 			&PageVariant{Name: "SOCKS5, default route options", Tree: n.Tree, socks: n.ProxyDefault.Addr(), url: url, net: n},
 			&PageVariant{Name: fmt.Sprintf("SOCKS5, whole list offered (max_relays -1, %d relays)", len(n.Relays)), Tree: n.Tree, socks: n.Proxy.Addr(), url: url, net: n},
 		)
-		if n.ProxyDefaultEarly != nil {
-			vs = append(vs, &PageVariant{Name: "SOCKS5 with `early_reply`, default route options", Tree: n.Tree, socks: n.ProxyDefaultEarly.Addr(), url: url, net: n})
+		if n.ProxyOneEarly != nil {
+			vs = append(vs, &PageVariant{Name: "SOCKS5 with `early_reply`, routes of 1 relay", Tree: n.Tree, socks: n.ProxyOneEarly.Addr(), url: url, net: n})
 		}
 	}
 	return vs
