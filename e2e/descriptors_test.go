@@ -162,6 +162,12 @@ func TestRolesRecoverFromDescriptorExhaustion(t *testing.T) {
 		t.Errorf("the roles took %v to answer after the release; the pause is at most 1s", d)
 	}
 	echoThrough(t, at(entrance), "after")
+	// The filler's backlog still holds connections the test closed: its
+	// listener resumes when its own pause (up to 1 s) ends and it takes
+	// them, which may be after the roles answered.
+	if _, err := p.WaitLog(from, "accepting again", 10*time.Second, `"listener":"`+at(filler)+`"`); err != nil {
+		t.Fatalf("filler: %v", err)
+	}
 
 	if n, err := p.MetricSum("caddy_gunshu_accept_pauses_total"); err != nil || n < 5 {
 		t.Errorf("accept_pauses_total = %v (%v), want at least 5 (filler and four roles)", n, err)
