@@ -352,7 +352,7 @@ func docDuration(d time.Duration) string {
 	return s
 }
 
-// TestReferenceDefaultsAreTheCode's: the defaults the reference gives are
+// TestReferenceDefaultsAreTheCodes: the defaults the reference gives are
 // the constants the code applies.
 func TestReferenceDefaultsAreTheCodes(t *testing.T) {
 	itoa := strconv.Itoa
@@ -414,7 +414,8 @@ func TestReferenceDefaultsAreTheCodes(t *testing.T) {
 	maps.Copy(want["layer4.handlers.gunshu_initiator"], route)
 	ref := readDoc(t, "docs/configuration.md")
 	for id, fields := range want {
-		rows := tableRows(moduleSection(t, ref, id))
+		text := moduleSection(t, ref, id)
+		rows := tableRows(text)
 		for f, def := range fields {
 			row, ok := rows[f]
 			if !ok {
@@ -425,7 +426,42 @@ func TestReferenceDefaultsAreTheCodes(t *testing.T) {
 				t.Errorf("docs/configuration.md, %s: %s defaults to %s in the code, not %s", id, f, def, got)
 			}
 		}
+		// The section's JSON shows a field it sets at its default.
+		for _, b := range fencedBlocks(text, "json") {
+			walkObjects(parseJSONBlock(t, b.text), func(_ string, obj map[string]any) {
+				for f, def := range fields {
+					if v, ok := obj[f]; ok && !jsonIsDefault(v, def) {
+						t.Errorf("docs/configuration.md, %s: the JSON sets %s to %v, not its default %s", id, f, v, def)
+					}
+				}
+			})
+		}
 	}
+}
+
+// jsonIsDefault reports whether v, a value of the docs' JSON, is def.
+func jsonIsDefault(v any, def string) bool {
+	switch v := v.(type) {
+	case string:
+		return sameDefault(v, def)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64) == def
+	}
+	var d any
+	return json.Unmarshal([]byte(def), &d) == nil && reflect.DeepEqual(d, v)
+}
+
+// parseJSONBlock parses a JSON block of the docs: a whole value, or the
+// members of an object.
+func parseJSONBlock(t *testing.T, text string) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(text), &v); err != nil {
+		if err2 := json.Unmarshal([]byte("{"+text+"}"), &v); err2 != nil {
+			t.Fatalf("not JSON: %v\n%s", err, text)
+		}
+	}
+	return v
 }
 
 // caddyfileGrammars name, per module with a block of options, the
@@ -441,7 +477,7 @@ var caddyfileGrammars = map[string]struct{ fn, code, doc string }{
 	"http.reverse_proxy.transport.gunshu": {"Transport.UnmarshalCaddyfile", "transport gunshu", "transport gunshu"},
 }
 
-// TestReferenceCaddyfileGrammarIsTheCode's: the options of each module's
+// TestReferenceCaddyfileGrammarIsTheCodes: the options of each module's
 // Caddyfile block in the reference are those of the grammar in the doc
 // comment of the function that parses it.
 func TestReferenceCaddyfileGrammarIsTheCodes(t *testing.T) {
@@ -713,12 +749,7 @@ func TestDocJSONDecodes(t *testing.T) {
 	for _, b := range docBlocks(t, "json") {
 		t.Run(fmt.Sprintf("%s:%d", b.doc, b.line), func(t *testing.T) {
 			setPlaceholderEnv(t, b.text)
-			var v any
-			if err := json.Unmarshal([]byte(b.text), &v); err != nil {
-				if err2 := json.Unmarshal([]byte("{"+b.text+"}"), &v); err2 != nil {
-					t.Fatalf("not JSON: %v", err)
-				}
-			}
+			v := parseJSONBlock(t, b.text)
 			walkObjects(v, func(key string, obj map[string]any) {
 				if id, inline := moduleOf(key, obj); id != "" {
 					decodeStrictly(t, id, inline, obj)
