@@ -143,6 +143,7 @@ func (t *Transport) Cleanup() error {
 //		guards         <count>
 //		guard_lifetime <duration>
 //		cover          <address>
+//		list_stale_limit <duration>|off
 //		<http transport subdirectives...>
 //	}
 func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
