@@ -36,8 +36,11 @@ func TestOperatorToolsSurviveReload(t *testing.T) {
 	}
 	after := n.scrape()
 	routes := []string{"role", "initiator", "outcome", "ok"}
-	if got, want := after.value("caddy_gunshu_route_results_total", routes...), before.value("caddy_gunshu_route_results_total", routes...); got != want || got < 1 {
-		t.Errorf("after the reload route_results{initiator,ok} = %v, want %v as before", got, want)
+	// The counters are the process's: a session another test left behind
+	// may end between the two scrapes, so the count may grow, but a reload
+	// must not reset it.
+	if got, want := after.value("caddy_gunshu_route_results_total", routes...), before.value("caddy_gunshu_route_results_total", routes...); got < want || got < 1 {
+		t.Errorf("after the reload route_results{initiator,ok} = %v, want at least %v as before", got, want)
 	}
 	if got := after.value("caddy_gunshu_registry_services", "manager", "main"); got != 3 {
 		t.Errorf("after the reload registry_services{main} = %v, want 3", got)
