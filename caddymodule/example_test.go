@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/attacks"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
@@ -25,9 +25,6 @@ type exampleNet struct {
 	ports     map[string]string // example port -> port in use
 }
 
-// examplePorts are the ports Caddyfile.example uses.
-var examplePorts = []string{"7000", "7001", "7002", "7003", "7100", "8000", "8080", "8081", "1080"}
-
 func newExampleNet(t *testing.T) *exampleNet {
 	t.Helper()
 	src, err := os.ReadFile("../Caddyfile.example")
@@ -35,7 +32,7 @@ func newExampleNet(t *testing.T) *exampleNet {
 		t.Fatal(err)
 	}
 	n := &exampleNet{t: t, caddyfile: string(src), ports: map[string]string{}}
-	for _, p := range examplePorts {
+	for _, p := range attacks.ExamplePorts {
 		n.ports[p] = testkit.FreePort(t)
 	}
 	return n
@@ -54,9 +51,7 @@ func (n *exampleNet) config(edit func(string) string) []byte {
 	if edit != nil {
 		text = edit(text)
 	}
-	for _, p := range examplePorts {
-		text = strings.ReplaceAll(text, "127.0.0.1:"+p, n.addr(p))
-	}
+	text = attacks.SwapPorts(text, n.ports)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfgJSON, warnings, err := adapter.Adapt([]byte(text), map[string]any{"filename": "Caddyfile.example"})
 	if err != nil {

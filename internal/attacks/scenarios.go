@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -143,6 +144,22 @@ func SocketsOf(pid int) (int, error) {
 // ExamplePorts are the ports Caddyfile.example listens on.
 var ExamplePorts = []string{"7000", "7001", "7002", "7003", "7100", "8000", "8080", "8081", "1080"}
 
+// loopbackAddr is an address of 127.0.0.1 in a Caddyfile, its port whole.
+var loopbackAddr = regexp.MustCompile(`127\.0\.0\.1:[0-9]+`)
+
+// SwapPorts moves every 127.0.0.1:<port> of text whose port is a key of
+// ports to the port it maps to, in one pass over whole port numbers: a
+// port an edit added, such as 10805, is not taken for the example's 1080
+// followed by a 5, and a swapped-in port is never swapped again.
+func SwapPorts(text string, ports map[string]string) string {
+	return loopbackAddr.ReplaceAllStringFunc(text, func(addr string) string {
+		if to, ok := ports[strings.TrimPrefix(addr, "127.0.0.1:")]; ok {
+			return "127.0.0.1:" + to
+		}
+		return addr
+	})
+}
+
 // Example is a Caddyfile.example text on free loopback ports instead of
 // its fixed ones, with the admin endpoint off.
 type Example struct {
@@ -161,8 +178,8 @@ func NewExample(text string) (*Example, error) {
 		}
 		e.ports[p] = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 		ln.Close()
-		text = strings.ReplaceAll(text, "127.0.0.1:"+p, e.Addr(p))
 	}
+	text = SwapPorts(text, e.ports)
 	// The global options block is the first line that is only "{".
 	e.Caddyfile = strings.Replace(text, "\n{\n", "\n{\n\tadmin off\n", 1)
 	if e.Caddyfile == text {
