@@ -121,24 +121,26 @@ var PolicySpellings = []string{
 	"[2001:db8::1]:80", "[100::1]:80",
 }
 
-// SocketsOf counts the sockets process pid holds open now (Linux: its
-// descriptors that are sockets).
+// SocketsOf counts the sockets process pid holds open now (Linux: the
+// distinct sockets its descriptors point to). A socket counts once however
+// many descriptors it has: a relay's handler duplicates the connection's
+// descriptor for a moment while caddy-l4 still holds the first.
 func SocketsOf(pid int) (int, error) {
 	fds := fmt.Sprintf("/proc/%d/fd", pid)
 	entries, err := os.ReadDir(fds)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	sockets := map[string]bool{}
 	for _, e := range entries {
 		target, err := os.Readlink(filepath.Join(fds, e.Name()))
 		if err == nil && strings.HasPrefix(target, "socket:") {
-			n++
+			sockets[target] = true
 		} else if err != nil && !errors.Is(err, syscall.ENOENT) { // ENOENT: closed while we looked
 			return 0, err
 		}
 	}
-	return n, nil
+	return len(sockets), nil
 }
 
 // ExamplePorts are the ports Caddyfile.example listens on.
