@@ -98,6 +98,13 @@ type Registry struct {
 	loadedAt time.Time // last time Redis confirmed the snapshot; zero if never
 	lastErr  error     // error of the last refresh
 	down     bool
+	// edits are this manager's own changes to the snapshot (a service
+	// it registered or removed) since the oldest refresh under way, each
+	// numbered: a refresh reapplies those made after its read began, so
+	// its older reply never hides them.
+	edits    []snapshotEdit
+	editSeq  uint64
+	readsRun int // refreshes under way
 
 	stop chan struct{}
 	done chan struct{}
@@ -212,11 +219,19 @@ func (r *Registry) expireBefore(now time.Time) int64 {
 	return now.Add(-r.expire).UnixMilli()
 }
 
+// snapshotEdit is one of this manager's own changes to the snapshot.
+type snapshotEdit struct {
+	seq   uint64
+	addr  string
+	added bool // registered; false: removed
+}
+
 // refresh brings the snapshot up to date with one round trip.
 func (r *Registry) refresh() {
-	r.mu.RLock()
-	known := r.version
-	r.mu.RUnlock()
+	r.mu.Lock()
+	known, readFrom := r.version, r.editSeq
+	r.readsRun++
+	r.mu.Unlock()
 	id := ""
 	if r.patrolling() {
 		id = r.id
@@ -239,7 +254,11 @@ func (r *Registry) refresh() {
 		r.loadedAt = now
 		if res[0] != known {
 			r.version, r.addrs = res[0], res[1:]
+			r.reapplyEdits(readFrom)
 		}
+	}
+	if r.readsRun--; r.readsRun == 0 {
+		r.edits = r.edits[:0]
 	}
 	age := now.Sub(r.loadedAt)
 	loaded := !r.loadedAt.IsZero()
@@ -300,14 +319,8 @@ func (r *Registry) Register(ctx context.Context, addr, group string, now time.Ti
 		return gunshu.ErrNetworkFull
 	case 1:
 		// This manager lists a new service at once; the others within a
-		// snapshot interval. (A refresh already under way may overwrite
-		// this with a list read just before; the version moved, so the
-		// next refresh brings it back.)
-		r.mu.Lock()
-		if !slices.Contains(r.addrs, addr) {
-			r.addrs = append(r.addrs, addr)
-		}
-		r.mu.Unlock()
+		// snapshot interval.
+		r.edit(addr, true)
 	}
 	return nil
 }
@@ -325,10 +338,36 @@ func (r *Registry) Remove(ctx context.Context, addr string) (bool, error) {
 }
 
 // forget drops addr from the local snapshot.
-func (r *Registry) forget(addr string) {
+func (r *Registry) forget(addr string) { r.edit(addr, false) }
+
+// edit adds (or drops) addr in the local snapshot, and keeps the change
+// for the refreshes under way.
+func (r *Registry) edit(addr string, added bool) {
 	r.mu.Lock()
-	r.addrs = slices.DeleteFunc(r.addrs, func(a string) bool { return a == addr })
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	r.applyEdit(addr, added)
+	if r.readsRun > 0 {
+		r.editSeq++
+		r.edits = append(r.edits, snapshotEdit{seq: r.editSeq, addr: addr, added: added})
+	}
+}
+
+// reapplyEdits redoes on a snapshot just read the edits made after its
+// read began (numbered above from): Redis had them, the reply may not.
+func (r *Registry) reapplyEdits(from uint64) {
+	for _, e := range r.edits {
+		if e.seq > from {
+			r.applyEdit(e.addr, e.added)
+		}
+	}
+}
+
+func (r *Registry) applyEdit(addr string, added bool) {
+	if !added {
+		r.addrs = slices.DeleteFunc(r.addrs, func(a string) bool { return a == addr })
+	} else if !slices.Contains(r.addrs, addr) {
+		r.addrs = append(r.addrs, addr)
+	}
 }
 
 // RecordTest implements gunshu.Registry; the failures are counted in

@@ -49,6 +49,38 @@ func TestContract(t *testing.T) {
 	})
 }
 
+// TestOwnChangesSurviveRefreshes: a manager lists what it registered, and
+// stops listing what it removed, at once, even when a refresh that read
+// Redis just before the change answers just after it (a refresh every
+// millisecond makes that common: it lost 1 of 100 under load before).
+func TestOwnChangesSurviveRefreshes(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRegistry(t, srv, Options{KeyPrefix: "own:", SnapshotInterval: time.Millisecond})
+	ctx := context.Background()
+	testkit.Eventually(t, 5*time.Second, "the first snapshot", func() bool {
+		_, err := r.Addrs(ctx)
+		return err == nil
+	})
+	for i := range 300 {
+		addr := fmt.Sprintf("192.0.2.1:%d", i+1)
+		if err := r.Register(ctx, addr, "192.0.2.1", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if addrs, _ := r.Addrs(ctx); !slices.Contains(addrs, addr) {
+			t.Fatalf("registration %d: %s is not listed right after it", i, addr)
+		}
+		if i%2 == 1 {
+			continue
+		}
+		if _, err := r.Remove(ctx, addr); err != nil {
+			t.Fatal(err)
+		}
+		if addrs, _ := r.Addrs(ctx); slices.Contains(addrs, addr) {
+			t.Fatalf("removal %d: %s is still listed right after it", i, addr)
+		}
+	}
+}
+
 func TestRegisterRefreshRemove(t *testing.T) {
 	srv := redistest.Start(t)
 	r := newRegistry(t, srv, Options{KeyPrefix: "t1:"})
