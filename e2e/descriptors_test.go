@@ -172,8 +172,15 @@ func TestRolesRecoverFromDescriptorExhaustion(t *testing.T) {
 	if n, err := p.MetricSum("caddy_gunshu_accept_pauses_total"); err != nil || n < 5 {
 		t.Errorf("accept_pauses_total = %v (%v), want at least 5 (filler and four roles)", n, err)
 	}
-	if n, err := p.MetricSum("caddy_gunshu_accept_paused"); err != nil || n != 0 {
-		t.Errorf("accept_paused = %v (%v) after the recovery, want 0", n, err)
+	// The filler takes its backlog as it resumes, and a listener may run
+	// short again for its moment: the gauge comes back to 0.
+	paused, err := p.MetricSum("caddy_gunshu_accept_paused")
+	for deadline := time.Now().Add(10 * time.Second); (err != nil || paused != 0) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		paused, err = p.MetricSum("caddy_gunshu_accept_paused")
+	}
+	if err != nil || paused != 0 {
+		t.Errorf("accept_paused = %v (%v) 10 s after the recovery, want 0; log:\n%s", paused, err, logOf(p))
 	}
 
 	// The plain-TCP relay's socket still takes connections into its
