@@ -138,10 +138,10 @@ func startOpsNet(t *testing.T, logAddresses bool) *opsNet {
 		"{storage}", t.TempDir(),
 	).Replace(caddyfile)
 	n.caddyfile = caddyfile
+	t.Cleanup(stopCaddy)
 	if err := n.load(nil); err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
-	t.Cleanup(func() { _ = caddy.Stop() })
 	n.waitServices(len(n.relays))
 	return n
 }

@@ -107,10 +107,11 @@ func TestMemoryRegistryGroupMove(t *testing.T) {
 }
 
 func TestManagerRequireSourceMatch(t *testing.T) {
-	relay := relayOn(t, "127.0.0.2:0")
-	_, port, _ := net.SplitHostPort(relay)
 	// The name also resolves to 127.0.0.3, where nothing may be tested.
-	decoy := newTrap(t, "tcp", "127.0.0.3:"+port)
+	lns := testkit.ListenSamePort(t, "127.0.0.2", "127.0.0.3")
+	relay := testnet.ServeRelayOn(t, &gunshu.Relay{}, lns[0])
+	decoy := newTrap(t, lns[1])
+	port := decoy.port
 	dns := newFakeDNS(t, func(name string, _ bool, _ int) []netip.Addr {
 		return []netip.Addr{netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.2")}
 	})

@@ -181,19 +181,8 @@ func (c fakeConn) RemoteAddr() net.Addr { return c.remote }
 // its own source address on the connection it accepts, and refuses; it
 // then counts every loopback address on its port as its own.
 func TestRelayRefusesADialToItself(t *testing.T) {
-	var ln1, ln2 *countingListener
-	for try := 0; ln2 == nil; try++ {
-		a := testkit.ListenOn(t, "127.0.0.1:0")
-		b, err := net.Listen("tcp", "127.0.0.2:"+portOf(a.Addr().String()))
-		if err != nil {
-			a.Close()
-			if try == 20 {
-				t.Fatalf("no port free on both 127.0.0.1 and 127.0.0.2: %v", err)
-			}
-			continue
-		}
-		ln1, ln2 = &countingListener{Listener: a}, &countingListener{Listener: b}
-	}
+	lns := testkit.ListenSamePort(t, "127.0.0.1", "127.0.0.2")
+	ln1, ln2 := &countingListener{Listener: lns[0]}, &countingListener{Listener: lns[1]}
 	port := portOf(ln1.Addr().String())
 	// The relay always picks the first entry, so it dials itself first.
 	r := &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.0/8"}}, Rand: zeroSource{}}

@@ -25,12 +25,8 @@ type trap struct {
 	conns atomic.Int64
 }
 
-func newTrap(t testing.TB, network, addr string) *trap {
+func newTrap(t testing.TB, ln net.Listener) *trap {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tr := &trap{ln: ln}
 	_, tr.port, _ = net.SplitHostPort(ln.Addr().String())
 	done := make(chan struct{})
@@ -189,8 +185,8 @@ func TestPolicyAllowAndDenyRules(t *testing.T) {
 // service never sees a connection.
 func TestRelayRefusesSSRF(t *testing.T) {
 	dns := ssrfResolver(t)
-	target := newTrap(t, "tcp", "127.0.0.1:0")
-	target6 := newTrap(t, "tcp", "[::1]:"+target.port)
+	lns := testkit.ListenSamePort(t, "127.0.0.1", "::1")
+	target, target6 := newTrap(t, lns[0]), newTrap(t, lns[1])
 	r := &gunshu.Relay{Policy: gunshu.Policy{Resolver: dns.resolver()}, Timeouts: gunshu.Timeouts{Dial: time.Second, Route: 2 * time.Second}}
 	relayAddr := testnet.ServeRelay(t, r)
 	addrs := append(ssrfSpellings(target.port), "169.254.169.254:80", "10.0.0.1:80", "192.168.0.1:80")
@@ -220,9 +216,9 @@ func TestRelayRefusesSSRF(t *testing.T) {
 // allowed address and then to a denied one: the relay must connect to
 // the address it checked, once resolved, and never to the later answer.
 func TestRelayDialsTheCheckedAddress(t *testing.T) {
-	allowed := testkit.ListenOn(t, "127.0.0.2:0")
-	_, port, _ := net.SplitHostPort(allowed.Addr().String())
-	trapped := newTrap(t, "tcp", "127.0.0.1:"+port)
+	lns := testkit.ListenSamePort(t, "127.0.0.2", "127.0.0.1")
+	allowed, trapped := lns[0], newTrap(t, lns[1])
+	port := trapped.port
 	dns := newFakeDNS(t, func(name string, ipv6 bool, seen int) []netip.Addr {
 		if seen == 0 {
 			return []netip.Addr{netip.MustParseAddr("127.0.0.2")}
@@ -274,7 +270,7 @@ func TestRelayDialsTheCheckedAddress(t *testing.T) {
 // the registry by other means.
 func TestManagerNeverTestsDeniedAddresses(t *testing.T) {
 	dns := ssrfResolver(t)
-	target := newTrap(t, "tcp", "127.0.0.1:0")
+	target := newTrap(t, testkit.Listen(t))
 	m := &gunshu.Manager{Policy: gunshu.Policy{Resolver: dns.resolver()}, TestTimeout: time.Second}
 	mgrAddr := testnet.ServeManager(t, m)
 	for _, addr := range ssrfSpellings(target.port) {
@@ -301,9 +297,9 @@ func TestManagerNeverTestsDeniedAddresses(t *testing.T) {
 // to an allowed address and then to a denied one is verified at the
 // checked address, which is also what its per-IP group is.
 func TestManagerVerifiesTheCheckedAddress(t *testing.T) {
-	relayLn := testkit.ListenOn(t, "127.0.0.2:0")
-	_, port, _ := net.SplitHostPort(relayLn.Addr().String())
-	trapped := newTrap(t, "tcp", "127.0.0.1:"+port)
+	lns := testkit.ListenSamePort(t, "127.0.0.2", "127.0.0.1")
+	relayLn, trapped := lns[0], newTrap(t, lns[1])
+	port := trapped.port
 	go func() { _ = (&gunshu.Relay{}).Serve(relayLn) }()
 	t.Cleanup(func() { relayLn.Close() })
 	dns := newFakeDNS(t, func(name string, ipv6 bool, seen int) []netip.Addr {
