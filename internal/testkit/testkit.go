@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -163,4 +164,28 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// CountingListener counts the connections it accepts.
+type CountingListener struct {
+	net.Listener
+	Accepted atomic.Int64
+}
+
+// Accept accepts a connection and counts it.
+func (l *CountingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.Accepted.Add(1)
+	}
+	return c, err
+}
+
+// CloseEach accepts connections on ln and closes each at once, counting
+// them, until the test ends: a place a test must never reach, or a peer
+// that hangs up.
+func CloseEach(t testing.TB, ln net.Listener) *CountingListener {
+	l := &CountingListener{Listener: ln}
+	Serve(t, l, func(c net.Conn) { c.Close() })
+	return l
 }

@@ -72,11 +72,7 @@ func ServeManager(t testing.TB, m *gunshu.Manager) string {
 // every stream.
 func EchoResponder(t testing.TB) string {
 	t.Helper()
-	ln := testkit.Listen(t)
-	rl := (&gunshu.Responder{}).Listen(ln, 0)
-	t.Cleanup(rl.Wait)
-	testkit.Serve(t, rl, testkit.Echo)
-	return ln.Addr().String()
+	return AppResponder(t, testkit.Echo)
 }
 
 // AppResponder starts a responder whose application is app, run for
@@ -85,8 +81,14 @@ func EchoResponder(t testing.TB) string {
 // every stream.
 func AppResponder(t testing.TB, app func(net.Conn)) string {
 	t.Helper()
+	return ServeResponder(t, &gunshu.Responder{}, app)
+}
+
+// ServeResponder is AppResponder with r.
+func ServeResponder(t testing.TB, r *gunshu.Responder, app func(net.Conn)) string {
+	t.Helper()
 	ln := testkit.Listen(t)
-	rl := (&gunshu.Responder{}).Listen(ln, 0)
+	rl := r.Listen(ln, 0)
 	t.Cleanup(rl.Wait)
 	testkit.Serve(t, rl, func(c net.Conn) {
 		defer c.Close()
