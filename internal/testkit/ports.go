@@ -109,12 +109,12 @@ func FreeAddr(t testing.TB) string {
 }
 
 // ClosedAddr is an address of 127.0.0.1 where nothing listens: a dial to
-// it is refused.
+// it is refused. It is a FreePort: below the range the kernel gives
+// listeners on port 0, and claimed, so no other test starts a server on
+// it meanwhile.
 func ClosedAddr(t testing.TB) string {
 	t.Helper()
-	ln := Listen(t)
-	defer ln.Close()
-	return ln.Addr().String()
+	return FreeAddr(t)
 }
 
 // ListenSamePort returns listeners on one port of each of ips (such as
