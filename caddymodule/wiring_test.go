@@ -112,7 +112,7 @@ func TestEntranceCoverInCaddy(t *testing.T) {
 			t.Fatalf("registering %s: %v", r, err)
 		}
 	}
-	waitListed(t, manager, append(outside, coverRelay)...)
+	testnet.WaitListing(t, manager, append(outside, coverRelay), 10*time.Second)
 
 	for i := range 20 {
 		conn, err := net.DialTimeout("tcp", covered, 5*time.Second)
