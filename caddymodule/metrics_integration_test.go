@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,30 +38,16 @@ func TestMetricsCountTrafficExactly(t *testing.T) {
 		t.Fatalf("est to a closed port answered %q, %v; want fail", got, err)
 	}
 
-	// A session's metrics are recorded just after its last byte: wait
-	// until none is active.
-	// Per role, so a session of an earlier test ending meanwhile cannot
-	// hide one of this test's still running.
 	after := n.scrape()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); after = n.scrape() {
-		running := false
-		for _, role := range []string{"relay", "responder", "initiator"} {
-			running = running || after.value("caddy_gunshu_sessions_active", "role", role) > before.value("caddy_gunshu_sessions_active", "role", role)
-		}
-		if !running {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-
 	delta := func(name string, labels ...string) float64 {
 		return after.value(name, labels...) - before.value(name, labels...)
 	}
-	for _, c := range []struct {
+	type figure struct {
 		name   string
 		labels []string
 		want   float64
-	}{
+	}
+	figures := []figure{
 		{"caddy_gunshu_route_results_total", []string{"role", "initiator", "outcome", "ok"}, sessions},
 		{"caddy_gunshu_route_results_total", []string{"role", "relay", "outcome", "ok"}, sessions},
 		{"caddy_gunshu_route_results_total", []string{"role", "responder", "outcome", "ok"}, sessions},
@@ -79,7 +66,19 @@ func TestMetricsCountTrafficExactly(t *testing.T) {
 		{"caddy_gunshu_sessions_active", []string{"role", "relay"}, 0},
 		{"caddy_gunshu_sessions_active", []string{"role", "responder"}, 0},
 		{"caddy_gunshu_sessions_active", []string{"role", "initiator"}, 0},
-	} {
+	}
+	// A session's metrics are recorded just after its last byte, when the
+	// client may have read all it gets: scrape until every figure has
+	// moved as it must, or 5 s have passed. (Active sessions do not show
+	// when this test's have ended: one of an earlier test ending meanwhile
+	// cancels one of this test's still running.)
+	moved := func() bool {
+		return !slices.ContainsFunc(figures, func(f figure) bool { return delta(f.name, f.labels...) != f.want })
+	}
+	for deadline := time.Now().Add(5 * time.Second); !moved() && time.Now().Before(deadline); after = n.scrape() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, c := range figures {
 		if got := delta(c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v moved by %v, want %v", c.name, c.labels, got, c.want)
 		}
