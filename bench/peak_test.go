@@ -115,7 +115,7 @@ func peakPerSession(b *testing.B, role string, hops int) float64 {
 	time.Sleep(100 * time.Millisecond)
 	var before uint64
 	for _, r := range relays {
-		pid := r.cmd.Process.Pid
+		pid := r.Cmd.Process.Pid
 		if err := resetPeak(pid); err != nil {
 			b.Fatal(err)
 		}
@@ -130,7 +130,7 @@ func peakPerSession(b *testing.B, role string, hops int) float64 {
 	}
 	var peak uint64
 	for _, r := range relays {
-		hwm, err := procStatus(r.cmd.Process.Pid, "VmHWM")
+		hwm, err := procStatus(r.Cmd.Process.Pid, "VmHWM")
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 
 	_ "github.com/gunshu/caddy-gunshu/caddymodule"
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
@@ -113,65 +113,33 @@ func answerStats() error {
 	return nil
 }
 
-// child is a running child process.
+// child is a running child process; its first line is its address.
 type child struct {
-	cmd  *exec.Cmd
-	in   *os.File
-	out  *bufio.Scanner
+	*testkit.Child
 	addr string
 }
 
 func startChild(tb testing.TB, role, next string) *child {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+role, "GUNSHU_BENCH_NEXT="+next)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	c := &child{cmd: cmd, out: bufio.NewScanner(stdout)}
-	c.in = stdin.(*os.File)
-	if !c.out.Scan() {
-		tb.Fatalf("child %s did not start", role)
-	}
-	c.addr = c.out.Text()
-	tb.Cleanup(func() {
-		c.in.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	return c
+	c := testkit.StartChild(tb, "^$", childEnv+"="+role, "GUNSHU_BENCH_NEXT="+next)
+	return &child{Child: c, addr: c.First}
 }
 
 func (c *child) stats(tb testing.TB) stats {
 	tb.Helper()
-	if _, err := fmt.Fprintln(c.in, "stats"); err != nil {
+	if _, err := fmt.Fprintln(c.In, "stats"); err != nil {
 		tb.Fatal(err)
 	}
-	if !c.out.Scan() {
+	if !c.Out.Scan() {
 		tb.Fatal("child gave no stats")
 	}
 	var s stats
-	if err := json.Unmarshal(c.out.Bytes(), &s); err != nil {
+	if err := json.Unmarshal(c.Out.Bytes(), &s); err != nil {
 		tb.Fatal(err)
 	}
 	// A child at its open-file limit cannot open /proc/self/fd: count
 	// its descriptors from here.
-	if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.cmd.Process.Pid)); err == nil {
+	if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.Cmd.Process.Pid)); err == nil {
 		s.FDs = len(fds)
 	}
 	return s

@@ -32,7 +32,16 @@ func runConfig(t testing.TB, cfg []byte) {
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatalf("loading: %v", err)
 	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	t.Cleanup(stopCaddy)
+}
+
+// stopCaddy stops the running config and Caddy's admin endpoint with it:
+// caddy.Stop alone leaves the endpoint a config started serving. A config
+// that disables the endpoint shuts it down (Caddy does that on a
+// goroutine of its own, which goleak waits for).
+func stopCaddy() {
+	_ = caddy.Load([]byte(`{"admin": {"disabled": true, "config": {"persist": false}}}`), true)
+	_ = caddy.Stop()
 }
 
 // loadCaddyfile is runConfig for a Caddyfile.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/gunshu/forward"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // BenchmarkObserverOverhead measures what metrics add to a route: one
@@ -21,8 +23,8 @@ func BenchmarkObserverOverhead(b *testing.B) {
 		observer gunshu.Observer
 	}{{"baseline", nil}, {"metrics", metricsObserver{}}} {
 		b.Run(c.name, func(b *testing.B) {
-			responder := startEchoResponder(b, c.observer)
-			relay := startBenchRelay(b, c.observer)
+			responder := testnet.ServeResponder(b, &gunshu.Responder{Observer: c.observer}, testkit.Echo)
+			relay := testnet.ServeRelay(b, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Observer: c.observer})
 			est := []byte("est\n1\n" + responder + "\n")
 			payload := []byte("forward\nping\n")
 			b.ResetTimer()
@@ -69,58 +71,4 @@ func benchSession(relay string, est, payload []byte) error {
 	_ = conn.(*net.TCPConn).CloseWrite()
 	_, err = io.Copy(io.Discard, r)
 	return err
-}
-
-func startBenchRelay(b *testing.B, obs gunshu.Observer) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	relay := &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.0/8"}}, Observer: obs}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = relay.Serve(ln)
-	}()
-	b.Cleanup(func() {
-		ln.Close()
-		relay.Close()
-		<-done
-	})
-	return ln.Addr().String()
-}
-
-// startEchoResponder ends routes and echoes their stream.
-func startEchoResponder(b *testing.B, obs gunshu.Observer) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	responder := &gunshu.Responder{Observer: obs}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				stream, err := responder.Handshake(conn, nil)
-				if err != nil {
-					return
-				}
-				defer stream.Close()
-				_, _ = io.Copy(stream, stream)
-				_ = stream.(interface{ CloseWrite() error }).CloseWrite()
-			}()
-		}
-	}()
-	b.Cleanup(func() {
-		ln.Close()
-		<-done
-	})
-	return ln.Addr().String()
 }

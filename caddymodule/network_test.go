@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
@@ -33,10 +31,7 @@ func TestGunshuNetwork(t *testing.T) {
 			}}
 		}
 	}`, logFile, kept, plain)
-	if err := caddy.Load([]byte(cfg), true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	runConfig(t, []byte(cfg))
 	for _, addr := range []string{kept, plain} {
 		if _, err := gunshu.Ping(context.Background(), addr, 5*time.Second); err != nil {
 			t.Fatalf("test of %s: %v", addr, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/gunshu/caddy-gunshu/internal/attacks"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
@@ -138,10 +139,10 @@ func startOpsNet(t *testing.T, logAddresses bool) *opsNet {
 		"{storage}", t.TempDir(),
 	).Replace(caddyfile)
 	n.caddyfile = caddyfile
+	t.Cleanup(stopCaddy)
 	if err := n.load(nil); err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
-	t.Cleanup(func() { _ = caddy.Stop() })
 	n.waitServices(len(n.relays))
 	return n
 }
@@ -247,17 +248,7 @@ func (n *opsNet) session(payload []byte) ([]byte, string, error) {
 
 // opsExchange sends raw protocol bytes to addr and returns the answer.
 func opsExchange(addr, send string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, send); err != nil {
-		return "", err
-	}
-	answer, err := io.ReadAll(conn)
-	return string(answer), err
+	return attacks.Exchange(&net.Dialer{Timeout: 5 * time.Second}, addr, send)
 }
 
 // metricFamilies is a scrape, by family name.

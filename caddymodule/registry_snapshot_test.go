@@ -58,7 +58,7 @@ func TestMemoryRegistrySurvivesRestart(t *testing.T) {
 	if err := caddy.Load([]byte(cfg), true); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	t.Cleanup(stopCaddy)
 	for _, r := range relays {
 		if err := gunshu.Register(context.Background(), manager, r, 5*time.Second); err != nil {
 			t.Fatalf("registering %s: %v", r, err)

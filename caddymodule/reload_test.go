@@ -20,6 +20,7 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // reloadCaddyfile is a network in one Caddy: a manager, relays, an echoing
@@ -104,7 +105,7 @@ func TestReloadKeepsSessionsFlowing(t *testing.T) {
 		entrance: testkit.FreeAddr(t), storage: t.TempDir()}
 	relays := []string{testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)}
 	runConfig(t, n.config("30s", relays))
-	waitListed(t, n.manager, relays...)
+	testnet.WaitListing(t, n.manager, relays, 10*time.Second)
 
 	deadline := time.Now().Add(60 * time.Second)
 	var (
@@ -152,7 +153,7 @@ func TestReloadKeepsSessionsFlowing(t *testing.T) {
 	}
 
 	// The new config serves: its relay registers and new sessions flow.
-	waitListed(t, n.manager, relays...)
+	testnet.WaitListing(t, n.manager, relays, 10*time.Second)
 	var fresh atomic.Bool
 	fresh.Store(true)
 	var after atomic.Int64
@@ -213,31 +214,8 @@ func streamSession(entrance string, id int, deadline time.Time, gate <-chan stru
 	return nil
 }
 
-// waitListed polls the manager until it lists every one of want, within
-// 10 s.
-func waitListed(t *testing.T, manager string, want ...string) {
-	t.Helper()
-	var list []string
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
-		if list, err = fetchSorted(manager); err == nil && containsAll(list, want) {
-			return
-		}
-	}
-	t.Fatalf("manager lists %v (err %v), want %v", list, err, want)
-}
-
 func fetchSorted(manager string) ([]string, error) {
 	list, err := gunshu.FetchList(context.Background(), manager, 2*time.Second, gunshu.MessageLimits{})
 	slices.Sort(list)
 	return list, err
-}
-
-func containsAll(list, want []string) bool {
-	for _, w := range want {
-		if !slices.Contains(list, w) {
-			return false
-		}
-	}
-	return true
 }

@@ -1,12 +1,10 @@
 package caddymodule
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -54,57 +52,11 @@ func caddyProcess(t *testing.T, text string) (stop func()) {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// os.Executable, not os.Args[0]: the command tests rewrite os.Args.
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
+	child := testkit.StartChild(t, "^TestHelperCaddyProcess$", "GUNSHU_CADDYFILE="+path)
+	if child.First != "ready" {
+		t.Fatalf("the Caddy process said %q, not ready", child.First)
 	}
-	cmd := exec.Command(self, "-test.run=^TestHelperCaddyProcess$")
-	cmd.Env = append(os.Environ(), "GUNSHU_CADDYFILE="+path)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}
-	t.Cleanup(stop)
-	ready := make(chan bool, 1)
-	go func() {
-		s := bufio.NewScanner(out)
-		ready <- s.Scan() && s.Text() == "ready"
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("the Caddy process did not load its config")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the Caddy process did not start")
-	}
-	return stop
+	return child.Stop
 }
 
 // routeCounter counts the est sessions a relay finished.

@@ -112,7 +112,7 @@ func TestEntranceCoverInCaddy(t *testing.T) {
 			t.Fatalf("registering %s: %v", r, err)
 		}
 	}
-	waitListed(t, manager, append(outside, coverRelay)...)
+	testnet.WaitListing(t, manager, append(outside, coverRelay), 10*time.Second)
 
 	for i := range 20 {
 		conn, err := net.DialTimeout("tcp", covered, 5*time.Second)
@@ -281,21 +281,12 @@ func TestRelayLimitKeptAcrossReload(t *testing.T) {
 func cannedOK(t *testing.T) string {
 	t.Helper()
 	ln := testkit.Listen(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			_, _ = c.Read(make([]byte, 256))
-			_, _ = io.WriteString(c, "ok\n")
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	testkit.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Read(make([]byte, 256))
+		_, _ = io.WriteString(c, "ok\n")
+	})
 	return ln.Addr().String()
 }
 

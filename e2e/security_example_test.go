@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gunshu/caddy-gunshu/gunshu"
 	"github.com/gunshu/caddy-gunshu/internal/attacks"
 	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
@@ -35,20 +32,6 @@ func newExample(t *testing.T, edit func(string) string) *attacks.Example {
 	return e
 }
 
-// waitListed waits until manager lists every address of want.
-func waitListed(t *testing.T, manager string, want ...string) {
-	t.Helper()
-	var list []string
-	var err error
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
-		list, err = gunshu.FetchList(context.Background(), manager, 2*time.Second, gunshu.MessageLimits{})
-		if err == nil && containsAll(list, want) {
-			return
-		}
-	}
-	t.Fatalf("manager %s lists %v (%v), want %v", manager, list, err, want)
-}
-
 // waitThrough waits until a request through entrance gets want: an
 // entrance asked before the relays registered answers from its cached
 // empty list for a few seconds.
@@ -62,15 +45,6 @@ func waitThrough(t *testing.T, entrance, host, path, want string) {
 		}
 	}
 	t.Fatalf("through %s: %q (%v), want %q", entrance, body, err, want)
-}
-
-func containsAll(list, want []string) bool {
-	for _, w := range want {
-		if !slices.Contains(list, w) {
-			return false
-		}
-	}
-	return true
 }
 
 // port is a free port on 127.0.0.1, as a string.

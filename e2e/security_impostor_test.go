@@ -8,6 +8,7 @@ import (
 
 	"github.com/gunshu/caddy-gunshu/internal/attacks"
 	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // impostorSites adds to Caddyfile.example a second site on 127.0.0.2
@@ -80,7 +81,7 @@ func TestImpostorResponder(t *testing.T) {
 		return impostorSites(s, responderB, siteB, lax, blind, blindEntrance, "127.0.0.1:7100")
 	})
 	p := caddyproc.Start(t, caddyproc.Config{Name: "impostor", Caddyfile: e.Caddyfile})
-	waitListed(t, e.Addr("7000"), e.Addr("7001"), e.Addr("7002"), e.Addr("7003"))
+	testnet.WaitListing(t, e.Addr("7000"), []string{e.Addr("7001"), e.Addr("7002"), e.Addr("7003")}, 15*time.Second)
 
 	answer, err := attacks.Exchange(attacks.From("127.0.0.2"), e.Addr("7000"), "reg\n"+responderB+"\n")
 	if answer != "fail\n" {

@@ -3,9 +3,11 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gunshu/caddy-gunshu/internal/attacks"
 	"github.com/gunshu/caddy-gunshu/internal/caddyproc"
+	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
 // TestExampleLogsNameNoAddress runs Caddyfile.example as shipped (its log
@@ -26,7 +28,7 @@ func TestExampleLogsNameNoAddress(t *testing.T) {
 				return strings.Replace(s, "\tlog {\n", "\tlog {\n\t\tlevel DEBUG\n", 1)
 			})
 			p := caddyproc.Start(t, caddyproc.Config{Name: "logs", Caddyfile: e.Caddyfile})
-			waitListed(t, e.Addr("7000"), e.Addr("7001"), e.Addr("7002"), e.Addr("7003"))
+			testnet.WaitListing(t, e.Addr("7000"), []string{e.Addr("7001"), e.Addr("7002"), e.Addr("7003")}, 15*time.Second)
 			secrets := attacks.ProvokeLogs(e.Targets())
 			p.Stop() // flushes the log
 			log := logOf(p)

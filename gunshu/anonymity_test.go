@@ -46,10 +46,7 @@ func TestLogsNameNoPredecessor(t *testing.T) {
 	session(func(c *net.TCPConn) {
 		next := newFakeHop(t)
 		writeRaw(t, c, "est\n1\n"+next.addr+"\nforward\n")
-		down := next.accept(t)
-		expectRead(t, down, "est\n0\n")
-		writeRaw(t, down, "ok\n")
-		expectRead(t, c, "ok\n")
+		down := next.answerOK(t, c)
 		expectRead(t, down, "forward\n")
 		_ = c.SetLinger(0) // the client vanishes with a reset
 	})

@@ -39,8 +39,8 @@
 //	restore.go     Manager.Restore: a saved list listed again after a restart
 //	registry.go    Registry, ServiceRecord, MemoryRegistry, PatrolClaimer
 //	register.go    Registrar: a relay's registration loop
-//	relay.go       Relay: est, the next hop; limits, busy answers; Timeouts
-//	relay_stack.go dialing the next hop on a goroutine of its own
+//	relay.go       Relay: est (read as the Responder reads it), the next
+//	               hop dialed aside; limits, busy answers; Timeouts
 //	routecheck.go  checkList: the hop bound, and lists naming the relay
 //	hop.go         a relayed route cut through: est and bytes on at once
 //	responder.go   Responder and its stream

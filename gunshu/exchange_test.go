@@ -154,10 +154,7 @@ func TestExchangeEstAtRelay(t *testing.T) {
 
 	up := dialRaw(t, relay)
 	writeRaw(t, up, "est\n1\n"+next.addr+"\n")
-	down := next.accept(t)
-	expectRead(t, down, "est\n0\n")
-	writeRaw(t, down, "ok\n")
-	expectRead(t, up, "ok\n")
+	down := next.answerOK(t, up)
 
 	writeRaw(t, up, "forward\nhello")
 	expectRead(t, down, "forward\nhello")

@@ -106,10 +106,7 @@ func TestFaultNextHopDiesMidStream(t *testing.T) {
 
 	up := dialRaw(t, addrs[0])
 	writeRaw(t, up, estRequest(addrs, end.addr))
-	down := end.accept(t)
-	expectRead(t, down, "est\n0\n")
-	writeRaw(t, down, "ok\n")
-	expectRead(t, up, "ok\n")
+	down := end.answerOK(t, up)
 	writeRaw(t, up, "forward\nrequest")
 	expectRead(t, down, "forward\nrequest")
 	writeRaw(t, down, "partial response")
@@ -137,10 +134,7 @@ func TestFaultMiddleRelayAborts(t *testing.T) {
 	end := newFakeHop(t)
 	up := dialRaw(t, addrs[0])
 	writeRaw(t, up, estRequest(addrs, end.addr)+"forward\n")
-	down := end.accept(t)
-	expectRead(t, down, "est\n0\n")
-	writeRaw(t, down, "ok\n")
-	expectRead(t, up, "ok\n")
+	down := end.answerOK(t, up)
 	expectRead(t, down, "forward\n")
 
 	_ = relays[1].Close()

@@ -107,10 +107,11 @@ func TestMemoryRegistryGroupMove(t *testing.T) {
 }
 
 func TestManagerRequireSourceMatch(t *testing.T) {
-	relay := relayOn(t, "127.0.0.2:0")
-	_, port, _ := net.SplitHostPort(relay)
 	// The name also resolves to 127.0.0.3, where nothing may be tested.
-	decoy := newTrap(t, "tcp", "127.0.0.3:"+port)
+	lns := testkit.ListenSamePort(t, "127.0.0.2", "127.0.0.3")
+	relay := testnet.ServeRelayOn(t, &gunshu.Relay{}, lns[0])
+	decoy := testkit.CloseEach(t, lns[1])
+	port := portOf(relay)
 	dns := newFakeDNS(t, func(name string, _ bool, _ int) []netip.Addr {
 		return []netip.Addr{netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.2")}
 	})
@@ -132,7 +133,7 @@ func TestManagerRequireSourceMatch(t *testing.T) {
 	if got := regFrom(t, mgr, "127.0.0.2", "relay.test:"+port); got != "ok\n" {
 		t.Fatalf("reg of a name resolving to the source = %q, want ok", got)
 	}
-	if n := decoy.conns.Load(); n != 0 {
+	if n := decoy.Accepted.Load(); n != 0 {
 		t.Fatalf("verification tested the name's other address %d times", n)
 	}
 }

@@ -1,14 +1,11 @@
 package gunshu_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -115,27 +112,8 @@ func TestHelperRelayProcess(t *testing.T) {
 // TestRelayProcessKilledMidStream is the same with r2 a real process
 // killed with SIGKILL: the kernel, not the relay, closes its sockets.
 func TestRelayProcessKilledMidStream(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperRelayProcess$")
-	cmd.Env = append(os.Environ(), "GUNSHU_HELPER_RELAY=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(out).ReadString('\n')
-		line <- strings.TrimSpace(s)
-	}()
-	var middle string
-	select {
-	case middle = <-line:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the relay process did not start")
-	}
+	relay := testkit.StartChild(t, "^TestHelperRelayProcess$", "GUNSHU_HELPER_RELAY=1")
+	middle := relay.First
 	r1 := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst}
 	r3 := &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Rand: pickFirst}
 	a1, a3 := testnet.ServeRelay(t, r1), testnet.ServeRelay(t, r3)
@@ -143,7 +121,7 @@ func TestRelayProcessKilledMidStream(t *testing.T) {
 	broken := streamRoute(t, []string{a1, middle, a3}, resp.addr)
 	testkit.Eventually(t, 2*time.Second, "the route through the process", func() bool { return r1.Active() == 1 && r3.Active() == 1 })
 	killed := time.Now()
-	if err := cmd.Process.Kill(); err != nil {
+	if err := relay.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	within(t, "the client's connection", broken, killed, time.Second)

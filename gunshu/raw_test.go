@@ -136,6 +136,18 @@ func (h *fakeHop) accept(t testing.TB) *net.TCPConn {
 	return c
 }
 
+// answerOK plays the route's next hop after the client up sent est: it
+// accepts the relay's connection, reads est with the list used up,
+// answers ok and waits for ok to reach up. It returns its connection.
+func (h *fakeHop) answerOK(t testing.TB, up net.Conn) *net.TCPConn {
+	t.Helper()
+	down := h.accept(t)
+	expectRead(t, down, "est\n0\n")
+	writeRaw(t, down, "ok\n")
+	expectRead(t, up, "ok\n")
+	return down
+}
+
 // constSource always yields v. With v = 1<<32, IntN(n) is 0 for every n
 // a route can have (TestConstSourcePicks checks this), so a relay given
 // it always extends the route to the first entry of its list: tests and

@@ -94,23 +94,10 @@ func (r *Responder) handshake(conn net.Conn, buffered []byte, s *Session, start 
 
 func (r *Responder) readRoute(conn net.Conn, lr *lineReader, s *Session, start time.Time) ([]byte, error) {
 	_ = conn.SetReadDeadline(start.Add(r.Timeouts.command()))
-	cmd, err := lr.readLine()
-	if err != nil {
-		return nil, failOrClose(conn, fmt.Errorf("reading command: %w", err))
-	}
-	switch cmd {
-	case CmdTest:
-		s.Command = CmdTest
-		return nil, replyAndClose(conn, okLine, ErrTestAnswered)
-	case CmdEst:
-		s.Command = CmdEst
-	default:
-		return nil, replyAndClose(conn, failLine, fmt.Errorf("%w %.40q", ErrUnknown, cmd))
-	}
 	// The list is read in full, as the protocol asks, and then dropped.
-	list, err := lr.readList(r.MessageLimits.maxList())
+	list, err := readEst(conn, lr, s, r.MessageLimits.maxList(), nil)
 	if err != nil {
-		return nil, replyAndClose(conn, failLine, fmt.Errorf("reading est: %w", err))
+		return nil, err
 	}
 	r.log.Debug("est received", zap.Int("list_entries", len(list)), zap.Duration("after", time.Since(start)))
 	if _, err := conn.Write(okLine); err != nil {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,39 +13,6 @@ import (
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
-
-// countingListener counts the connections it accepted.
-type countingListener struct {
-	net.Listener
-	accepted atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.accepted.Add(1)
-	}
-	return c, err
-}
-
-// closingCounter accepts and closes every connection on ln, counting
-// them, until the test ends.
-func closingCounter(t *testing.T, ln net.Listener) *countingListener {
-	l := &countingListener{Listener: ln}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { l.Close(); <-done })
-	return l
-}
 
 // TestRelayRefusesItsOtherSpellings: a list that names the relay under any
 // spelling that reaches it is refused before anything is dialed, so no
@@ -62,7 +28,7 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 		}
 		return nil
 	})
-	ln := &countingListener{Listener: testkit.Listen(t)}
+	ln := &testkit.CountingListener{Listener: testkit.Listen(t)}
 	addr := ln.Addr().String()
 	port := addr[strings.LastIndex(addr, ":")+1:]
 	// No Self: the relay learns its port and address from the connections
@@ -87,12 +53,12 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 		if err := r.CheckList([]string{s}, fakeConn{local: ln.Addr()}); !errors.Is(err, gunshu.ErrSelf) {
 			t.Errorf("checkList(%s) = %v, want gunshu.ErrSelf", s, err)
 		}
-		before := ln.accepted.Load()
+		before := ln.Accepted.Load()
 		got := exchange(t, addr, fmt.Sprintf("est\n1\n%s\n", s))
 		if got != "fail\n" {
 			t.Errorf("est naming the relay as %s: answered %q, want fail", s, got)
 		}
-		if n := ln.accepted.Load() - before; n != 1 {
+		if n := ln.Accepted.Load() - before; n != 1 {
 			t.Errorf("est naming the relay as %s: the relay accepted %d connections, want 1 (no dial to itself)", s, n)
 		}
 	}
@@ -100,13 +66,13 @@ func TestRelayRefusesItsOtherSpellings(t *testing.T) {
 	// anything, whichever entry it would have picked (24 tries: without
 	// the check, the other hop is picked at least once but with
 	// probability 2^-24).
-	other := closingCounter(t, testkit.Listen(t))
+	other := testkit.CloseEach(t, testkit.Listen(t))
 	for range 24 {
 		if got := exchange(t, addr, fmt.Sprintf("est\n2\n%s\nme.example:%s\n", other.Addr(), port)); got != "fail\n" {
 			t.Fatalf("a list naming the relay beside another hop: %q, want fail", got)
 		}
 	}
-	if n := other.accepted.Load(); n != 0 {
+	if n := other.Accepted.Load(); n != 0 {
 		t.Errorf("the relay dialed the other hop %d times, want 0", n)
 	}
 	// Not spellings of it: another port, another address, a name
@@ -153,7 +119,7 @@ func TestRelayRefusesItselfAtDial(t *testing.T) {
 		}
 		return nil
 	})
-	ln := &countingListener{Listener: testkit.Listen(t)}
+	ln := &testkit.CountingListener{Listener: testkit.Listen(t)}
 	addr := ln.Addr().String()
 	port := addr[strings.LastIndex(addr, ":")+1:]
 	r := &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.0/8"}, Resolver: dns.resolver()}, Timeouts: gunshu.Timeouts{Dial: time.Second}}
@@ -161,7 +127,7 @@ func TestRelayRefusesItselfAtDial(t *testing.T) {
 	if got := exchange(t, addr, "est\n1\nflip.example:"+port+"\n"); got != "fail\n" {
 		t.Fatalf("answered %q, want fail", got)
 	}
-	if n := ln.accepted.Load(); n != 1 {
+	if n := ln.Accepted.Load(); n != 1 {
 		t.Fatalf("the relay accepted %d connections, want 1", n)
 	}
 }
@@ -181,30 +147,19 @@ func (c fakeConn) RemoteAddr() net.Addr { return c.remote }
 // its own source address on the connection it accepts, and refuses; it
 // then counts every loopback address on its port as its own.
 func TestRelayRefusesADialToItself(t *testing.T) {
-	var ln1, ln2 *countingListener
-	for try := 0; ln2 == nil; try++ {
-		a := testkit.ListenOn(t, "127.0.0.1:0")
-		b, err := net.Listen("tcp", "127.0.0.2:"+portOf(a.Addr().String()))
-		if err != nil {
-			a.Close()
-			if try == 20 {
-				t.Fatalf("no port free on both 127.0.0.1 and 127.0.0.2: %v", err)
-			}
-			continue
-		}
-		ln1, ln2 = &countingListener{Listener: a}, &countingListener{Listener: b}
-	}
+	lns := testkit.ListenSamePort(t, "127.0.0.1", "127.0.0.2")
+	ln1, ln2 := &testkit.CountingListener{Listener: lns[0]}, &testkit.CountingListener{Listener: lns[1]}
 	port := portOf(ln1.Addr().String())
 	// The relay always picks the first entry, so it dials itself first.
 	r := &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.0/8"}}, Rand: zeroSource{}}
 	testnet.ServeRelayOn(t, r, ln1)
 	testnet.ServeRelayOn(t, r, ln2)
-	next := closingCounter(t, testkit.ListenOn(t, "127.0.0.9:0"))
+	next := testkit.CloseEach(t, testkit.ListenOn(t, "127.0.0.9:0"))
 	list := fmt.Sprintf("est\n2\n127.0.0.2:%s\n%s\n", port, next.Addr())
 	if got := exchange(t, ln1.Addr().String(), list); got != "fail\n" {
 		t.Fatalf("a list naming the relay at its second address: %q, want fail", got)
 	}
-	if a, b, n := ln1.accepted.Load(), ln2.accepted.Load(), next.accepted.Load(); a != 1 || b != 1 || n != 0 {
+	if a, b, n := ln1.Accepted.Load(), ln2.Accepted.Load(), next.Accepted.Load(); a != 1 || b != 1 || n != 0 {
 		t.Fatalf("accepted %d, %d and %d connections, want 1, 1 (the dial to itself, refused) and 0", a, b, n)
 	}
 	// Reached at two loopback addresses, it owns them all on its port.

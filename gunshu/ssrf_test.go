@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,38 +15,6 @@ import (
 	"github.com/gunshu/caddy-gunshu/internal/testkit"
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
-
-// trap is a listener that must never be reached: it counts connections
-// and closes them.
-type trap struct {
-	ln    net.Listener
-	port  string
-	conns atomic.Int64
-}
-
-func newTrap(t testing.TB, network, addr string) *trap {
-	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &trap{ln: ln}
-	_, tr.port, _ = net.SplitHostPort(ln.Addr().String())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tr.conns.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return tr
-}
 
 // ssrfSpellings are ways to name 127.0.0.1 (or ::1) at port; all must be
 // refused by a default policy, as malformed or as denied.
@@ -189,11 +156,12 @@ func TestPolicyAllowAndDenyRules(t *testing.T) {
 // service never sees a connection.
 func TestRelayRefusesSSRF(t *testing.T) {
 	dns := ssrfResolver(t)
-	target := newTrap(t, "tcp", "127.0.0.1:0")
-	target6 := newTrap(t, "tcp", "[::1]:"+target.port)
+	lns := testkit.ListenSamePort(t, "127.0.0.1", "::1")
+	target, target6 := testkit.CloseEach(t, lns[0]), testkit.CloseEach(t, lns[1])
+	port := portOf(target.Addr().String())
 	r := &gunshu.Relay{Policy: gunshu.Policy{Resolver: dns.resolver()}, Timeouts: gunshu.Timeouts{Dial: time.Second, Route: 2 * time.Second}}
 	relayAddr := testnet.ServeRelay(t, r)
-	addrs := append(ssrfSpellings(target.port), "169.254.169.254:80", "10.0.0.1:80", "192.168.0.1:80")
+	addrs := append(ssrfSpellings(port), "169.254.169.254:80", "10.0.0.1:80", "192.168.0.1:80")
 	for _, addr := range addrs {
 		t.Run(addr, func(t *testing.T) {
 			start := time.Now()
@@ -207,7 +175,7 @@ func TestRelayRefusesSSRF(t *testing.T) {
 			}
 		})
 	}
-	if n := target.conns.Load() + target6.conns.Load(); n != 0 {
+	if n := target.Accepted.Load() + target6.Accepted.Load(); n != 0 {
 		t.Fatalf("the internal service got %d connections", n)
 	}
 	// The relay still works: a test exchange gets ok.
@@ -220,9 +188,9 @@ func TestRelayRefusesSSRF(t *testing.T) {
 // allowed address and then to a denied one: the relay must connect to
 // the address it checked, once resolved, and never to the later answer.
 func TestRelayDialsTheCheckedAddress(t *testing.T) {
-	allowed := testkit.ListenOn(t, "127.0.0.2:0")
-	_, port, _ := net.SplitHostPort(allowed.Addr().String())
-	trapped := newTrap(t, "tcp", "127.0.0.1:"+port)
+	lns := testkit.ListenSamePort(t, "127.0.0.2", "127.0.0.1")
+	allowed, trapped := lns[0], testkit.CloseEach(t, lns[1])
+	port := portOf(allowed.Addr().String())
 	dns := newFakeDNS(t, func(name string, ipv6 bool, seen int) []netip.Addr {
 		if seen == 0 {
 			return []netip.Addr{netip.MustParseAddr("127.0.0.2")}
@@ -260,7 +228,7 @@ func TestRelayDialsTheCheckedAddress(t *testing.T) {
 		t.Fatalf("echo: %q, %v", buf, err)
 	}
 	conn.Close()
-	if n := trapped.conns.Load(); n != 0 {
+	if n := trapped.Accepted.Load(); n != 0 {
 		t.Fatalf("the rebinding answer was dialed %d times", n)
 	}
 	if n := dns.count("rebind.test"); n > 2 {
@@ -274,17 +242,18 @@ func TestRelayDialsTheCheckedAddress(t *testing.T) {
 // the registry by other means.
 func TestManagerNeverTestsDeniedAddresses(t *testing.T) {
 	dns := ssrfResolver(t)
-	target := newTrap(t, "tcp", "127.0.0.1:0")
+	target := testkit.CloseEach(t, testkit.Listen(t))
+	port := portOf(target.Addr().String())
 	m := &gunshu.Manager{Policy: gunshu.Policy{Resolver: dns.resolver()}, TestTimeout: time.Second}
 	mgrAddr := testnet.ServeManager(t, m)
-	for _, addr := range ssrfSpellings(target.port) {
+	for _, addr := range ssrfSpellings(port) {
 		if reply := exchange(t, mgrAddr, "reg\n"+addr+"\n"); reply != "fail\n" {
 			t.Errorf("reg %s: %q, want fail", addr, reply)
 		}
 	}
 	// Planted directly, as a shared registry written by another manager
 	// with a laxer policy might hold it.
-	planted := "127.0.0.1:" + target.port
+	planted := "127.0.0.1:" + port
 	if err := m.Registry.Register(context.Background(), planted, "127.0.0.1/32", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +261,7 @@ func TestManagerNeverTestsDeniedAddresses(t *testing.T) {
 	if addrs, _ := m.Registry.Addrs(context.Background()); len(addrs) != 0 {
 		t.Errorf("patrol kept %v", addrs)
 	}
-	if n := target.conns.Load(); n != 0 {
+	if n := target.Accepted.Load(); n != 0 {
 		t.Fatalf("the denied address was tested %d times", n)
 	}
 }
@@ -301,9 +270,9 @@ func TestManagerNeverTestsDeniedAddresses(t *testing.T) {
 // to an allowed address and then to a denied one is verified at the
 // checked address, which is also what its per-IP group is.
 func TestManagerVerifiesTheCheckedAddress(t *testing.T) {
-	relayLn := testkit.ListenOn(t, "127.0.0.2:0")
-	_, port, _ := net.SplitHostPort(relayLn.Addr().String())
-	trapped := newTrap(t, "tcp", "127.0.0.1:"+port)
+	lns := testkit.ListenSamePort(t, "127.0.0.2", "127.0.0.1")
+	relayLn, trapped := lns[0], testkit.CloseEach(t, lns[1])
+	port := portOf(relayLn.Addr().String())
 	go func() { _ = (&gunshu.Relay{}).Serve(relayLn) }()
 	t.Cleanup(func() { relayLn.Close() })
 	dns := newFakeDNS(t, func(name string, ipv6 bool, seen int) []netip.Addr {
@@ -320,7 +289,7 @@ func TestManagerVerifiesTheCheckedAddress(t *testing.T) {
 	if len(services) != 1 || services[0].Group != "127.0.0.2/32" {
 		t.Fatalf("services %+v", services)
 	}
-	if n := trapped.conns.Load(); n != 0 {
+	if n := trapped.Accepted.Load(); n != 0 {
 		t.Fatalf("verification dialed the rebinding answer %d times", n)
 	}
 }

@@ -9,13 +9,9 @@ package testkit
 import (
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
-	"os"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -42,78 +38,6 @@ func ListenOn(t testing.TB, addr string) net.Listener {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln
-}
-
-// FreePort returns a port of 127.0.0.1 that was free a moment ago, for a
-// server the test configures but does not start itself (Caddy's, another
-// process's).
-func FreePort(t testing.TB) string {
-	t.Helper()
-	return FreePortWith(t)
-}
-
-// FreePortWith is FreePort for a server that also listens offset ports
-// above its own (a Redis Cluster node's bus, 10000 above): those were
-// free too. The port is drawn below the kernel's ephemeral range, from
-// which outgoing connections take their local ports: on a busy machine
-// an ephemeral port is soon some connection's, before the server that is
-// to listen on it has started.
-func FreePortWith(t testing.TB, offsets ...int) string {
-	t.Helper()
-	top := ephemeralLow() - 1
-	for _, o := range offsets {
-		top = min(top, 65535-o)
-	}
-	for range 1000 {
-		port := firstFreePort + rand.IntN(top-firstFreePort+1)
-		if portFree(port) && !slices.ContainsFunc(offsets, func(o int) bool { return !portFree(port + o) }) {
-			return strconv.Itoa(port)
-		}
-	}
-	t.Fatalf("no free port between %d and %d", firstFreePort, top)
-	return ""
-}
-
-// firstFreePort is the lowest port FreePort returns: above the ports
-// well-known services use.
-const firstFreePort = 10000
-
-func portFree(port int) bool {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
-// default when it cannot be read).
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if low, err := strconv.Atoi(f[0]); err == nil && low > firstFreePort+1000 {
-				return low
-			}
-		}
-	}
-	return 32768
-}
-
-// FreeAddr is 127.0.0.1 with a FreePort.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	return "127.0.0.1:" + FreePort(t)
-}
-
-// ClosedAddr is an address of 127.0.0.1 where nothing listens: a dial to
-// it is refused.
-func ClosedAddr(t testing.TB) string {
-	t.Helper()
-	ln := Listen(t)
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // TCPPair returns both ends of a loopback TCP connection, closed when the
@@ -240,4 +164,28 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// CountingListener counts the connections it accepts.
+type CountingListener struct {
+	net.Listener
+	Accepted atomic.Int64
+}
+
+// Accept accepts a connection and counts it.
+func (l *CountingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.Accepted.Add(1)
+	}
+	return c, err
+}
+
+// CloseEach accepts connections on ln and closes each at once, counting
+// them, until the test ends: a place a test must never reach, or a peer
+// that hangs up.
+func CloseEach(t testing.TB, ln net.Listener) *CountingListener {
+	l := &CountingListener{Listener: ln}
+	Serve(t, l, func(c net.Conn) { c.Close() })
+	return l
 }

@@ -72,11 +72,7 @@ func ServeManager(t testing.TB, m *gunshu.Manager) string {
 // every stream.
 func EchoResponder(t testing.TB) string {
 	t.Helper()
-	ln := testkit.Listen(t)
-	rl := (&gunshu.Responder{}).Listen(ln, 0)
-	t.Cleanup(rl.Wait)
-	testkit.Serve(t, rl, testkit.Echo)
-	return ln.Addr().String()
+	return AppResponder(t, testkit.Echo)
 }
 
 // AppResponder starts a responder whose application is app, run for
@@ -85,8 +81,14 @@ func EchoResponder(t testing.TB) string {
 // every stream.
 func AppResponder(t testing.TB, app func(net.Conn)) string {
 	t.Helper()
+	return ServeResponder(t, &gunshu.Responder{}, app)
+}
+
+// ServeResponder is AppResponder with r.
+func ServeResponder(t testing.TB, r *gunshu.Responder, app func(net.Conn)) string {
+	t.Helper()
 	ln := testkit.Listen(t)
-	rl := (&gunshu.Responder{}).Listen(ln, 0)
+	rl := r.Listen(ln, 0)
 	t.Cleanup(rl.Wait)
 	testkit.Serve(t, rl, func(c net.Conn) {
 		defer c.Close()
@@ -185,13 +187,28 @@ func (n *Network) Dialer(seed uint64) *gunshu.Dialer {
 func WaitListed(t testing.TB, addr string, want []string, timeout time.Duration) {
 	t.Helper()
 	want = slices.Sorted(slices.Values(want))
+	waitList(t, addr, timeout, want, func(got []string) bool { return slices.Equal(got, want) })
+}
+
+// WaitListing waits until the manager at addr lists every one of want,
+// and maybe others, within timeout.
+func WaitListing(t testing.TB, addr string, want []string, timeout time.Duration) {
+	t.Helper()
+	waitList(t, addr, timeout, want, func(got []string) bool {
+		return !slices.ContainsFunc(want, func(w string) bool { return !slices.Contains(got, w) })
+	})
+}
+
+// waitList fetches the manager's list until done holds for it (sorted).
+func waitList(t testing.TB, addr string, timeout time.Duration, want []string, done func([]string) bool) {
+	t.Helper()
 	var got []string
 	var err error
 	deadline := time.Now().Add(timeout)
 	for {
 		got, err = gunshu.FetchList(context.Background(), addr, time.Second, gunshu.MessageLimits{})
 		slices.Sort(got)
-		if err == nil && slices.Equal(got, want) {
+		if err == nil && done(got) {
 			return
 		}
 		if time.Now().After(deadline) {
