@@ -98,9 +98,18 @@ type exposureView struct {
 }
 
 func newNetworkView(services []serviceView) networkView {
-	n := networkView{Services: len(services)}
-	for _, s := range services {
-		switch s.Health {
+	health := make([]string, len(services))
+	for i, s := range services {
+		health[i] = s.Health
+	}
+	return networkOf(health)
+}
+
+// networkOf is the network of services of these health words, one each.
+func networkOf(health []string) networkView {
+	n := networkView{Services: len(health)}
+	for _, h := range health {
+		switch h {
 		case healthHealthy:
 			n.Healthy++
 		case healthFailing:
@@ -109,7 +118,7 @@ func newNetworkView(services []serviceView) networkView {
 			n.Untested++
 		}
 	}
-	n.Exposure = newExposureView(max(len(services)-1, 0))
+	n.Exposure = newExposureView(max(len(health)-1, 0))
 	return n
 }
 
