@@ -87,11 +87,7 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *AdminAPI) listServices(ctx context.Context, w http.ResponseWriter, name string) error {
-	m, err := runningManager(name)
-	if err != nil {
-		return err
-	}
-	services, err := serviceViews(ctx, m)
+	services, err := servicesOf(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -121,15 +117,20 @@ func (a *AdminAPI) listManagers(ctx context.Context, w http.ResponseWriter) erro
 }
 
 func (a *AdminAPI) showManager(ctx context.Context, w http.ResponseWriter, name string) error {
-	m, err := runningManager(name)
-	if err != nil {
-		return err
-	}
-	services, err := serviceViews(ctx, m)
+	services, err := servicesOf(ctx, name)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, managerView{Name: name, Network: newNetworkView(services), Services: services})
+}
+
+// servicesOf reads the services of the running manager of that name.
+func servicesOf(ctx context.Context, name string) ([]serviceView, error) {
+	m, err := runningManager(name)
+	if err != nil {
+		return nil, err
+	}
+	return serviceViews(ctx, m)
 }
 
 func (a *AdminAPI) evict(ctx context.Context, w http.ResponseWriter, name, addr string) error {
