@@ -129,7 +129,7 @@ func setupGunshuCommand(cmd *cobra.Command) {
 				return fmt.Errorf("guards must not be negative, got %d", guards)
 			}
 			if guards > 0 {
-				d.Guards = &gunshu.Guards{Count: guards, Store: cliGuardStore(manager)}
+				d.Guards = &gunshu.Guards{Count: guards, Store: gunshu.StorageGuardStore(caddy.DefaultStorage, cliGuardKey(manager))}
 			}
 			return dialResponder(c.Context(), c.InOrStdin(), c.OutOrStdout(), d, args[0])
 		},
@@ -149,12 +149,10 @@ func setupGunshuCommand(cmd *cobra.Command) {
 	}
 }
 
-// cliGuardStore keeps the command's guards for manager in Caddy's default
-// storage (its data directory), under the key an entrance without cover
+// cliGuardKey is the key of the command's guards for manager in Caddy's
+// default storage (its data directory): the key an entrance without cover
 // would use, the same for every run.
-func cliGuardStore(manager string) gunshu.GuardStore {
-	return gunshu.StorageGuardStore(caddy.DefaultStorage, gunshu.GuardKey(manager, ""))
-}
+func cliGuardKey(manager string) string { return gunshu.GuardKey(manager, "") }
 
 // dialResponder builds a route to responder and copies in to it and its
 // answers to out, until the responder closes.
@@ -162,7 +160,7 @@ func dialResponder(ctx context.Context, in io.Reader, out io.Writer, d *gunshu.D
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	conn, err := d.DialContext(ctx, responder)
+	conn, err := openRoute(ctx, d, responder)
 	if err != nil {
 		return err
 	}
@@ -179,6 +177,23 @@ func dialResponder(ctx context.Context, in io.Reader, out io.Writer, d *gunshu.D
 		return fmt.Errorf("reading from the route: %w", err)
 	}
 	return nil
+}
+
+// openRoute dials responder through d. With guards it holds their storage
+// lock meanwhile, so runs at the same time load, choose and save one guard
+// set between them rather than each its own.
+func openRoute(ctx context.Context, d *gunshu.Dialer, responder string) (net.Conn, error) {
+	if d.Guards == nil {
+		return d.DialContext(ctx, responder)
+	}
+	key := cliGuardKey(d.Manager)
+	lockCtx, cancel := context.WithTimeout(ctx, orCommandTimeout(d.Timeouts.Route))
+	defer cancel()
+	if err := caddy.DefaultStorage.Lock(lockCtx, key); err != nil {
+		return nil, fmt.Errorf("locking the guards in Caddy's storage: %w", err)
+	}
+	defer func() { _ = caddy.DefaultStorage.Unlock(context.WithoutCancel(ctx), key) }()
+	return d.DialContext(ctx, responder)
 }
 
 // listTestConcurrency bounds the relays "caddy gunshu list" tests at once.
@@ -376,7 +391,10 @@ func adminGet(ctx context.Context, endpoint, path string, timeout time.Duration,
 }
 
 func adminGetNow(endpoint, path string) ([]byte, error) {
-	resp, err := caddycmd.AdminAPIRequest(endpoint, http.MethodGet, path, nil, nil)
+	// One request per client: the helper's client would keep the
+	// connection idle, unclosed, for a request that never comes.
+	noReuse := http.Header{"Connection": {"close"}}
+	resp, err := caddycmd.AdminAPIRequest(endpoint, http.MethodGet, path, noReuse, nil)
 	if err != nil {
 		return nil, fmt.Errorf("reading the admin API at %s: %w", endpoint, err)
 	}

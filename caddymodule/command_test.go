@@ -335,7 +335,7 @@ func TestCommandDial(t *testing.T) {
 	})
 	// The guards are kept in Caddy's default storage (TestMain points it
 	// at a fresh directory), under the key of an entrance without cover.
-	key := gunshu.GuardKey(n.ManagerAddr, "")
+	key := cliGuardKey(n.ManagerAddr)
 	ctx := context.Background()
 	_ = caddy.DefaultStorage.Delete(ctx, key)
 	input := strings.Repeat("hello through the crowd\n", 1000)
@@ -360,6 +360,22 @@ func TestCommandDial(t *testing.T) {
 	}
 	if !slices.ContainsFunc(n.RelayAddrs(), func(r string) bool { return bytes.Contains(guard, []byte(r)) }) {
 		t.Fatalf("stored guards %s name none of the relays %v", guard, n.RelayAddrs())
+	}
+
+	// A run opens its route under the guards' storage lock: while another
+	// holds it, it waits, within --timeout.
+	if err := caddy.DefaultStorage.Lock(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runGunshuCommand(t, "x", "dial", "--timeout", "1s", "--manager", n.ManagerAddr, ln.Addr().String())
+	if unlockErr := caddy.DefaultStorage.Unlock(ctx, key); unlockErr != nil {
+		t.Fatal(unlockErr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "locking the guards in Caddy's storage") {
+		t.Fatalf("dial while the guards are locked: %v", err)
+	}
+	if _, err := runGunshuCommand(t, "x", "dial", "--manager", n.ManagerAddr, ln.Addr().String()); err != nil {
+		t.Fatalf("dial once the guards are unlocked: %v", err)
 	}
 
 	// --guards 0 keeps nothing.
