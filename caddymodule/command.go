@@ -26,7 +26,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "gunshu",
-		Usage: "list --manager <address> | list --admin [--address <interface>] [--name <manager>] | dial --manager <address> <responder>",
+		Usage: "list --manager <address> | list --admin [--address <interface> | --config <path>] [--name <manager>] | dial --manager <address> <responder>",
 		Short: "Lists Gunshu relays or opens a route to a responder",
 		Long: `
 Tools for the Gunshu relay network.
