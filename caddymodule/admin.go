@@ -23,6 +23,8 @@ var errNotRunning = errors.New("manager not running")
 
 // AdminAPI serves the gunshu endpoints of Caddy's admin API:
 //
+//	GET    /gunshu/managers                         every manager's name and network
+//	GET    /gunshu/managers/{name}                  a manager's network and services
 //	GET    /gunshu/managers/{name}/services         the services of a manager
 //	DELETE /gunshu/managers/{name}/services/{addr}  evict one service
 //	GET    /gunshu/relays                           every relay handler
@@ -60,6 +62,16 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return writeJSON(w, http.StatusOK, relayViews())
+	case len(parts) == 1 && parts[0] == "managers":
+		if err := allowMethod(r, http.MethodGet); err != nil {
+			return err
+		}
+		return a.listManagers(r.Context(), w)
+	case len(parts) == 2 && parts[0] == "managers":
+		if err := allowMethod(r, http.MethodGet); err != nil {
+			return err
+		}
+		return a.showManager(r.Context(), w, parts[1])
 	case len(parts) == 3 && parts[0] == "managers" && parts[2] == "services":
 		if err := allowMethod(r, http.MethodGet); err != nil {
 			return err
@@ -75,15 +87,50 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *AdminAPI) listServices(ctx context.Context, w http.ResponseWriter, name string) error {
-	m, err := runningManager(name)
-	if err != nil {
-		return err
-	}
-	services, err := serviceViews(ctx, m)
+	services, err := servicesOf(ctx, name)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, services)
+}
+
+// managerSummary is one manager in GET /gunshu/managers.
+type managerSummary struct {
+	Name    string      `json:"name"`
+	Network networkView `json:"network"`
+}
+
+func (a *AdminAPI) listManagers(ctx context.Context, w http.ResponseWriter) error {
+	out := []managerSummary{}
+	for _, lm := range liveManagerList() {
+		m := lm.manager()
+		if m == nil {
+			continue // its config ended since the list was taken
+		}
+		services, err := serviceViews(ctx, m)
+		if err != nil {
+			return err
+		}
+		out = append(out, managerSummary{Name: lm.name, Network: newNetworkView(services)})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (a *AdminAPI) showManager(ctx context.Context, w http.ResponseWriter, name string) error {
+	services, err := servicesOf(ctx, name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, managerView{Name: name, Network: newNetworkView(services), Services: services})
+}
+
+// servicesOf reads the services of the running manager of that name.
+func servicesOf(ctx context.Context, name string) ([]serviceView, error) {
+	m, err := runningManager(name)
+	if err != nil {
+		return nil, err
+	}
+	return serviceViews(ctx, m)
 }
 
 func (a *AdminAPI) evict(ctx context.Context, w http.ResponseWriter, name, addr string) error {

@@ -40,9 +40,30 @@ func TestAdminAPIListsEvictsAndRefuses(t *testing.T) {
 			return !slices.ContainsFunc(services, func(s serviceView) bool { return s.LastTest == nil })
 		})
 		for _, s := range services {
-			if s.Health != "healthy" || s.LastTest == nil || s.LastTestLatencyMS == nil || *s.LastTestLatencyMS <= 0 || s.ConsecutiveFailures != 0 {
+			if s.Health != healthHealthy || s.LastTest == nil || s.LastTestLatencyMS == nil || *s.LastTestLatencyMS <= 0 || s.ConsecutiveFailures != 0 {
 				t.Errorf("after patrol, %s is %+v; want healthy with a latency", s.Address, s)
 			}
+		}
+	})
+
+	t.Run("manager", func(t *testing.T) {
+		var m managerView
+		if status, body := n.adminJSON(http.MethodGet, "/gunshu/managers/main", &m); status != http.StatusOK {
+			t.Fatalf("status %d: %s", status, body)
+		}
+		// Patrol found every relay healthy above; three services leave an
+		// initiator among them two to choose from: too few to hide it.
+		net, e := m.Network, m.Network.Exposure
+		if m.Name != "main" || len(m.Services) != len(n.relays) || net.Services != len(n.relays) || net.Healthy != len(n.relays) ||
+			net.Failing != 0 || net.Untested != 0 || e.UsableRelays != len(n.relays)-1 || e.MeetsTargets || e.Warning == "" {
+			t.Fatalf("GET /gunshu/managers/main: %+v", m)
+		}
+		var all []managerSummary
+		if status, body := n.adminJSON(http.MethodGet, "/gunshu/managers", &all); status != http.StatusOK {
+			t.Fatalf("status %d: %s", status, body)
+		}
+		if len(all) != 1 || all[0].Name != "main" || all[0].Network != net {
+			t.Fatalf("GET /gunshu/managers: %+v, want main with %+v", all, net)
 		}
 	})
 
@@ -68,6 +89,9 @@ func TestAdminAPIListsEvictsAndRefuses(t *testing.T) {
 		assertAPIError(t, n, http.MethodDelete, "/gunshu/managers/main/services/127.0.0.1:99999", http.StatusBadRequest, "bad service address")
 		assertAPIError(t, n, http.MethodPost, "/gunshu/managers/main/services", http.StatusMethodNotAllowed, "use GET")
 		assertAPIError(t, n, http.MethodGet, "/gunshu/nothing", http.StatusNotFound, "no such gunshu endpoint")
+		assertAPIError(t, n, http.MethodGet, "/gunshu/managers/nosuch", http.StatusNotFound, `no gunshu manager named "nosuch"`)
+		assertAPIError(t, n, http.MethodDelete, "/gunshu/managers/main", http.StatusMethodNotAllowed, "use GET")
+		assertAPIError(t, n, http.MethodPost, "/gunshu/managers", http.StatusMethodNotAllowed, "use GET")
 	})
 
 	t.Run("relays", func(t *testing.T) {

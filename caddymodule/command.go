@@ -9,7 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,31 +26,38 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "gunshu",
-		Usage: "list|dial --manager <address> [<responder>] | list --admin <address> [--name <manager>]",
+		Usage: "list --manager <address> | list --admin [--address <interface> | --config <path>] [--name <manager>] | dial --manager <address> <responder>",
 		Short: "Lists Gunshu relays or opens a route to a responder",
 		Long: `
 Tools for the Gunshu relay network.
 
 'caddy gunshu list --manager <address>' asks the manager for its list over
 the Gunshu wire, then tests each listed relay itself (16 at a time, each
-within --timeout) and prints its address, health (ok or failing) and the
-test's latency, as a table or, with --json, as JSON. --no-test prints the
-addresses only.
+within --timeout) and prints its address, health (healthy or failing) and
+the test's latency, as a table or, with --json, as JSON. --no-test prints
+the addresses only.
 
-'caddy gunshu list --admin <address> [--name <manager>]' reads the services
-of the manager named <manager> (default "default") from the admin API of
-the Caddy running it (e.g. localhost:2019) and prints its own view: health
-(healthy, failing or untested by its patrol), last test latency,
-consecutive failures and the time since the last registration. With --json
-it prints the admin API's JSON array.
+'caddy gunshu list --admin [--name <manager>]' reads the manager named
+<manager> (default "default") from the admin API of the Caddy running it
+and prints its own view: health (healthy, failing or untested by its
+patrol), last test latency, consecutive failures and the time since the
+last registration. The admin endpoint is found as 'caddy stop' finds it:
+--address, else the admin address of the config given with --config (and
+--adapter), else localhost:2019. With --json it prints the admin API's
+answer for the manager.
+
+Both print the network's size and what routes among its relays hide from
+a corrupt relay (PRIVACY.md): the figures an entrance with cover checks,
+and its warning when the network is too small to meet the targets.
 
 'caddy gunshu dial --manager <address> <responder>' builds a route through
 randomly chosen relays to the responder and connects it to standard input
 and output, like nc: what you type goes to the responder, what it sends
 comes out. When standard input ends the route is half-closed, and the
 command ends when the responder closes its side. Its first hops are kept
-as guards (--guards, default 1; 0 turns them off) in a file under Caddy's
-data directory, as an entrance keeps them in Caddy's storage.`,
+as guards (--guards, default 1; 0 turns them off) in Caddy's default
+storage (its data directory), as an entrance keeps them in Caddy's
+storage.`,
 		CobraFunc: setupGunshuCommand,
 	})
 }
@@ -58,30 +65,45 @@ data directory, as an entrance keeps them in Caddy's storage.`,
 // setupGunshuCommand adds the list and dial subcommands to cmd.
 func setupGunshuCommand(cmd *cobra.Command) {
 	list := &cobra.Command{
-		Use:   "list (--manager <address> [--no-test] | --admin <address> [--name <manager>]) [--json]",
+		Use:   "list (--manager <address> [--no-test] | --admin [--address <interface>] [--config <path> [--adapter <name>]] [--name <manager>]) [--json]",
 		Short: "Prints the relays a manager lists, with their health and latency",
-		Args:  cobra.NoArgs,
+		Args: func(c *cobra.Command, args []string) error {
+			if admin, _ := c.Flags().GetBool("admin"); admin && len(args) > 0 {
+				return fmt.Errorf("--admin takes no value: give the admin endpoint with --address %s", args[0])
+			}
+			return cobra.NoArgs(c, args)
+		},
 		RunE: func(c *cobra.Command, _ []string) error {
 			manager, _ := c.Flags().GetString("manager")
-			admin, _ := c.Flags().GetString("admin")
-			name, _ := c.Flags().GetString("name")
+			admin, _ := c.Flags().GetBool("admin")
 			asJSON, _ := c.Flags().GetBool("json")
 			noTest, _ := c.Flags().GetBool("no-test")
 			timeout, _ := c.Flags().GetDuration("timeout")
-			if admin != "" {
-				if noTest {
-					return errors.New("--no-test applies to --manager only: with --admin the manager's own tests are shown")
-				}
-				return listServices(c.Context(), c.OutOrStdout(), admin, name, timeout, asJSON)
+			if !admin {
+				return listRelays(c.Context(), c.OutOrStdout(), manager, timeout, !noTest, asJSON)
 			}
-			return listRelays(c.Context(), c.OutOrStdout(), manager, timeout, !noTest, asJSON)
+			if noTest {
+				return errors.New("--no-test applies to --manager only: with --admin the manager's own tests are shown")
+			}
+			address, _ := c.Flags().GetString("address")
+			config, _ := c.Flags().GetString("config")
+			adapter, _ := c.Flags().GetString("adapter")
+			endpoint, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+			if err != nil {
+				return fmt.Errorf("finding the admin endpoint: %w", err)
+			}
+			name, _ := c.Flags().GetString("name")
+			return listServices(c.Context(), c.OutOrStdout(), endpoint, name, timeout, asJSON)
 		},
 	}
 	list.Flags().Bool("json", false, "print JSON instead of a table")
 	list.Flags().Bool("no-test", false, "print the addresses only, without testing each relay")
-	list.Flags().String("admin", "", "Caddy admin endpoint of the Caddy running the manager (e.g. localhost:2019): print the manager's own test results")
-	list.Flags().String("name", "default", "with --admin: name of the manager in that Caddy's config")
 	list.Flags().String("manager", "", "address of the Gunshu manager")
+	list.Flags().Bool("admin", false, "read the manager's own view from the admin API of the Caddy running it")
+	list.Flags().String("address", "", "with --admin: the admin endpoint, if not the config's or the default")
+	list.Flags().StringP("config", "c", "", "with --admin: the config whose admin address to use")
+	list.Flags().StringP("adapter", "a", "", "with --admin: the adapter of --config")
+	list.Flags().String("name", "default", "with --admin: name of the manager in that Caddy's config")
 	list.MarkFlagsOneRequired("manager", "admin")
 	list.MarkFlagsMutuallyExclusive("manager", "admin")
 
@@ -107,7 +129,7 @@ func setupGunshuCommand(cmd *cobra.Command) {
 				return fmt.Errorf("guards must not be negative, got %d", guards)
 			}
 			if guards > 0 {
-				d.Guards = &gunshu.Guards{Count: guards, Store: cliGuardStore(manager)}
+				d.Guards = &gunshu.Guards{Count: guards, Store: gunshu.StorageGuardStore(caddy.DefaultStorage, cliGuardKey(manager))}
 			}
 			return dialResponder(c.Context(), c.InOrStdin(), c.OutOrStdout(), d, args[0])
 		},
@@ -127,11 +149,10 @@ func setupGunshuCommand(cmd *cobra.Command) {
 	}
 }
 
-// cliGuardStore keeps the command's guards for manager in a file under
-// Caddy's data directory, the same for every run.
-func cliGuardStore(manager string) gunshu.GuardStore {
-	return gunshu.FileGuardStore(filepath.Join(caddy.AppDataDir(), filepath.FromSlash(gunshu.GuardKey(manager, ""))))
-}
+// cliGuardKey is the key of the command's guards for manager in Caddy's
+// default storage (its data directory): the key an entrance without cover
+// would use, the same for every run.
+func cliGuardKey(manager string) string { return gunshu.GuardKey(manager, "") }
 
 // dialResponder builds a route to responder and copies in to it and its
 // answers to out, until the responder closes.
@@ -139,7 +160,7 @@ func dialResponder(ctx context.Context, in io.Reader, out io.Writer, d *gunshu.D
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	conn, err := d.DialContext(ctx, responder)
+	conn, err := openRoute(ctx, d, responder)
 	if err != nil {
 		return err
 	}
@@ -158,11 +179,28 @@ func dialResponder(ctx context.Context, in io.Reader, out io.Writer, d *gunshu.D
 	return nil
 }
 
+// openRoute dials responder through d. With guards it holds their storage
+// lock meanwhile, so runs at the same time load, choose and save one guard
+// set between them rather than each its own.
+func openRoute(ctx context.Context, d *gunshu.Dialer, responder string) (net.Conn, error) {
+	if d.Guards == nil {
+		return d.DialContext(ctx, responder)
+	}
+	key := cliGuardKey(d.Manager)
+	lockCtx, cancel := context.WithTimeout(ctx, orCommandTimeout(d.Timeouts.Route))
+	defer cancel()
+	if err := caddy.DefaultStorage.Lock(lockCtx, key); err != nil {
+		return nil, fmt.Errorf("locking the guards in Caddy's storage: %w", err)
+	}
+	defer func() { _ = caddy.DefaultStorage.Unlock(context.WithoutCancel(ctx), key) }()
+	return d.DialContext(ctx, responder)
+}
+
 // listTestConcurrency bounds the relays "caddy gunshu list" tests at once.
 const listTestConcurrency = 16
 
 // listedRelay is one relay as "caddy gunshu list --manager" prints it.
-// Health is "ok" or "failing", and absent with --no-test.
+// Health is healthHealthy or healthFailing, and absent with --no-test.
 type listedRelay struct {
 	Address   string   `json:"address"`
 	Health    string   `json:"health,omitempty"`
@@ -190,11 +228,17 @@ func listRelays(ctx context.Context, w io.Writer, manager string, timeout time.D
 	if test {
 		testRelays(ctx, relays, timeout)
 	}
+	health := make([]string, len(relays))
+	for i, r := range relays {
+		health[i] = r.Health
+	}
+	network := networkOf(health)
 	if asJSON {
 		return writeIndentedJSON(w, struct {
 			Manager string        `json:"manager"`
+			Network networkView   `json:"network"`
 			Relays  []listedRelay `json:"relays"`
-		}{manager, relays})
+		}{manager, network, relays})
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if test {
@@ -202,25 +246,37 @@ func listRelays(ctx context.Context, w io.Writer, manager string, timeout time.D
 	} else {
 		fmt.Fprintln(tw, "#\tADDRESS")
 	}
-	failing := 0
 	for i, r := range relays {
-		if !test {
+		if test {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i+1, r.Address, r.Health, formatLatency(r.LatencyMS))
+		} else {
 			fmt.Fprintf(tw, "%d\t%s\n", i+1, r.Address)
-			continue
 		}
-		if r.Health != "ok" {
-			failing++
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i+1, r.Address, r.Health, formatLatency(r.LatencyMS))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	summary := fmt.Sprintf("%d relay(s) listed by %s", len(relays), manager)
 	if test {
-		summary += fmt.Sprintf(": %d ok, %d failing", len(relays)-failing, failing)
+		summary += fmt.Sprintf(": %d %s, %d %s", network.Healthy, healthHealthy, network.Failing, healthFailing)
 	}
-	_, err = fmt.Fprintln(w, summary)
+	if _, err := fmt.Fprintln(w, summary); err != nil {
+		return err
+	}
+	return printExposure(w, network.Exposure)
+}
+
+// printExposure says whether the network is big enough to hide an
+// initiator, with the figures the status page shows.
+func printExposure(w io.Writer, e exposureView) error {
+	if !e.MeetsTargets {
+		_, err := fmt.Fprintf(w, "anonymity: too small to hide anyone well: %s\n", e.Warning)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "anonymity: big enough: among %d usable relays, one corrupt relay can tell it is the first hop "+
+		"in %.2f%% of its observations (target %.0f%%; mean posterior %.3f, target %.2f; mean route %.2f relays, target %.1f)\n",
+		e.UsableRelays, 100*e.Revealing, 100*gunshu.TargetRevealing, e.MeanPosterior, gunshu.TargetMeanPosterior,
+		e.MeanRoute, gunshu.TargetMeanRoute)
 	return err
 }
 
@@ -238,94 +294,116 @@ func testRelays(ctx context.Context, relays []listedRelay, timeout time.Duration
 			r := &relays[i]
 			latency, err := gunshu.Ping(ctx, r.Address, timeout)
 			if err != nil {
-				r.Health, r.Error = "failing", err.Error()
+				r.Health, r.Error = healthFailing, err.Error()
 				return
 			}
 			ms := float64(latency) / float64(time.Millisecond)
-			r.Health, r.LatencyMS = "ok", &ms
+			r.Health, r.LatencyMS = healthHealthy, &ms
 		}()
 	}
 	wg.Wait()
 }
 
-// listServices reads a manager's services, with its patrol's test
-// results, from the admin API of the Caddy running it, and prints them
-// to w.
-func listServices(ctx context.Context, w io.Writer, admin, name string, timeout time.Duration, asJSON bool) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	services, err := fetchServices(ctx, admin, name, timeout)
+// listServices reads a manager's network and services, with its patrol's
+// test results, from the admin API at endpoint, and prints them to w.
+func listServices(ctx context.Context, w io.Writer, endpoint, name string, timeout time.Duration, asJSON bool) error {
+	m, err := fetchManager(ctx, endpoint, name, timeout)
 	if err != nil {
 		return err
 	}
 	if asJSON {
-		return writeIndentedJSON(w, services)
+		return writeIndentedJSON(w, m)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tADDRESS\tHEALTH\tLATENCY\tFAILURES\tLAST REGISTERED")
 	now := time.Now()
-	for i, s := range services {
+	for i, s := range m.Services {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s ago\n", i+1, s.Address, s.Health, formatLatency(s.LastTestLatencyMS),
 			s.ConsecutiveFailures, now.Sub(s.LastRegistered).Round(time.Second))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "%d service(s) of manager %q\n", len(services), name)
-	return err
+	n := m.Network
+	if _, err := fmt.Fprintf(w, "%d service(s) of manager %q: %d %s, %d %s, %d %s\n", n.Services, name,
+		n.Healthy, healthHealthy, n.Failing, healthFailing, n.Untested, healthUntested); err != nil {
+		return err
+	}
+	return printExposure(w, n.Exposure)
+}
+
+// fetchManager reads GET /gunshu/managers/<name> from the admin endpoint.
+// When that fails, it asks which managers run there, to name them.
+func fetchManager(ctx context.Context, endpoint, name string, timeout time.Duration) (managerView, error) {
+	var m managerView
+	err := adminGet(ctx, endpoint, "/gunshu/managers/"+url.PathEscape(name), timeout, &m)
+	if err == nil {
+		return m, nil
+	}
+	var running []managerSummary
+	if adminGet(ctx, endpoint, "/gunshu/managers", timeout, &running) != nil || slices.ContainsFunc(running, func(s managerSummary) bool { return s.Name == name }) {
+		return m, err
+	}
+	names := make([]string, len(running))
+	for i, s := range running {
+		names[i] = s.Name
+	}
+	if len(names) == 0 {
+		return m, fmt.Errorf("no gunshu manager named %q: the Caddy at %s runs none", name, endpoint)
+	}
+	return m, fmt.Errorf("no gunshu manager named %q: the Caddy at %s runs %s (choose one with --name)", name, endpoint, strings.Join(names, ", "))
 }
 
 // maxAdminAnswer bounds the admin API's answer: a million services.
 const maxAdminAnswer = 256 << 20
 
-// fetchServices reads GET /gunshu/managers/<name>/services from the
-// admin endpoint, within timeout.
-func fetchServices(ctx context.Context, admin, name string, timeout time.Duration) ([]serviceView, error) {
-	base := strings.TrimSuffix(admin, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+// adminGet GETs path from the admin endpoint with Caddy's own request
+// helper (TCP or unix socket, with its Origin), and decodes the JSON
+// answer into v, within timeout. The helper has no context: on timeout its
+// request is abandoned, to end with the process.
+func adminGet(ctx context.Context, endpoint, path string, timeout time.Duration, v any) error {
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	u, err := url.Parse(base)
-	if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("admin: want host:port or an http URL, got %q", admin)
-	}
-	u = u.JoinPath("gunshu", "managers", name, "services")
 	ctx, cancel := context.WithTimeout(ctx, orCommandTimeout(timeout))
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
+	type answer struct {
+		body []byte
+		err  error
 	}
-	// The admin endpoint is local: no proxy from the environment.
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	resp, err := client.Do(req)
+	answered := make(chan answer, 1)
+	go func() {
+		body, err := adminGetNow(endpoint, path)
+		answered <- answer{body, err}
+	}()
+	select {
+	case a := <-answered:
+		if a.err != nil {
+			return a.err
+		}
+		if err := json.Unmarshal(a.body, v); err != nil {
+			return fmt.Errorf("decoding the admin API's answer: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("reading the admin API at %s: %w", endpoint, ctx.Err())
+	}
+}
+
+func adminGetNow(endpoint, path string) ([]byte, error) {
+	// One request per client: the helper's client would keep the
+	// connection idle, unclosed, for a request that never comes.
+	noReuse := http.Header{"Connection": {"close"}}
+	resp, err := caddycmd.AdminAPIRequest(endpoint, http.MethodGet, path, noReuse, nil)
 	if err != nil {
-		return nil, fmt.Errorf("reading the admin API: %w", err)
+		return nil, fmt.Errorf("reading the admin API at %s: %w", endpoint, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminAnswer))
 	if err != nil {
 		return nil, fmt.Errorf("reading the admin API's answer: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		var apiErr struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(body))
-		if json.Unmarshal(body, &apiErr) == nil && apiErr.Error != "" {
-			msg = apiErr.Error
-		}
-		if resp.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("manager not found in the admin API: %s", msg)
-		}
-		return nil, fmt.Errorf("admin API: %s: %s", resp.Status, msg)
-	}
-	var services []serviceView
-	if err := json.Unmarshal(body, &services); err != nil {
-		return nil, fmt.Errorf("decoding the admin API's answer: %w", err)
-	}
-	return services, nil
+	return body, nil
 }
 
 func orCommandTimeout(d time.Duration) time.Duration {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -48,7 +49,8 @@ func listRows(t *testing.T, out string, header ...string) map[string][]string {
 		t.Fatalf("table header is not %q:\n%s", header, out)
 	}
 	rows := map[string][]string{}
-	for _, l := range lines[1 : len(lines)-1] {
+	// The last two lines say the network's size and what it hides.
+	for _, l := range lines[1 : len(lines)-2] {
 		f := strings.Fields(l)
 		if len(f) < 2 {
 			t.Fatalf("row %q", l)
@@ -91,7 +93,7 @@ func TestCommandList(t *testing.T) {
 	}
 	for _, r := range n.RelayAddrs() {
 		f := rows[r]
-		if len(f) != 5 || f[2] != "ok" || f[4] != "ms" {
+		if len(f) != 5 || f[2] != healthHealthy || f[4] != "ms" {
 			t.Fatalf("live relay %s: row %q\n%s", r, f, out)
 		}
 		if ms, err := strconv.ParseFloat(f[3], 64); err != nil || ms < 0 {
@@ -101,8 +103,11 @@ func TestCommandList(t *testing.T) {
 	if f := rows[dead]; len(f) != 4 || f[2] != "failing" || f[3] != "-" {
 		t.Fatalf("dead relay %s: row %q\n%s", dead, f, out)
 	}
-	if footer := out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]; footer != "4 relay(s) listed by "+n.ManagerAddr+": 3 ok, 1 failing\n" {
-		t.Fatalf("footer %q", footer)
+	// Four relays: an initiator with cover among them chooses from three.
+	var d gunshu.Dialer
+	if !strings.HasSuffix(out, "4 relay(s) listed by "+n.ManagerAddr+": 3 healthy, 1 failing\n"+
+		"anonymity: too small to hide anyone well: "+d.RouteSizeWarning(3)+"\n") {
+		t.Fatalf("footer:\n%s", out)
 	}
 
 	out, err = runGunshuCommand(t, "", "list", "--manager", n.ManagerAddr, "--json")
@@ -111,18 +116,19 @@ func TestCommandList(t *testing.T) {
 	}
 	var doc struct {
 		Manager string        `json:"manager"`
+		Network networkView   `json:"network"`
 		Relays  []listedRelay `json:"relays"`
 	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("JSON %q: %v", out, err)
 	}
-	if doc.Manager != n.ManagerAddr || len(doc.Relays) != 4 {
+	if doc.Manager != n.ManagerAddr || len(doc.Relays) != 4 || doc.Network != networkOf([]string{healthHealthy, healthHealthy, healthHealthy, healthFailing}) {
 		t.Fatalf("JSON %s", out)
 	}
 	for _, r := range doc.Relays {
 		live := slices.Contains(n.RelayAddrs(), r.Address)
 		switch {
-		case live && (r.Health != "ok" || r.LatencyMS == nil || *r.LatencyMS <= 0 || r.Error != ""):
+		case live && (r.Health != healthHealthy || r.LatencyMS == nil || *r.LatencyMS <= 0 || r.Error != ""):
 			t.Errorf("live relay %+v", r)
 		case !live && (r.Address != dead || r.Health != "failing" || r.LatencyMS != nil || r.Error == ""):
 			t.Errorf("dead relay %+v", r)
@@ -151,11 +157,11 @@ func TestCommandList(t *testing.T) {
 			t.Fatalf("--no-test row %q", f)
 		}
 	}
-	if !strings.HasSuffix(out, "4 relay(s) listed by "+n.ManagerAddr+"\n") {
+	if !strings.Contains(out, "4 relay(s) listed by "+n.ManagerAddr+"\nanonymity: too small") {
 		t.Fatalf("--no-test footer:\n%s", out)
 	}
 	out, err = runGunshuCommand(t, "", "list", "--manager", n.ManagerAddr, "--no-test", "--json")
-	if err != nil || strings.Contains(out, "health") || !strings.Contains(out, dead) {
+	if err != nil || strings.Contains(out, `"health":`) || !strings.Contains(out, dead) || !strings.Contains(out, `"untested": 4`) {
 		t.Fatalf("--no-test --json: %v\n%s", err, out)
 	}
 }
@@ -203,32 +209,29 @@ func TestCommandListFromAdminAPI(t *testing.T) {
 	dead := deadRelay(t, manager)
 
 	// Wait for the patrol to have tested both.
-	var services []serviceView
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		out, err := runGunshuCommand(t, "", "list", "--admin", admin, "--name", "main", "--json")
+	var m managerView
+	testkit.Eventually(t, 15*time.Second, "a patrol test of both services", func() bool {
+		out, err := runGunshuCommand(t, "", "list", "--admin", "--address", admin, "--name", "main", "--json")
 		if err != nil {
 			t.Fatal(err)
 		}
-		services = nil
-		if err := json.Unmarshal([]byte(out), &services); err != nil {
+		m = managerView{}
+		if err := json.Unmarshal([]byte(out), &m); err != nil {
 			t.Fatalf("--json %q: %v", out, err)
 		}
-		if len(services) == 2 && !slices.ContainsFunc(services, func(s serviceView) bool { return s.LastTest == nil }) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("patrol did not test both services in 15s: %+v", services)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return len(m.Services) == 2 && !slices.ContainsFunc(m.Services, func(s serviceView) bool { return s.LastTest == nil })
+	})
+	if m.Name != "main" || m.Network != networkOf([]string{healthHealthy, healthFailing}) {
+		t.Errorf("manager %q with network %+v", m.Name, m.Network)
 	}
-	for _, s := range services {
+	for _, s := range m.Services {
 		switch s.Address {
 		case live:
-			if s.Health != "healthy" || s.LastTestLatencyMS == nil || s.ConsecutiveFailures != 0 {
+			if s.Health != healthHealthy || s.LastTestLatencyMS == nil || s.ConsecutiveFailures != 0 {
 				t.Errorf("live relay %+v", s)
 			}
 		case dead:
-			if s.Health != "failing" || s.LastTestLatencyMS != nil || s.ConsecutiveFailures < 1 {
+			if s.Health != healthFailing || s.LastTestLatencyMS != nil || s.ConsecutiveFailures < 1 {
 				t.Errorf("dead relay %+v", s)
 			}
 		default:
@@ -236,41 +239,71 @@ func TestCommandListFromAdminAPI(t *testing.T) {
 		}
 	}
 
-	// The table, with "http://" accepted in front of the endpoint.
-	out, err := runGunshuCommand(t, "", "list", "--admin", "http://"+admin+"/", "--name", "main")
+	// The table, with the endpoint found in the config file, as "caddy
+	// stop" finds it.
+	config := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(config, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runGunshuCommand(t, "", "list", "--admin", "--config", config, "--name", "main")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("table:\n%s", out)
 	rows := listRows(t, out, "#", "ADDRESS", "HEALTH", "LATENCY", "FAILURES", "LAST", "REGISTERED")
-	if f := rows[live]; len(f) != 8 || f[2] != "healthy" || f[4] != "ms" || f[5] != "0" || f[7] != "ago" {
+	if f := rows[live]; len(f) != 8 || f[2] != healthHealthy || f[4] != "ms" || f[5] != "0" || f[7] != "ago" {
 		t.Fatalf("live relay row %q:\n%s", f, out)
 	}
-	if f := rows[dead]; len(f) != 7 || f[2] != "failing" || f[3] != "-" || f[4] == "0" || f[6] != "ago" {
+	if f := rows[dead]; len(f) != 7 || f[2] != healthFailing || f[3] != "-" || f[4] == "0" || f[6] != "ago" {
 		t.Fatalf("dead relay row %q:\n%s", f, out)
 	}
-	if !strings.HasSuffix(out, "2 service(s) of manager \"main\"\n") {
+	var d gunshu.Dialer
+	if !strings.HasSuffix(out, "2 service(s) of manager \"main\": 1 healthy, 1 failing, 0 untested\n"+
+		"anonymity: too small to hide anyone well: "+d.RouteSizeWarning(1)+"\n") {
 		t.Fatalf("footer:\n%s", out)
 	}
 
 	// Errors: an unknown manager (the default name here), a Caddy that
-	// does not answer, --manager with --admin, --no-test with --admin.
-	closed := testkit.FreeAddr(t)
+	// does not answer, --manager with --admin, --no-test with --admin, the
+	// former --admin <address>.
+	closed := testkit.ClosedAddr(t)
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"list", "--admin", admin}, `manager not found in the admin API: no gunshu manager named "default"`},
-		{[]string{"list", "--admin", admin, "--name", "a/b"}, "manager not found in the admin API"},
-		{[]string{"list", "--admin", closed, "--timeout", "2s"}, "reading the admin API"},
-		{[]string{"list", "--admin", "ftp://" + admin}, "want host:port or an http URL"},
-		{[]string{"list", "--admin", admin, "--manager", manager}, "none of the others can be"},
-		{[]string{"list", "--admin", admin, "--name", "main", "--no-test"}, "--no-test applies to --manager only"},
+		{[]string{"list", "--admin", "--address", admin}, `no gunshu manager named "default": the Caddy at ` + admin + ` runs main (choose one with --name)`},
+		{[]string{"list", "--admin", "--address", admin, "--name", "a/b"}, `no gunshu manager named "a/b"`},
+		{[]string{"list", "--admin", "--address", closed, "--timeout", "2s"}, "reading the admin API at " + closed},
+		{[]string{"list", "--admin", "--config", filepath.Join(t.TempDir(), "none.json")}, "finding the admin endpoint"},
+		{[]string{"list", "--admin", "--address", admin, "--manager", manager}, "none of the others can be"},
+		{[]string{"list", "--admin", "--address", admin, "--name", "main", "--no-test"}, "--no-test applies to --manager only"},
+		{[]string{"list", "--admin", admin}, "--admin takes no value: give the admin endpoint with --address " + admin},
 	} {
 		out, err := runGunshuCommand(t, "", c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v (printed %q), want %q", c.args, err, out, c.want)
 		}
+	}
+}
+
+// "caddy gunshu list --admin" reaches an admin endpoint on a unix socket
+// too, through Caddy's own request helper.
+func TestCommandListFromAdminSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "gunshu-admin-") // short: a socket path has a length limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	socket := "unix/" + filepath.Join(dir, "admin.sock")
+	manager := testkit.FreeAddr(t)
+	loadCaddyfile(t, strings.NewReplacer("{admin}", socket, "{manager}", manager, "{storage}", t.TempDir()).Replace(commandAdminCaddyfile))
+	relay := deadRelay(t, manager)
+	out, err := runGunshuCommand(t, "", "list", "--admin", "--address", socket, "--name", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows := listRows(t, out, "#", "ADDRESS", "HEALTH", "LATENCY", "FAILURES", "LAST", "REGISTERED"); len(rows) != 1 || rows[relay] == nil {
+		t.Fatalf("rows %q, want %s:\n%s", rows, relay, out)
 	}
 }
 
@@ -300,8 +333,11 @@ func TestCommandDial(t *testing.T) {
 		c.Write(bytes.ToUpper(in))
 		c.Close()
 	})
-	dataDir := t.TempDir()
-	t.Setenv("XDG_DATA_HOME", dataDir)
+	// The guards are kept in Caddy's default storage (TestMain points it
+	// at a fresh directory), under the key of an entrance without cover.
+	key := cliGuardKey(n.ManagerAddr)
+	ctx := context.Background()
+	_ = caddy.DefaultStorage.Delete(ctx, key)
 	input := strings.Repeat("hello through the crowd\n", 1000)
 	var guard []byte
 	for run := range 3 {
@@ -312,28 +348,45 @@ func TestCommandDial(t *testing.T) {
 		if out != strings.ToUpper(input) {
 			t.Fatalf("got %d bytes, want %d", len(out), len(input))
 		}
-		// The guard is kept in Caddy's data directory, the same for
-		// every run.
-		stored, err := os.ReadFile(filepath.Join(dataDir, "caddy", filepath.FromSlash(gunshu.GuardKey(n.ManagerAddr, ""))))
+		// The same guard for every run.
+		stored, err := caddy.DefaultStorage.Load(ctx, key)
 		if err != nil {
-			t.Fatalf("run %d: guard file: %v", run, err)
+			t.Fatalf("run %d: stored guards: %v", run, err)
 		}
 		if guard != nil && !bytes.Equal(stored, guard) {
-			t.Fatalf("run %d: guard file changed from %s to %s", run, guard, stored)
+			t.Fatalf("run %d: stored guards changed from %s to %s", run, guard, stored)
 		}
 		guard = stored
 	}
 	if !slices.ContainsFunc(n.RelayAddrs(), func(r string) bool { return bytes.Contains(guard, []byte(r)) }) {
-		t.Fatalf("guard file %s names none of the relays %v", guard, n.RelayAddrs())
+		t.Fatalf("stored guards %s name none of the relays %v", guard, n.RelayAddrs())
+	}
+
+	// A run opens its route under the guards' storage lock: while another
+	// holds it, it waits, within --timeout.
+	if err := caddy.DefaultStorage.Lock(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runGunshuCommand(t, "x", "dial", "--timeout", "1s", "--manager", n.ManagerAddr, ln.Addr().String())
+	if unlockErr := caddy.DefaultStorage.Unlock(ctx, key); unlockErr != nil {
+		t.Fatal(unlockErr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "locking the guards in Caddy's storage") {
+		t.Fatalf("dial while the guards are locked: %v", err)
+	}
+	if _, err := runGunshuCommand(t, "x", "dial", "--manager", n.ManagerAddr, ln.Addr().String()); err != nil {
+		t.Fatalf("dial once the guards are unlocked: %v", err)
 	}
 
 	// --guards 0 keeps nothing.
-	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	if err := caddy.DefaultStorage.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := runGunshuCommand(t, "x", "dial", "--guards", "0", "--manager", n.ManagerAddr, ln.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(os.Getenv("XDG_DATA_HOME"), "caddy")); !os.IsNotExist(err) {
-		t.Fatalf("--guards 0 wrote to the data directory: %v", err)
+	if caddy.DefaultStorage.Exists(ctx, key) {
+		t.Fatal("--guards 0 stored guards")
 	}
 	if _, err := runGunshuCommand(t, "x", "dial", "--route-continue", "1", "--manager", n.ManagerAddr, ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "route_continue") {
 		t.Fatalf("--route-continue 1: error %v", err)

@@ -879,3 +879,25 @@ func anchors(text string) []string {
 	}
 	return out
 }
+
+// TestNetworkFieldsDocumented: the reference's "Network and exposure"
+// table has a row per JSON field of the network view, and no other.
+func TestNetworkFieldsDocumented(t *testing.T) {
+	rows := tableRows(section(readDoc(t, "docs/configuration.md"), "## Network and exposure", false))
+	var fields []string
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[networkView]()) {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Type != reflect.TypeFor[exposureView]() {
+			fields = append(fields, name)
+			continue
+		}
+		for _, e := range reflect.VisibleFields(f.Type) {
+			sub, _, _ := strings.Cut(e.Tag.Get("json"), ",")
+			fields = append(fields, name+"."+sub)
+		}
+	}
+	slices.Sort(fields)
+	if documented := slices.Sorted(maps.Keys(rows)); !slices.Equal(documented, fields) {
+		t.Errorf("docs/configuration.md, Network and exposure: rows %v, want the fields %v", documented, fields)
+	}
+}

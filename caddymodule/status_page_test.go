@@ -2,10 +2,13 @@ package caddymodule
 
 import (
 	"bytes"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gunshu/caddy-gunshu/gunshu"
 )
 
 func TestStatusPageChartHasOnePointPerSample(t *testing.T) {
@@ -39,14 +42,15 @@ func TestStatusPageChartHasOnePointPerSample(t *testing.T) {
 func TestStatusPageIsSelfContainedAndEscaped(t *testing.T) {
 	now := time.Now()
 	ms := 1.25
+	services := []serviceView{
+		{Address: "192.0.2.7:7001", Health: healthHealthy, FirstRegistered: now, LastRegistered: now, LastTest: &now, LastTestLatencyMS: &ms},
+		{Address: "192.0.2.8:7001", Health: healthFailing, FirstRegistered: now, LastRegistered: now, LastTest: &now, ConsecutiveFailures: 2},
+	}
 	snap := statusSnapshot{
-		Manager:   `<script>alert(1)</script>`,
-		Generated: now,
-		Services: []serviceView{
-			{Address: "192.0.2.7:7001", Health: "healthy", FirstRegistered: now, LastRegistered: now, LastTest: &now, LastTestLatencyMS: &ms},
-			{Address: "192.0.2.8:7001", Health: "failing", FirstRegistered: now, LastRegistered: now, LastTest: &now, ConsecutiveFailures: 2},
-		},
-		Healthy:      1,
+		Manager:      `<script>alert(1)</script>`,
+		Generated:    now,
+		Services:     services,
+		Network:      newNetworkView(services),
 		RouteResults: []routeResult{{Role: "relay", Outcome: "ok", Count: 5}},
 	}
 	var page bytes.Buffer
@@ -63,9 +67,44 @@ func TestStatusPageIsSelfContainedAndEscaped(t *testing.T) {
 			t.Errorf("page links to %q", m[1])
 		}
 	}
-	for _, want := range []string{"192.0.2.7:7001", "1.2 ms", "192.0.2.8:7001", ">failing<", "<td>relay</td><td>ok</td><td>5</td>"} {
+	for _, want := range []string{"192.0.2.7:7001", "1.2 ms", "192.0.2.8:7001", ">failing<", "<td>relay</td><td>ok</td><td>5</td>",
+		`id="healthy-count" class="healthy">1<`, `id="failing-count" class="failing">1<`, `id="untested-count" class="untested">0<`} {
 		if !strings.Contains(html, want) {
 			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
+// The page says whether the network is big enough to hide an initiator,
+// with the figures and the warning an entrance would log for it.
+func TestStatusPageShowsExposure(t *testing.T) {
+	for _, c := range []struct {
+		services int
+		want     []string
+	}{
+		{3, []string{`id="exposure-verdict" class="failing">Too small to hide anyone well: with 2 usable relays listed`, "register more relays"}},
+		{15, []string{`id="exposure-verdict" class="failing">Too small`, "with 14 usable relays listed"}},
+		{16, []string{`id="exposure-verdict" class="healthy">Big enough: routes among 15 usable relays`}},
+		{21, []string{`class="healthy">Big enough: routes among 20 usable relays`, "<td>0.21 %</td><td>&le; 1.00 %</td>",
+			"<td>0.301</td><td>&le; 0.35</td>", "<td>3.32</td><td>&le; 3.5</td>"}},
+	} {
+		var services []serviceView
+		for i := range c.services {
+			services = append(services, serviceView{Address: fmt.Sprintf("192.0.2.%d:7001", i+1), Health: healthUntested})
+		}
+		snap := statusSnapshot{Manager: "main", Generated: time.Now(), Services: services, Network: newNetworkView(services)}
+		var page bytes.Buffer
+		if err := renderStatusPage(&page, snap); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range c.want {
+			if !strings.Contains(page.String(), want) {
+				t.Errorf("%d services: the page lacks %q", c.services, want)
+			}
+		}
+		var d gunshu.Dialer
+		if w := snap.Network.Exposure.Warning; w != d.RouteSizeWarning(c.services-1) {
+			t.Errorf("%d services: warning %q is not the entrance's", c.services, w)
 		}
 	}
 }

@@ -60,6 +60,12 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Errorf("last sample counts %d services, want %d", last.Services, len(n.relays))
 	}
 
+	// Three services: an initiator among them chooses from two, too few.
+	if e := snap.Network.Exposure; snap.Network.Services != 3 || snap.Network.Healthy != 3 || e.UsableRelays != 2 ||
+		e.MeetsTargets || !strings.Contains(e.Warning, "with 2 usable relays listed") {
+		t.Errorf("JSON network %+v", snap.Network)
+	}
+
 	dom := testkit.Chromium(t, "--dump-dom", "http://"+n.status+"/")
 	for _, relay := range n.relays {
 		if !strings.Contains(dom, relay) {
@@ -69,7 +75,8 @@ func TestStatusPageInChromium(t *testing.T) {
 	if got := strings.Count(dom, `class="sample"`); got != len(snap.History) {
 		t.Errorf("the chart has %d points, want one per sample: %d", got, len(snap.History))
 	}
-	for _, want := range []string{`id="service-count">3<`, `id="healthy-count">3<`, "<td>initiator</td><td>ok</td>"} {
+	for _, want := range []string{`id="service-count">3<`, `id="healthy-count" class="healthy">3<`, `id="failing-count" class="failing">0<`,
+		"<td>initiator</td><td>ok</td>", `id="exposure-verdict" class="failing">Too small`} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the page lacks %q", want)
 		}
@@ -116,7 +123,7 @@ func waitHealthy(t *testing.T, n *opsNet) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		services := n.waitServices(len(n.relays))
-		if !slices.ContainsFunc(services, func(s serviceView) bool { return s.Health != "healthy" }) {
+		if !slices.ContainsFunc(services, func(s serviceView) bool { return s.Health != healthHealthy }) {
 			return
 		}
 	}

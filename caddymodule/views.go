@@ -12,12 +12,21 @@ import (
 // What the admin API, the status page and the CLI show of the managers'
 // services and of the relays: JSON views, with no address of a client.
 
+// Health words, one vocabulary for the CLI, the admin API and the status
+// page.
+const (
+	healthHealthy  = "healthy"  // the last test was answered
+	healthFailing  = "failing"  // the last test was not
+	healthUntested = "untested" // not tested yet
+)
+
 // serviceView is one service as the admin API and the status page show it.
 type serviceView struct {
 	Address         string    `json:"address"`
 	FirstRegistered time.Time `json:"first_registered"`
 	LastRegistered  time.Time `json:"last_registered"`
-	// Health is "healthy" (last test ok), "failing" or "untested".
+	// Health is healthHealthy, healthFailing or healthUntested, from the
+	// manager's patrol.
 	Health string `json:"health"`
 	// LastTest and LastTestLatencyMS are absent until patrol tested it.
 	LastTest            *time.Time `json:"last_test,omitempty"`
@@ -38,20 +47,89 @@ func serviceViews(ctx context.Context, m *gunshu.Manager) ([]serviceView, error)
 			Address:             s.Addr,
 			FirstRegistered:     s.FirstSeen,
 			LastRegistered:      s.LastSeen,
-			Health:              "untested",
+			Health:              healthUntested,
 			ConsecutiveFailures: s.Failures,
 		}
 		if !s.LastTest.IsZero() {
 			v.LastTest = &s.LastTest
-			v.Health = "failing"
+			v.Health = healthFailing
 			if s.LastTestOK {
 				ms := float64(s.LastLatency) / float64(time.Millisecond)
-				v.Health, v.LastTestLatencyMS = "healthy", &ms
+				v.Health, v.LastTestLatencyMS = healthHealthy, &ms
 			}
 		}
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// managerView is one manager in GET /gunshu/managers/{name}: its network
+// and its services.
+type managerView struct {
+	Name     string        `json:"name"`
+	Network  networkView   `json:"network"`
+	Services []serviceView `json:"services"`
+}
+
+// networkView is a manager's network as an operator judges it: how many
+// services it lists, their health, and what routes among them hide.
+type networkView struct {
+	Services int          `json:"services"`
+	Healthy  int          `json:"healthy"`
+	Failing  int          `json:"failing"`
+	Untested int          `json:"untested"`
+	Exposure exposureView `json:"exposure"`
+}
+
+// exposureView is what one corrupt relay learns of the routes of an
+// initiator with cover and the default route settings: it is one of the
+// listed services and offers routes among the others. The figures and the
+// warning are the ones that initiator computes and logs (PRIVACY.md).
+type exposureView struct {
+	UsableRelays int `json:"usable_relays"`
+	// Revealing is the share of the corrupt relay's observations in which
+	// its predecessor is more likely than not the initiator.
+	Revealing     float64 `json:"revealing"`
+	MeanPosterior float64 `json:"mean_posterior"`
+	MeanRoute     float64 `json:"mean_route"`
+	MeetsTargets  bool    `json:"meets_targets"`
+	// Warning is the initiator's warning, absent when the targets are met.
+	Warning string `json:"warning,omitempty"`
+}
+
+func newNetworkView(services []serviceView) networkView {
+	health := make([]string, len(services))
+	for i, s := range services {
+		health[i] = s.Health
+	}
+	return networkOf(health)
+}
+
+// networkOf is the network of services of these health words, one each.
+func networkOf(health []string) networkView {
+	n := networkView{Services: len(health)}
+	for _, h := range health {
+		switch h {
+		case healthHealthy:
+			n.Healthy++
+		case healthFailing:
+			n.Failing++
+		default:
+			n.Untested++
+		}
+	}
+	n.Exposure = newExposureView(max(len(health)-1, 0))
+	return n
+}
+
+func newExposureView(usable int) exposureView {
+	var d gunshu.Dialer // an entrance's default route settings
+	e := d.RouteExposure(usable)
+	warning := d.RouteSizeWarning(usable)
+	return exposureView{
+		UsableRelays: usable, Revealing: e.Revealing, MeanPosterior: e.MeanPosterior, MeanRoute: e.MeanRoute,
+		MeetsTargets: warning == "", Warning: warning,
+	}
 }
 
 // relayView is one relay handler in GET /gunshu/relays.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -20,7 +18,7 @@ import (
 func TestGuardsSurviveRestart(t *testing.T) {
 	n := testnet.New(t, 6)
 	responder := testnet.EchoResponder(t)
-	store := gunshu.FileGuardStore(filepath.Join(t.TempDir(), "gunshu", "guards.json"))
+	store := &gunshu.MemoryGuardStore{}
 	var guards []string
 	for seed := range uint64(3) {
 		d := n.Dialer(seed)
@@ -35,7 +33,7 @@ func TestGuardsSurviveRestart(t *testing.T) {
 		}
 		guards = d.Guards.Current()
 	}
-	data, err := os.ReadFile(string(store))
+	data, err := store.Load(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"sync"
 )
 
@@ -36,39 +33,11 @@ func (m *MemoryGuardStore) Save(_ context.Context, data []byte) error {
 	return nil
 }
 
-// FileGuardStore keeps a guard set in the file it names, for initiators
-// that run outside Caddy (the CLI).
-type FileGuardStore string
-
-// Load reads the file; a missing file is fs.ErrNotExist.
-func (f FileGuardStore) Load(context.Context) ([]byte, error) {
-	return os.ReadFile(string(f))
-}
-
-// Save writes the file through a temporary one, so a crash leaves either
-// the old set or the new one.
-func (f FileGuardStore) Save(_ context.Context, data []byte) error {
-	dir := filepath.Dir(string(f))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating guard directory: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".guards-*")
-	if err != nil {
-		return fmt.Errorf("creating guard file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing guard file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing guard file: %w", err)
-	}
-	return os.Rename(tmp.Name(), string(f))
-}
-
 // KeyValueStorage is the part of a key-value storage a guard set needs.
-// certmagic.Storage, which Caddy's ctx.Storage() returns, has it.
+// certmagic.Storage, which Caddy's ctx.Storage() returns and the CLI
+// uses as caddy.DefaultStorage, has it; its Store replaces a value whole
+// (atomically, for the file storage), so a crash leaves the old set or
+// the new one.
 type KeyValueStorage interface {
 	Load(ctx context.Context, key string) ([]byte, error)
 	Store(ctx context.Context, key string, value []byte) error
@@ -101,6 +70,5 @@ func GuardKey(manager, cover string) string {
 
 var (
 	_ GuardStore = (*MemoryGuardStore)(nil)
-	_ GuardStore = FileGuardStore("")
 	_ GuardStore = storageGuardStore{}
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +44,6 @@ func TestGuardStores(t *testing.T) {
 	key := GuardKey("manager.test:7000", "203.0.113.5:7001")
 	stores := map[string]GuardStore{
 		"memory":  &MemoryGuardStore{},
-		"file":    FileGuardStore(filepath.Join(t.TempDir(), "a", "guards.json")),
 		"storage": StorageGuardStore(storage, key),
 	}
 	listed := addrs(30)

@@ -113,8 +113,8 @@ func (d *Dialer) RouteSizeWarning(listed int) string {
 	if listed <= 0 {
 		return "the manager lists no relay this initiator can use"
 	}
-	e := ComputeExposure(d.routeSizeLaw(listed), listed, 1)
-	if e.Revealing <= TargetRevealing && e.MeanPosterior <= TargetMeanPosterior && e.MeanRoute <= TargetMeanRoute {
+	e := d.RouteExposure(listed)
+	if e.MeetsTargets() {
 		return ""
 	}
 	return fmt.Sprintf("with %d usable relays listed (max_relays %d, route_continue %.2f), one corrupt relay "+
@@ -122,6 +122,18 @@ func (d *Dialer) RouteSizeWarning(listed int) string {
 		"mean route %.1f relays): register more relays or raise max_relays",
 		listed, d.boundFor(listed), d.routeContinue(), 100*e.Revealing, 100*TargetRevealing,
 		e.MeanPosterior, TargetMeanPosterior, e.MeanRoute)
+}
+
+// RouteExposure is what one corrupt relay learns from the routes this
+// Dialer chooses among listed candidate relays: the figures that
+// RouteSizeWarning holds against the targets, for operator tools to show.
+func (d *Dialer) RouteExposure(listed int) Exposure {
+	return ComputeExposure(d.routeSizeLaw(listed), listed, 1)
+}
+
+// MeetsTargets reports whether e is within every route-size target.
+func (e Exposure) MeetsTargets() bool {
+	return e.Revealing <= TargetRevealing && e.MeanPosterior <= TargetMeanPosterior && e.MeanRoute <= TargetMeanRoute
 }
 
 // boundFor is the largest route offered when n relays are candidates.

@@ -138,6 +138,27 @@ func TestRouteSizeWarning(t *testing.T) {
 	}
 }
 
+// RouteExposure gives PRIVACY.md's figures, and the warning fires exactly
+// when they miss a target: operator tools and entrances agree.
+func TestRouteExposureIsTheWarningsFigures(t *testing.T) {
+	var d gunshu.Dialer
+	e := d.RouteExposure(20)
+	if math.Abs(e.Revealing-0.0021) > 0.00005 || math.Abs(e.MeanPosterior-0.301) > 0.0005 || math.Abs(e.MeanRoute-3.32) > 0.005 {
+		t.Errorf("20 relays: revealing %.4f, mean posterior %.3f, mean route %.2f; PRIVACY.md says 0.0021, 0.301, 3.32",
+			e.Revealing, e.MeanPosterior, e.MeanRoute)
+	}
+	for n := 1; n <= 40; n++ {
+		meets := d.RouteExposure(n).MeetsTargets()
+		if warned := d.RouteSizeWarning(n) != ""; meets == warned {
+			t.Errorf("%d relays: meets targets %v, warned %v", n, meets, warned)
+		}
+		// PRIVACY.md: the defaults need 15 usable relays.
+		if meets != (n >= 15) {
+			t.Errorf("%d relays: meets targets %v", n, meets)
+		}
+	}
+}
+
 // A Dialer whose manager lists too few relays says so once, not per route.
 func TestDialerWarnsOfTooFewRelays(t *testing.T) {
 	n := testnet.New(t, 3)
