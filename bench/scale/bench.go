@@ -25,6 +25,7 @@ type Config struct {
 	Managers       int
 	Entrances      int
 	ListEvery      time.Duration // each entrance asks a manager for the list this often
+	RouteEvery     time.Duration // each entrance opens a route this often
 	PatrolInterval time.Duration
 	RegisterEvery  time.Duration
 	ChurnPerMinute float64 // fraction of relays that die, and that join, per minute
@@ -149,6 +150,8 @@ type Result struct {
 	Removed, Deaths        int
 	ListedP50, ListedMax   time.Duration
 	Listed, Joins          int
+	Routes, RoutesFailed   int
+	RouteP50, RouteP99     time.Duration // route opened and one echo through it
 }
 
 // runTree measures the Caddy built from tree.
@@ -228,6 +231,16 @@ func runTree(ctx context.Context, tree, work string, cfg Config) (*Result, error
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); watch.run(wctx) }()
+	resp, err := startResponder()
+	if err != nil {
+		return nil, err
+	}
+	defer resp.ln.Close()
+	routes := &routeStats{}
+	for e := range cfg.Entrances {
+		wg.Add(1)
+		go func() { defer wg.Done(); routes.run(wctx, addrs[e%len(addrs)], resp.addr(), cfg.RouteEvery) }()
+	}
 
 	next := cfg.Relays
 	churnEvery := time.Duration(float64(time.Minute) / (cfg.ChurnPerMinute * float64(cfg.Relays)))
@@ -268,6 +281,7 @@ churn:
 	}
 	res.ListCPU = listCPU(addrs[0], 50)
 	lists.fill(res)
+	routes.fill(res)
 	watch.fill(res, start.Add(window), cfg.PatrolInterval)
 	fleet.mu.Lock()
 	fillPatrol(res, fleet.events, start, start.Add(window), cfg.PatrolInterval)

@@ -47,6 +47,7 @@ func main() {
 	flag.IntVar(&cfg.Managers, "managers", 3, "managers (Caddy processes) sharing the Redis registry")
 	flag.IntVar(&cfg.Entrances, "entrances", 4, "entrances asking for the list")
 	flag.DurationVar(&cfg.ListEvery, "list-every", 200*time.Millisecond, "time between two lists of one entrance")
+	flag.DurationVar(&cfg.RouteEvery, "route-every", time.Second, "time between two routes of one entrance (a gunshu.Dialer with the default list_ttl)")
 	flag.DurationVar(&cfg.PatrolInterval, "patrol-interval", 30*time.Second, "the managers' patrol_interval")
 	flag.DurationVar(&cfg.RegisterEvery, "register-every", time.Minute, "time between two reg of one relay (± 10 %)")
 	flag.Float64Var(&cfg.ChurnPerMinute, "churn", 0.01, "fraction of the relays that die, and that join, each minute")
@@ -120,6 +121,9 @@ func writeTable(w io.Writer, cfg Config, rs []*Result) {
 		{"list p50 (ms)", "%.1f", func(r *Result) float64 { return ms(r.ListP50) }},
 		{"list p99 (ms)", "%.1f", func(r *Result) float64 { return ms(r.ListP99) }},
 		{"bytes per list", "%.0f", func(r *Result) float64 { return r.ListBytes }},
+		{"routes opened and echoed (%)", "%.2f", func(r *Result) float64 { return float64(r.Routes-r.RoutesFailed) / max(1, float64(r.Routes)) * 100 }},
+		{"route setup + echo, p50 (ms)", "%.1f", func(r *Result) float64 { return ms(r.RouteP50) }},
+		{"route setup + echo, p99 (ms)", "%.1f", func(r *Result) float64 { return ms(r.RouteP99) }},
 		{"entrance CPU per list fetch (ms)", "%.2f", func(r *Result) float64 { return ms(r.ListCPU) }},
 		{"manager CPU (cores, mean of managers)", "%.2f", func(r *Result) float64 { return r.ManagerCPU }},
 		{"manager RSS at the end (MiB)", "%.0f", func(r *Result) float64 { return r.ManagerRSS }},

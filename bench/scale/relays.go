@@ -39,7 +39,7 @@ func relayAddr(i int) string { return netip.AddrPortFrom(relayIP(i), relayPort).
 //	R <i> <unix ns> <latency ns> <ok>    a reg exchange
 //
 // A relay answers test itself (to see patrol) and hands everything else
-// to one shared gunshu.Relay, so routes through it are real ones.
+// to a gunshu.Relay of its own, so routes through it are real ones.
 func relayChild(args []string) error {
 	if len(args) < 2 {
 		return fmt.Errorf("usage: scale relays <managers,comma-separated> <register interval>")
@@ -48,7 +48,6 @@ func relayChild(args []string) error {
 		managers: strings.Split(args[0], ","),
 		relays:   make(map[int]*simRelay),
 		out:      bufio.NewWriterSize(os.Stdout, 64<<10),
-		relay:    &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.0/8"}}},
 	}
 	var err error
 	if c.interval, err = time.ParseDuration(args[1]); err != nil {
@@ -75,7 +74,6 @@ func relayChild(args []string) error {
 type child struct {
 	managers []string
 	interval time.Duration
-	relay    *gunshu.Relay
 
 	mu     sync.Mutex
 	relays map[int]*simRelay
@@ -86,6 +84,7 @@ type child struct {
 type simRelay struct {
 	index    int
 	ln       net.Listener
+	relay    *gunshu.Relay // its own: a relay refuses connections it dialed itself
 	stop     chan struct{}
 	verifies atomic.Int32 // reg exchanges in flight: a test now is the verification
 }
@@ -113,7 +112,8 @@ func (c *child) start(i int, now bool) {
 		fmt.Fprintln(os.Stderr, "relay", i, err)
 		return
 	}
-	r := &simRelay{index: i, ln: ln, stop: make(chan struct{})}
+	r := &simRelay{index: i, ln: ln, stop: make(chan struct{}),
+		relay: &gunshu.Relay{Policy: gunshu.Policy{Allow: []string{"127.0.0.0/8"}}}}
 	c.mu.Lock()
 	c.relays[i] = r
 	c.mu.Unlock()
@@ -171,7 +171,7 @@ func (c *child) serve(r *simRelay, conn net.Conn) {
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	_ = c.relay.ServeBuffered(conn, buf)
+	_ = r.relay.ServeBuffered(conn, buf)
 }
 
 // register sends reg from the relay's own address to its manager: first
