@@ -89,17 +89,24 @@ func startRedis(ctx context.Context, dir string) (*proc, string, error) {
 		return nil, "", err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p, err := startProc("redis", filepath.Join(dir, "redis.log"), nil, "redis-server",
+	p, err := startServing(ctx, addr, "redis", filepath.Join(dir, "redis.log"), nil, "redis-server",
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no",
 		"--dir", dir, "--maxclients", "2000")
+	return p, addr, err
+}
+
+// startServing is startProc for a server: it returns once addr accepts
+// connections.
+func startServing(ctx context.Context, addr, name, logFile string, env []string, bin string, args ...string) (*proc, error) {
+	p, err := startProc(name, logFile, env, bin, args...)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if err := waitListening(ctx, p, addr); err != nil {
 		p.stop()
-		return nil, "", err
+		return nil, err
 	}
-	return p, addr, nil
+	return p, nil
 }
 
 // managerConfig is a manager's Caddyfile: defaults everywhere but the
@@ -147,17 +154,10 @@ func startManager(ctx context.Context, caddy, dir string, i int, cfg Config, red
 	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
 		return nil, "", err
 	}
-	p, err := startProc(fmt.Sprintf("manager%d", i), filepath.Join(mdir, "stdout.log"),
+	p, err := startServing(ctx, addr, fmt.Sprintf("manager%d", i), filepath.Join(mdir, "stdout.log"),
 		[]string{"HOME=" + mdir, "XDG_DATA_HOME=" + mdir, "XDG_CONFIG_HOME=" + mdir}, caddy,
 		"run", "--config", file, "--adapter", "caddyfile")
-	if err != nil {
-		return nil, "", err
-	}
-	if err := waitListening(ctx, p, addr); err != nil {
-		p.stop()
-		return nil, "", err
-	}
-	return p, addr, nil
+	return p, addr, err
 }
 
 // buildCaddy builds examples/caddy of tree into out.
