@@ -1,10 +1,6 @@
 package gunshu
 
-import (
-	"context"
-	"net"
-	"time"
-)
+import "net"
 
 // Internals the external tests (package gunshu_test) need.
 
@@ -13,6 +9,3 @@ type ErrDial = errDial
 
 // CheckList is Relay.checkList: what a relay refuses before extending.
 func (r *Relay) CheckList(list []string, conn net.Conn) error { return r.checkList(list, conn) }
-
-// PatrolRound is Manager.patrolRound: a round with its tests spread.
-func (m *Manager) PatrolRound(ctx context.Context, spread time.Duration) { m.patrolRound(ctx, spread) }

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +44,7 @@ type Manager struct {
 	SessionLimiter *SessionLimiter
 	// TestTimeout bounds one test exchange.
 	TestTimeout time.Duration
-	// PatrolInterval is the time between patrol rounds; Patrol spreads
-	// each round over the first half of it.
+	// PatrolInterval is the time between patrol rounds.
 	PatrolInterval time.Duration
 	// MaxFailures is how many consecutive failed tests remove a service
 	// (default 1, as in the original).
@@ -274,19 +272,17 @@ func (m *Manager) testTargets(ctx context.Context, targets []netip.AddrPort, pro
 	return at, latency, nil
 }
 
-// Patrol tests every service each PatrolInterval until ctx ends, each
-// round spread over the first half of the interval (see patrolRound).
+// Patrol tests every service each PatrolInterval until ctx ends.
 func (m *Manager) Patrol(ctx context.Context) {
 	m.init()
-	interval := orDefault(m.PatrolInterval, DefaultPatrolInterval)
-	t := time.NewTicker(interval)
+	t := time.NewTicker(orDefault(m.PatrolInterval, DefaultPatrolInterval))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			m.patrolRound(ctx, interval/2)
+			m.PatrolOnce(ctx)
 		}
 	}
 }
@@ -302,16 +298,7 @@ const PatrolProbeEvery = 10
 // removes those that failed MaxFailures times in a row (a responder at
 // once). With a Registry that is a PatrolClaimer it tests only the
 // services it claims.
-func (m *Manager) PatrolOnce(ctx context.Context) { m.patrolRound(ctx, 0) }
-
-// patrolRound is PatrolOnce with the tests started evenly over spread (0:
-// at once, within PatrolConcurrency), in address order. A round of
-// thousands of services started at once is a burst of connections and
-// registry writes that takes the CPU from reg and list for seconds; spread,
-// it is a steady trickle. In address order, a service's test comes at
-// about the same point of every round, so the time between two of its
-// tests stays near the interval.
-func (m *Manager) patrolRound(ctx context.Context, spread time.Duration) {
+func (m *Manager) PatrolOnce(ctx context.Context) {
 	m.init()
 	probe := m.patrolRounds.Add(1)%PatrolProbeEvery == 1
 	addrs, err := m.Registry.Addrs(ctx)
@@ -331,25 +318,9 @@ func (m *Manager) patrolRound(ctx context.Context, spread time.Duration) {
 	if limit <= 0 {
 		limit = DefaultPatrolConcurrency
 	}
-	slices.Sort(addrs)
-	var pace *time.Timer
-	if spread > 0 && len(addrs) > 0 {
-		pace = time.NewTimer(0)
-		defer pace.Stop()
-	}
-	start := time.Now()
 	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
-	for i, addr := range addrs {
-		if pace != nil {
-			pace.Reset(time.Until(start.Add(spread * time.Duration(i) / time.Duration(len(addrs)))))
-			select {
-			case <-pace.C:
-			case <-ctx.Done():
-				wg.Wait()
-				return
-			}
-		}
+	for _, addr := range addrs {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
