@@ -29,8 +29,12 @@ func init() {
 // the one manager an app without configuration has.
 const DefaultManager = "default"
 
-// DefaultMaxServices caps a manager's list when max_services is unset.
-const DefaultMaxServices = 10000
+// DefaultMaxServices caps a manager's list when max_services is unset:
+// ten times the network bench/scale measures, so that a network of 10,000
+// relays with its churn (dead relays listed until patrol removes them) is
+// not refused. The caps per address and per network keep one holder from
+// filling it; 100,000 relays cost Redis about 80 MB.
+const DefaultMaxServices = 100000
 
 // App is the gunshu app. It owns the Gunshu state that outlives a single
 // connection: the named managers (their registries survive a config
@@ -75,7 +79,7 @@ type ManagerConfig struct {
 	MaxFailures int `json:"max_failures,omitempty"`
 	// Verify tests a registering address before listing it. Default: true.
 	Verify *bool `json:"verify,omitempty"`
-	// MaxServices caps the list. Default: 10000.
+	// MaxServices caps the list. Default: 100000.
 	MaxServices int `json:"max_services,omitempty"`
 	// MaxPerIP caps the services listed for one IP address (an IPv6 /64):
 	// the address each service answered its verification from, so many

@@ -141,10 +141,7 @@ func (m *Manager) serveList(conn net.Conn) error {
 		_, _ = conn.Write(failLine)
 		return fmt.Errorf("reading registry: %w", err)
 	}
-	m.rnd.Shuffle(addrs)
-	if limit := m.MessageLimits.maxList(); len(addrs) > limit {
-		addrs = addrs[:limit]
-	}
+	addrs = m.rnd.Sample(addrs, m.MessageLimits.maxList())
 	size := 8
 	for _, a := range addrs {
 		size += len(a) + 1
