@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gunshu/caddy-gunshu/gunshu"
+	"github.com/gunshu/caddy-gunshu/internal/testkit"
 )
 
 // The relay chain benchmark: the same bulk transfers through
@@ -83,19 +84,9 @@ func serveAll(ln net.Listener, handle func(net.Conn)) {
 	}
 }
 
-func listenOn(tb testing.TB, ip string) net.Listener {
-	tb.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 // plainRelay is the minimal relay: accept, dial next, copy both ways.
 func plainRelay(tb testing.TB, next string, splice bool) string {
-	ln := listenOn(tb, "127.0.0.1")
+	ln := testkit.Listen(tb)
 	go serveAll(ln, func(c net.Conn) {
 		defer c.Close()
 		down, err := net.Dial("tcp", next)
@@ -137,22 +128,22 @@ func plainDial(addr string) func() (net.Conn, error) {
 // the caddy-l4 proxy chain and the gunshu relay chain.
 func setupBenchNet(tb testing.TB) *benchNet {
 	tb.Helper()
-	plainTarget := listenOn(tb, "127.0.0.1")
+	plainTarget := testkit.Listen(tb)
 	go serveAll(plainTarget, serveTarget)
 	target := plainTarget.Addr().String()
 
 	// The gunshu chain ends at a responder on 127.0.0.4; each relay may
 	// dial only the next one's address, so the only route that answers
 	// ok is r1 → r2 → r3 → responder.
-	respLn := listenOn(tb, "127.0.0.4")
+	respLn := testkit.ListenOn(tb, "127.0.0.4:0")
 	respL := (&gunshu.Responder{}).Listen(respLn, 0)
 	tb.Cleanup(func() { respL.Close(); respL.Wait() })
 	go serveAll(respL, serveTarget)
 	responder := respLn.Addr().String()
 
-	r := []string{"127.0.0.1:" + freePortOn(tb, "127.0.0.1"), "127.0.0.2:" + freePortOn(tb, "127.0.0.2"), "127.0.0.3:" + freePortOn(tb, "127.0.0.3")}
+	r := []string{"127.0.0.1:" + testkit.FreePort(tb), "127.0.0.2:" + testkit.FreePort(tb), "127.0.0.3:" + testkit.FreePort(tb)}
 	allowNext := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
-	p := []string{"127.0.0.1:" + freePortOn(tb, "127.0.0.1"), "127.0.0.1:" + freePortOn(tb, "127.0.0.1"), "127.0.0.1:" + freePortOn(tb, "127.0.0.1")}
+	p := []string{"127.0.0.1:" + testkit.FreePort(tb), "127.0.0.1:" + testkit.FreePort(tb), "127.0.0.1:" + testkit.FreePort(tb)}
 	pNext := []string{p[1], p[2], target}
 
 	var servers []string
@@ -203,15 +194,6 @@ func gunshuRoute(first string, est []byte) (net.Conn, error) {
 		c.Close()
 	}
 	return nil, fmt.Errorf("no route through all three relays")
-}
-
-func freePortOn(tb testing.TB, ip string) string {
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }
 
 func upload(c net.Conn) error {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -50,16 +49,8 @@ func waitThrough(t *testing.T, entrance, host, path, want string) {
 // port is a free port on 127.0.0.1, as a string.
 func port(t *testing.T) string { return testkit.FreePort(t) }
 
-// addrOn is a free address on the loopback address ip.
-func addrOn(t *testing.T, ip string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// addrOn is an address of the loopback address ip with a FreePort.
+func addrOn(t *testing.T, ip string) string { return ip + ":" + testkit.FreePort(t) }
 
 // waitLines waits until p has logged at least n lines holding every one
 // of want, within 15 s, and returns how many it found by then.

@@ -29,9 +29,18 @@ func Listen(t testing.TB) net.Listener {
 	return ListenOn(t, "127.0.0.1:0")
 }
 
-// ListenOn is Listen on another address, such as 127.0.0.2:0.
+// ListenOn is Listen on another address, such as 127.0.0.2:0. On an
+// address other than 127.0.0.1, the port the kernel picks is held on
+// 127.0.0.1 too until the test ends. The kernel readily gives listeners
+// of two loopback addresses the same port number, and a relay reached at
+// 127.0.0.2:P refuses a list naming 127.0.0.1:P as itself (it cannot tell
+// whether it listens on every address), so a responder that drew P on
+// 127.0.0.1 would be refused as a loop.
 func ListenOn(t testing.TB, addr string) net.Listener {
 	t.Helper()
+	if host, port, err := net.SplitHostPort(addr); err == nil && port == "0" && host != "127.0.0.1" {
+		return ListenSamePort(t, host, "127.0.0.1")[0]
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
