@@ -2,10 +2,12 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,14 +61,29 @@ func caddyProcess(t *testing.T, text string) (stop func()) {
 	return child.Stop
 }
 
-// routeCounter counts the est sessions a relay finished.
-type routeCounter struct{ routes atomic.Int64 }
+// routeCounter counts the est sessions a relay finished, and keeps how
+// each ended for failure messages.
+type routeCounter struct {
+	routes atomic.Int64
+	mu     sync.Mutex
+	ended  []string
+}
 
 func (o *routeCounter) SessionStarted(gunshu.Role) {}
 func (o *routeCounter) SessionEnded(s gunshu.Session) {
 	if s.Command == gunshu.CmdEst {
 		o.routes.Add(1)
+		o.mu.Lock()
+		o.ended = append(o.ended, fmt.Sprintf("%s after %v, %d bytes up (%v)", s.Outcome, s.Duration, s.Bytes.Up, s.Err))
+		o.mu.Unlock()
 	}
+}
+
+// sessions lists how the est sessions ended so far.
+func (o *routeCounter) sessions() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return strings.Join(o.ended, "\n")
 }
 
 // TestSilentClientsInCaddyProcess (#16.7): a fixed entrance in a Caddy
@@ -125,7 +142,7 @@ func TestSilentClientsInCaddyProcess(t *testing.T) {
 	empty := obs.routes.Load()
 	t.Logf("200 empty connections in %v: %d routes", time.Since(begin), empty)
 	if bound := maxSilent + 1 + int64(time.Since(begin)/time.Second); empty > bound {
-		t.Fatalf("%d routes for 200 empty connections, want at most %d", empty, bound)
+		t.Fatalf("%d routes for 200 empty connections, want at most %d; the relay's est sessions:\n%s", empty, bound, obs.sessions())
 	}
 
 	// A server-speaks-first session: the banner comes without a byte

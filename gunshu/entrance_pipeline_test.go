@@ -2,6 +2,7 @@ package gunshu_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -16,11 +17,27 @@ import (
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
-// countingObserver counts the sessions a role started.
-type countingObserver struct{ started atomic.Int64 }
+// countingObserver counts the sessions a role started and keeps how
+// each ended, for failure messages.
+type countingObserver struct {
+	started atomic.Int64
+	mu      sync.Mutex
+	ended   []string
+}
 
-func (o *countingObserver) SessionStarted(gunshu.Role)  { o.started.Add(1) }
-func (o *countingObserver) SessionEnded(gunshu.Session) {}
+func (o *countingObserver) SessionStarted(gunshu.Role) { o.started.Add(1) }
+func (o *countingObserver) SessionEnded(s gunshu.Session) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.ended = append(o.ended, fmt.Sprintf("%s %s after %v (%v)", s.Command, s.Outcome, s.Duration, s.Err))
+}
+
+// sessions lists how the sessions ended so far.
+func (o *countingObserver) sessions() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return strings.Join(o.ended, "\n")
+}
 
 // bannerResponder is a responder whose application speaks first: it
 // writes a banner, then echoes.
@@ -60,12 +77,15 @@ func TestEntranceSilentClients(t *testing.T) {
 		c := dialRaw(t, entrance)
 		c.Close()
 	}
+	var entranceSessions []string
 	for range 50 {
-		rec.next(t)
+		s := rec.next(t)
+		entranceSessions = append(entranceSessions, fmt.Sprintf("%s after %v (%v)", s.Outcome, s.Duration, s.Err))
 	}
 	bound := maxSilent + 1 + int64(time.Since(begin)/time.Second)
 	if n := relayObs.started.Load(); n > bound {
-		t.Fatalf("%d route hops for 50 empty connections, want at most %d", n, bound)
+		t.Fatalf("%d route hops for 50 empty connections, want at most %d; the relay's sessions:\n%s\nthe entrance's:\n%s",
+			n, bound, relayObs.sessions(), strings.Join(entranceSessions, "\n"))
 	}
 
 	// A server-speaks-first protocol: the banner comes although the

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -396,18 +397,12 @@ func (dr *direction) observe(data []byte) {
 }
 
 func (dr *direction) write(q <-chan event) {
-	timer := time.NewTimer(0)
-	<-timer.C
-	defer timer.Stop()
 	for ev := range q {
 		due := ev.at.Add(dr.em.D)
 		if due.Before(dr.floor) {
 			due = dr.floor
 		}
-		if wait := time.Until(due); wait > 0 {
-			timer.Reset(wait)
-			<-timer.C
-		}
+		sleepUntil(due)
 		dr.em.late(time.Since(due))
 		switch {
 		case ev.data != nil:
@@ -424,6 +419,24 @@ func (dr *direction) write(q <-chan event) {
 			abort(dr.dst)
 			abort(dr.src)
 		}
+	}
+}
+
+// sleepUntil blocks the goroutine's thread in nanosleep(2) until t. The
+// runtime's timers wake a goroutine through epoll_wait, whose timeout is
+// whole milliseconds: on an idle machine, with nothing else waking the
+// poller, every delivery came up to a millisecond late (671 µs on
+// average, 0.034 RTT a chunk at d = 10 ms), which the fits charged to
+// every hop. The thread is the writer's alone while it sleeps; the
+// runtime hands its other goroutines to another thread.
+func sleepUntil(t time.Time) {
+	for {
+		wait := time.Until(t)
+		if wait <= 0 {
+			return
+		}
+		ts := syscall.NsecToTimespec(int64(wait))
+		_ = syscall.Nanosleep(&ts, nil) // EINTR: the loop sleeps the rest
 	}
 }
 

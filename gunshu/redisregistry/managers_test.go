@@ -171,6 +171,7 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 	var (
 		mu    sync.Mutex
 		acked = map[string]int{}
+		why   = map[string]int{} // errors of the regs that did not get ok
 		wg    sync.WaitGroup
 		start = make(chan struct{})
 	)
@@ -183,10 +184,13 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					if gunshu.Register(context.Background(), manager, addr, 5*time.Second) == nil {
-						mu.Lock()
+					err := gunshu.Register(context.Background(), manager, addr, 5*time.Second)
+					mu.Lock()
+					defer mu.Unlock()
+					if err == nil {
 						acked[addr]++
-						mu.Unlock()
+					} else {
+						why[err.Error()]++
 					}
 				}()
 			}
@@ -202,7 +206,7 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 	// 15 hosts of at most 8 could hold 120: the registry cap is reached
 	// whatever the order, and not passed.
 	if len(svcs) != maxServices {
-		t.Fatalf("%d services registered, want exactly max_services %d", len(svcs), maxServices)
+		t.Fatalf("%d services registered, want exactly max_services %d; regs not ok: %v", len(svcs), maxServices, why)
 	}
 	perHostCount := map[string]int{}
 	for _, s := range svcs {
@@ -217,7 +221,7 @@ func TestConcurrentRegistrationsKeepCaps(t *testing.T) {
 		}
 	}
 	if len(acked) != maxServices {
-		t.Errorf("%d addresses got ok, want %d", len(acked), maxServices)
+		t.Errorf("%d addresses got ok, want %d; regs not ok: %v", len(acked), maxServices, why)
 	}
 	testkit.Eventually(t, time.Second, "every manager lists the 100 services once", func() bool {
 		for _, m := range ms {
