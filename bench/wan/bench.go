@@ -143,7 +143,7 @@ func (r *run) setUp(ctx context.Context) error {
 		return err
 	}
 	r.progress("starting the site, the minimal chain and %d network(s) of %d relays, d = %v", len(r.rep.Trees), cfg.Relays, cfg.D)
-	r.em = &Emulator{D: cfg.D, AcceptAtHandshake: cfg.AcceptAtHandshake}
+	r.em = &Emulator{D: cfg.D, AcceptAtHandshake: cfg.AcceptAtHandshake, Trace: cfg.Trace}
 	var err error
 	if r.site, err = startSite(ctx, r.em, r.rep.Trees[0], cfg.Work, www); err != nil {
 		return err
@@ -204,8 +204,8 @@ func (r *run) measureRows(ctx context.Context) error {
 			res.Err = err
 			r.rep.Results = append(r.rep.Results, res)
 			if r.cfg.Trace {
-				r.progress("%s (%s): L=%d, %.2f RTT, %v; links: %s", row.Name, treeLabel(row.Tree), res.L,
-					float64(res.TTFB)/float64(2*r.cfg.D), res.Err, res.links)
+				r.progress("%s (%s): L=%d, %.2f RTT, %v; links: %s%s", row.Name, treeLabel(row.Tree), res.L,
+					float64(res.TTFB)/float64(2*r.cfg.D), res.Err, res.links, r.em.WindowTrace())
 			}
 		}
 		for _, n := range r.nets {

@@ -8,13 +8,15 @@ import (
 	"io"
 	"maps"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The link model. Every byte crosses a link d after it reached it, each
@@ -128,6 +130,21 @@ type Emulator struct {
 
 	lateN, lateSum, lateMax, lateOver atomic.Int64 // nanoseconds; over: > 1 ms
 	windowMax                         atomic.Int64 // the latest delivery since StartWindow
+
+	// Trace keeps every accept and delivery since StartWindow, for
+	// WindowTrace (--trace).
+	Trace       bool
+	traceMu     sync.Mutex
+	windowStart time.Time
+	events      []traceEvent
+}
+
+// traceEvent is one thing a link did: accepted a connection, or
+// delivered a chunk (or an end) that reached it at arrived.
+type traceEvent struct {
+	link          string
+	what          string // "accept", or "↑ 120 B", "↓ eof"...
+	arrived, done time.Time
 }
 
 // Lateness is how far behind the model's delivery time the emulator wrote.
@@ -156,7 +173,38 @@ func (e *Emulator) resetLateness() {
 }
 
 // StartWindow starts watching for the latest delivery, for one request.
-func (e *Emulator) StartWindow() { e.windowMax.Store(0) }
+func (e *Emulator) StartWindow() {
+	e.windowMax.Store(0)
+	e.traceMu.Lock()
+	e.windowStart, e.events = time.Now(), nil
+	e.traceMu.Unlock()
+}
+
+func (e *Emulator) trace(link, what string, arrived time.Time) {
+	if !e.Trace {
+		return
+	}
+	e.traceMu.Lock()
+	e.events = append(e.events, traceEvent{link: link, what: what, arrived: arrived, done: time.Now()})
+	e.traceMu.Unlock()
+}
+
+// WindowTrace lists what the links did since StartWindow, in order, with
+// times in RTT from its start: when each chunk reached its link, when it
+// was delivered, and what the model says it should have been (the
+// difference is the emulator's lateness; the gaps between one link's
+// delivery and the next link's arrival are the parts' own time).
+func (e *Emulator) WindowTrace() string {
+	e.traceMu.Lock()
+	defer e.traceMu.Unlock()
+	rtt := float64(2 * e.D)
+	at := func(t time.Time) float64 { return float64(t.Sub(e.windowStart)) / rtt }
+	var b strings.Builder
+	for _, ev := range e.events {
+		fmt.Fprintf(&b, "\n    %6.3f  %-12s %-10s reached the link at %6.3f", at(ev.done), ev.link, ev.what, at(ev.arrived))
+	}
+	return b.String()
+}
 
 // WindowLate is how late the latest delivery since StartWindow was.
 func (e *Emulator) WindowLate() time.Duration { return time.Duration(e.windowMax.Load()) }
@@ -278,7 +326,8 @@ func (l *Link) carry(client *net.TCPConn, accepted time.Time) {
 	l.counts.Conns++
 	l.countsMu.Unlock()
 	d := l.em.D
-	up := &direction{em: l.em, src: client, floor: accepted.Add(clientFloorD * d), onHead: l.classified}
+	l.em.trace(l.Name, "accept", accepted)
+	up := &direction{em: l.em, link: l.Name, arrow: "↑", src: client, floor: accepted.Add(clientFloorD * d), onHead: l.classified}
 	upQ := make(chan event, queueDepth)
 	go up.read(upQ)
 	server, err := l.dialFar(accepted)
@@ -290,7 +339,7 @@ func (l *Link) carry(client *net.TCPConn, accepted time.Time) {
 	defer l.untrack(server)
 	defer server.Close()
 	up.dst = server
-	down := &direction{em: l.em, src: server, dst: client, floor: accepted.Add(serverFloorD * d)}
+	down := &direction{em: l.em, link: l.Name, arrow: "↓", src: server, dst: client, floor: accepted.Add(serverFloorD * d)}
 	downQ := make(chan event, queueDepth)
 	go down.read(downQ)
 	var both sync.WaitGroup
@@ -335,10 +384,23 @@ type event struct {
 	rst  bool // the stream broke: cut both sides
 }
 
+// describe says what ev carries, for the trace.
+func (ev event) describe(arrow string) string {
+	switch {
+	case ev.data != nil:
+		return fmt.Sprintf("%s %d B", arrow, len(ev.data))
+	case ev.eof:
+		return arrow + " eof"
+	}
+	return arrow + " rst"
+}
+
 // direction carries one way of a connection: a reader stamps what arrives
 // and queues it, a writer delivers each event at max(at + d, floor).
 type direction struct {
 	em       *Emulator
+	link     string // for the trace: the link's name
+	arrow    string // and the direction, ↑ toward the server
 	src, dst *net.TCPConn
 	floor    time.Time
 	onHead   func(Kind, []string) // nil: do not classify
@@ -397,13 +459,22 @@ func (dr *direction) observe(data []byte) {
 }
 
 func (dr *direction) write(q <-chan event) {
+	sleep, err := newSleeper()
+	if err != nil {
+		abort(dr.src)
+		abort(dr.dst)
+		drain(q)
+		return
+	}
+	defer sleep.close()
 	for ev := range q {
 		due := ev.at.Add(dr.em.D)
 		if due.Before(dr.floor) {
 			due = dr.floor
 		}
-		sleepUntil(due)
+		sleep.until(due)
 		dr.em.late(time.Since(due))
+		dr.em.trace(dr.link, ev.describe(dr.arrow), ev.at)
 		switch {
 		case ev.data != nil:
 			if _, err := dr.dst.Write(ev.data); err != nil {
@@ -422,23 +493,45 @@ func (dr *direction) write(q <-chan event) {
 	}
 }
 
-// sleepUntil blocks the goroutine's thread in nanosleep(2) until t. The
-// runtime's timers wake a goroutine through epoll_wait, whose timeout is
-// whole milliseconds: on an idle machine, with nothing else waking the
-// poller, every delivery came up to a millisecond late (671 µs on
-// average, 0.034 RTT a chunk at d = 10 ms), which the fits charged to
-// every hop. The thread is the writer's alone while it sleeps; the
-// runtime hands its other goroutines to another thread.
-func sleepUntil(t time.Time) {
-	for {
-		wait := time.Until(t)
-		if wait <= 0 {
-			return
-		}
-		ts := syscall.NsecToTimespec(int64(wait))
-		_ = syscall.Nanosleep(&ts, nil) // EINTR: the loop sleeps the rest
-	}
+// A sleeper waits until a delivery's time on a timerfd of its own, read
+// through the runtime's netpoller. The runtime's timers wake a goroutine
+// through epoll_wait's timeout, in whole milliseconds: on an idle machine,
+// with nothing else waking the poller, every delivery came up to a
+// millisecond late (671 µs on average, 0.034 RTT a chunk at d = 10 ms),
+// which the fits charged to every hop. A timerfd firing is an event
+// epoll returns at once, and the goroutine waits parked, holding no P: a
+// sleep in nanosleep(2) held one, and with two Ps two sleeping writers
+// kept every other goroutine of the emulator (its accepts) waiting for
+// the runtime to take a P back, up to 10 ms.
+type sleeper struct {
+	fd   int
+	file *os.File // the same descriptor, registered with the poller
 }
+
+func newSleeper() (*sleeper, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("timerfd: %w", err)
+	}
+	return &sleeper{fd: fd, file: os.NewFile(uintptr(fd), "timerfd")}, nil
+}
+
+// until returns at t, or at once when t has passed.
+func (s *sleeper) until(t time.Time) {
+	wait := time.Until(t)
+	if wait <= 0 {
+		return
+	}
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(wait))}
+	if err := unix.TimerfdSettime(s.fd, 0, &spec, nil); err != nil {
+		time.Sleep(wait)
+		return
+	}
+	var expirations [8]byte
+	_, _ = s.file.Read(expirations[:])
+}
+
+func (s *sleeper) close() { _ = s.file.Close() }
 
 // drain empties q so its reader, which ends once src is closed, is not
 // left blocked on a full queue.

@@ -47,7 +47,7 @@ func main() {
 	flag.DurationVar(&cfg.MaxDuration, "max-duration", 40*time.Minute, "start no new round after this long")
 	flag.StringVar(&cfg.Chromium, "chromium", "", "the browser (default: chromium on PATH)")
 	csvPath := flag.String("csv", "", "also write every request and page load to this CSV file")
-	flag.BoolVar(&cfg.Trace, "trace", false, "print every request's time and the links its route crossed")
+	flag.BoolVar(&cfg.Trace, "trace", false, "print every request's time, the links its route crossed and what each link delivered when")
 	keep := flag.Bool("keep", false, "keep the working directory (configs, Caddy logs)")
 	flag.Parse()
 	if len(trees) == 0 {
