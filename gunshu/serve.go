@@ -46,9 +46,10 @@ func acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 type AcceptHooks struct {
 	// Paused is called with the error that began a pause.
 	Paused func(err error)
-	// Resumed is called when a pause ends, with how long it lasted: at
-	// the first connection accepted after it, or when the listener is
-	// closed during it (closed is then true).
+	// Resumed is called when a pause ends, with how long it lasted: when
+	// an Accept after it takes a connection or waits for one (has not
+	// failed within acceptSettled), or when the listener is closed during
+	// it (closed is then true).
 	Resumed func(pausedFor time.Duration, closed bool)
 }
 
@@ -72,12 +73,20 @@ type keepAccepting struct {
 	pause     acceptPause
 }
 
+// acceptSettled is how long an Accept during a pause must go without an
+// error for the pause to be over. Out of descriptors, accept fails at
+// once whether or not a client waits; an Accept that blocks this long is
+// waiting for a client, so the listener works again although no
+// connection came to show it (the pause would otherwise last, in the log
+// and the metrics, until the next client).
+const acceptSettled = 100 * time.Millisecond
+
 func (l *keepAccepting) Accept() (net.Conn, error) {
 	for {
-		conn, err := l.Listener.Accept()
+		conn, err := l.accept()
 		if err == nil {
 			if l.pausing.Load() {
-				l.resume(false)
+				l.endPause(time.Time{}, time.Now(), false)
 			}
 			return conn, nil
 		}
@@ -94,6 +103,21 @@ func (l *keepAccepting) Accept() (net.Conn, error) {
 	}
 }
 
+// accept is one Accept of the wrapped listener; during a pause, one that
+// has not failed within acceptSettled ends the pause as of its start.
+func (l *keepAccepting) accept() (net.Conn, error) {
+	if !l.pausing.Load() {
+		return l.Listener.Accept()
+	}
+	l.mu.Lock()
+	since := l.pause.since
+	l.mu.Unlock()
+	began := time.Now()
+	settled := time.AfterFunc(acceptSettled, func() { l.endPause(since, began, false) })
+	defer settled.Stop()
+	return l.Listener.Accept()
+}
+
 // wait records a passing error and returns how long to wait before the
 // next Accept; the first error of a pause calls the Paused hook.
 func (l *keepAccepting) wait(err error) time.Duration {
@@ -108,21 +132,28 @@ func (l *keepAccepting) wait(err error) time.Duration {
 	return d
 }
 
-func (l *keepAccepting) resume(closed bool) {
+// endPause ends, as of at, the pause that began at since (or whichever
+// is on, for a zero since), once: a pause that ended already, or a newer
+// one, is left alone.
+func (l *keepAccepting) endPause(since, at time.Time, closed bool) {
 	l.mu.Lock()
-	since := l.pause.since
+	began := l.pause.since
+	if began.IsZero() || !since.IsZero() && !began.Equal(since) {
+		l.mu.Unlock()
+		return
+	}
 	l.pause = acceptPause{}
 	l.pausing.Store(false)
 	l.mu.Unlock()
-	if !since.IsZero() && l.hooks.Resumed != nil {
-		l.hooks.Resumed(time.Since(since), closed)
+	if l.hooks.Resumed != nil {
+		l.hooks.Resumed(at.Sub(began), closed)
 	}
 }
 
 func (l *keepAccepting) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.closed)
-		l.resume(true)
+		l.endPause(time.Time{}, time.Now(), true)
 	})
 	return l.Listener.Close()
 }

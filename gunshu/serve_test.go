@@ -132,3 +132,56 @@ func TestKeepAcceptingHooks(t *testing.T) {
 		t.Fatal("the pause Close ended was reported as a connection accepted")
 	}
 }
+
+// TestKeepAcceptingResumesWithoutClient: a pause ends once Accept works
+// again, waiting for a client, not only when the next client comes (a
+// manager whose descriptors came back showed paused for as long as nobody
+// asked for a list).
+func TestKeepAcceptingResumesWithoutClient(t *testing.T) {
+	inner := &flakyListener{Listener: testkit.Listen(t)}
+	inner.failures.Store(3)
+	paused := make(chan error, 10)
+	resumed := make(chan time.Duration, 10)
+	ln := gunshu.KeepAccepting(inner, gunshu.AcceptHooks{
+		Paused:  func(err error) { paused <- err },
+		Resumed: func(d time.Duration, closed bool) { resumed <- d },
+	})
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	if err := <-paused; !errors.Is(err, syscall.EMFILE) {
+		t.Fatalf("Paused got %v, want EMFILE", err)
+	}
+	select {
+	case d := <-resumed:
+		// 3 failures wait 5+10+20 ms; the pause ends when the Accept
+		// that then blocks began.
+		if d < 30*time.Millisecond || d > 5*time.Second {
+			t.Fatalf("Resumed after %v, want the 35ms the pause waited", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pause did not end while Accept waited for a client")
+	}
+	select {
+	case c := <-accepted:
+		t.Fatalf("Accept returned %v with no client", c)
+	default:
+	}
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if sc := <-accepted; sc == nil {
+		t.Fatal("no connection accepted after the pause")
+	} else {
+		sc.Close()
+	}
+	ln.Close()
+	if len(paused) != 0 || len(resumed) != 0 {
+		t.Fatalf("hooks called again: %d paused, %d resumed", len(paused), len(resumed))
+	}
+}
