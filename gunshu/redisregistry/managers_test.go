@@ -82,23 +82,9 @@ func (tm *testManager) list(t testing.TB) []string {
 	return list
 }
 
-// countingListener counts the connections a relay accepts.
-type countingListener struct {
-	net.Listener
-	accepted atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.accepted.Add(1)
-	}
-	return c, err
-}
-
 type testRelay struct {
 	addr string
-	ln   *countingListener
+	ln   *testkit.CountingListener
 	// tests counts the test exchanges the relay answered (a manager's
 	// patrol also sends an est probe on a connection of its own).
 	tests testCounter
@@ -119,7 +105,7 @@ func startRelays(t testing.TB, n int) []*testRelay {
 	t.Helper()
 	var out []*testRelay
 	for range n {
-		ln := &countingListener{Listener: testkit.Listen(t)}
+		ln := &testkit.CountingListener{Listener: testkit.Listen(t)}
 		r := &testRelay{ln: ln}
 		r.addr = testnet.ServeRelayOn(t, &gunshu.Relay{Policy: testnet.LoopbackPolicy(), Observer: &r.tests}, ln)
 		out = append(out, r)
@@ -387,7 +373,7 @@ func TestEntranceThroughManagersOnOneRedis(t *testing.T) {
 	ln := testkit.Listen(t)
 	testkit.Serve(t, ln, func(c net.Conn) { _ = entrance.ServeConn(c) })
 
-	before := []int64{relays[0].ln.accepted.Load(), relays[1].ln.accepted.Load()}
+	before := []int64{relays[0].ln.Accepted.Load(), relays[1].ln.Accepted.Load()}
 	for i := range 10 {
 		msg := fmt.Sprintf("hello %d through B", i)
 		if got := roundTrip(t, ln.Addr().String(), msg); got != msg {
@@ -395,7 +381,7 @@ func TestEntranceThroughManagersOnOneRedis(t *testing.T) {
 		}
 	}
 	for i, r := range relays {
-		if r.ln.accepted.Load() == before[i] {
+		if r.ln.Accepted.Load() == before[i] {
 			t.Errorf("relay %d (registered at %s) carried no route", i, []string{"A", "C"}[i])
 		}
 	}
