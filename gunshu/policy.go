@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ErrPolicyDenied is wrapped by every refusal of a Policy.
@@ -238,7 +239,7 @@ func (p *Policy) Dial(ctx context.Context, addr string, d *net.Dialer) (net.Conn
 func dialTargets(ctx context.Context, targets []netip.AddrPort, d *net.Dialer) (net.Conn, netip.AddrPort, error) {
 	var firstErr error
 	for _, t := range targets {
-		conn, err := d.DialContext(ctx, "tcp", t.String())
+		conn, err := dialRidingOut(ctx, d, t.String())
 		if err == nil {
 			return conn, t, nil
 		}
@@ -253,4 +254,29 @@ func dialTargets(ctx context.Context, targets []netip.AddrPort, d *net.Dialer) (
 		firstErr = errors.New("no address to dial")
 	}
 	return nil, netip.AddrPort{}, firstErr
+}
+
+// dialRidingOut dials target and, while the dial fails for want of this
+// process's own resources (see shortOfResources), dials again after a
+// wait that doubles from 5 ms, within ctx. A server coming back from its
+// open-file limit gets descriptors back one session at a time: a route
+// must not fail, and spend its initiator's attempts, on a dial made in
+// that moment (seen in e2e: an entrance accepted its client as soon as
+// one descriptor was free, and its three attempts failed within a
+// millisecond).
+func dialRidingOut(ctx context.Context, d *net.Dialer, target string) (net.Conn, error) {
+	var wait acceptPause
+	for {
+		conn, err := d.DialContext(ctx, "tcp", target)
+		if err == nil || !shortOfResources(err) {
+			return conn, err
+		}
+		t := time.NewTimer(wait.next(time.Now()))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+	}
 }

@@ -163,15 +163,21 @@ func (l *keepAccepting) Close() error {
 // or memory. It is the project's one rule for accept errors.
 func passingAcceptError(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout() ||
-		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
-		errors.Is(err, syscall.ECONNABORTED)
+	return errors.As(err, &ne) && ne.Timeout() || shortOfResources(err) || errors.Is(err, syscall.ECONNABORTED)
 }
 
-// acceptPause is the wait between Accepts while errors pass: it doubles
-// from 5 ms to 1 s, so a server whose descriptors come back takes
-// connections again within a second.
+// shortOfResources reports an error of this process running out of
+// descriptors (its own or the system's), buffers or memory: it passes
+// as sessions end.
+func shortOfResources(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// acceptPause is the wait between Accepts while errors pass, and between
+// dials while resources are short: it doubles from 5 ms to 1 s, so a
+// server whose descriptors come back takes connections again within a
+// second.
 type acceptPause struct {
 	delay time.Duration
 	since time.Time // when the errors began
