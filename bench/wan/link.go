@@ -190,10 +190,9 @@ func (e *Emulator) trace(link, what string, arrived time.Time) {
 }
 
 // WindowTrace lists what the links did since StartWindow, in order, with
-// times in RTT from its start: when each chunk reached its link, when it
-// was delivered, and what the model says it should have been (the
-// difference is the emulator's lateness; the gaps between one link's
-// delivery and the next link's arrival are the parts' own time).
+// times in RTT from its start: when each chunk was delivered and when it
+// had reached its link. The gaps between one link's delivery and the next
+// link's accept or arrival are the parts' own time.
 func (e *Emulator) WindowTrace() string {
 	e.traceMu.Lock()
 	defer e.traceMu.Unlock()
@@ -474,7 +473,9 @@ func (dr *direction) write(q <-chan event) {
 		}
 		sleep.until(due)
 		dr.em.late(time.Since(due))
-		dr.em.trace(dr.link, ev.describe(dr.arrow), ev.at)
+		if dr.em.Trace {
+			dr.em.trace(dr.link, ev.describe(dr.arrow), ev.at)
+		}
 		switch {
 		case ev.data != nil:
 			if _, err := dr.dst.Write(ev.data); err != nil {
