@@ -2,13 +2,10 @@ package caddymodule
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,31 +58,6 @@ func caddyProcess(t *testing.T, text string) (stop func()) {
 	return child.Stop
 }
 
-// routeCounter counts the est sessions a relay finished, and keeps how
-// each ended for failure messages.
-type routeCounter struct {
-	routes atomic.Int64
-	mu     sync.Mutex
-	ended  []string
-}
-
-func (o *routeCounter) SessionStarted(gunshu.Role) {}
-func (o *routeCounter) SessionEnded(s gunshu.Session) {
-	if s.Command == gunshu.CmdEst {
-		o.routes.Add(1)
-		o.mu.Lock()
-		o.ended = append(o.ended, fmt.Sprintf("%s after %v, %d bytes up (%v)", s.Outcome, s.Duration, s.Bytes.Up, s.Err))
-		o.mu.Unlock()
-	}
-}
-
-// sessions lists how the est sessions ended so far.
-func (o *routeCounter) sessions() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return strings.Join(o.ended, "\n")
-}
-
 // TestSilentClientsInCaddyProcess (#16.7): a fixed entrance in a Caddy
 // process builds few routes for 200 connections that close without a
 // byte, at most max_silent for clients that stay silent, and still
@@ -94,7 +66,7 @@ func TestSilentClientsInCaddyProcess(t *testing.T) {
 	const maxSilent = 4
 	// One relay, max_relays 1: every route holds exactly one relay, so
 	// its est sessions count routes.
-	obs := &routeCounter{}
+	obs := &testnet.SessionLog{}
 	n := testnet.New(t, 0)
 	r := n.AddRelayOn(t, testkit.Listen(t), func(r *gunshu.Relay) { r.Observer = obs })
 	responder := testnet.AppResponder(t, func(c net.Conn) {
@@ -139,10 +111,10 @@ func TestSilentClientsInCaddyProcess(t *testing.T) {
 	// little past the last connection so its route has started.
 	time.Sleep(200 * time.Millisecond)
 	testkit.Eventually(t, 10*time.Second, "the relay's sessions to end", func() bool { return r.Active() == 0 })
-	empty := obs.routes.Load()
+	empty := obs.Routes.Load()
 	t.Logf("200 empty connections in %v: %d routes", time.Since(begin), empty)
 	if bound := maxSilent + 1 + int64(time.Since(begin)/time.Second); empty > bound {
-		t.Fatalf("%d routes for 200 empty connections, want at most %d; the relay's est sessions:\n%s", empty, bound, obs.sessions())
+		t.Fatalf("%d routes for 200 empty connections, want at most %d; the relay's sessions:\n%s", empty, bound, obs)
 	}
 
 	// A server-speaks-first session: the banner comes without a byte
@@ -179,7 +151,7 @@ func TestSilentClientsInCaddyProcess(t *testing.T) {
 	}
 	stop() // every session of the entrance ends, and so its routes
 	testkit.Eventually(t, 10*time.Second, "the relay's sessions to end", func() bool { return r.Active() == 0 })
-	if routes := obs.routes.Load() - empty; routes != 1+maxSilent {
+	if routes := obs.Routes.Load() - empty; routes != 1+maxSilent {
 		t.Fatalf("%d routes for 1 speaking and 12 silent clients, want %d", routes, 1+maxSilent)
 	}
 }

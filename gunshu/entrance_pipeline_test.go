@@ -17,28 +17,6 @@ import (
 	"github.com/gunshu/caddy-gunshu/internal/testnet"
 )
 
-// countingObserver counts the sessions a role started and keeps how
-// each ended, for failure messages.
-type countingObserver struct {
-	started atomic.Int64
-	mu      sync.Mutex
-	ended   []string
-}
-
-func (o *countingObserver) SessionStarted(gunshu.Role) { o.started.Add(1) }
-func (o *countingObserver) SessionEnded(s gunshu.Session) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.ended = append(o.ended, fmt.Sprintf("%s %s after %v (%v)", s.Command, s.Outcome, s.Duration, s.Err))
-}
-
-// sessions lists how the sessions ended so far.
-func (o *countingObserver) sessions() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return strings.Join(o.ended, "\n")
-}
-
 // bannerResponder is a responder whose application speaks first: it
 // writes a banner, then echoes.
 func bannerResponder(t testing.TB, banner string) string {
@@ -55,7 +33,7 @@ func bannerResponder(t testing.TB, banner string) string {
 // speaks first still works.
 func TestEntranceSilentClients(t *testing.T) {
 	const maxSilent = 3
-	relayObs := &countingObserver{}
+	relayObs := &testnet.SessionLog{}
 	relay := fixedRelay(t, false, relayObs, gunshu.Timeouts{})
 	responder := bannerResponder(t, "220 ready\r\n")
 	mgr := listManager(t, func() []string { return []string{relay} })
@@ -83,9 +61,9 @@ func TestEntranceSilentClients(t *testing.T) {
 		entranceSessions = append(entranceSessions, fmt.Sprintf("%s after %v (%v)", s.Outcome, s.Duration, s.Err))
 	}
 	bound := maxSilent + 1 + int64(time.Since(begin)/time.Second)
-	if n := relayObs.started.Load(); n > bound {
+	if n := relayObs.Started.Load(); n > bound {
 		t.Fatalf("%d route hops for 50 empty connections, want at most %d; the relay's sessions:\n%s\nthe entrance's:\n%s",
-			n, bound, relayObs.sessions(), strings.Join(entranceSessions, "\n"))
+			n, bound, relayObs, strings.Join(entranceSessions, "\n"))
 	}
 
 	// A server-speaks-first protocol: the banner comes although the
@@ -106,7 +84,7 @@ func TestEntranceSilentClients(t *testing.T) {
 
 	// 12 clients that stay silent: maxSilent routes, the rest reset
 	// after the handshake timeout.
-	relayObs.started.Store(0)
+	relayObs.Started.Store(0)
 	silent := make([]*net.TCPConn, 12)
 	for i := range silent {
 		silent[i] = dialRaw(t, entrance)
@@ -120,8 +98,8 @@ func TestEntranceSilentClients(t *testing.T) {
 		limited++
 	}
 	// The others were reset, so no more routes can come.
-	testkit.Eventually(t, 5*time.Second, "the silent clients' routes", func() bool { return relayObs.started.Load() >= maxSilent })
-	if n := relayObs.started.Load(); n != maxSilent {
+	testkit.Eventually(t, 5*time.Second, "the silent clients' routes", func() bool { return relayObs.Started.Load() >= maxSilent })
+	if n := relayObs.Started.Load(); n != maxSilent {
 		t.Fatalf("%d route hops for %d silent clients, want %d", n, len(silent), maxSilent)
 	}
 	for _, c := range silent {
