@@ -24,7 +24,7 @@ func newExample(t *testing.T, edit func(string) string) *attacks.Example {
 	if edit != nil {
 		text = edit(text)
 	}
-	e, err := attacks.NewExample(text)
+	e, err := attacks.NewExample(text, func() string { return port(t) })
 	if err != nil {
 		t.Fatal(err)
 	}

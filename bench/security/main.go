@@ -236,7 +236,7 @@ func (tr tree) exampleNet(edit func(string) string) *attacks.Example {
 	if err != nil {
 		log.Fatal(err)
 	}
-	e, err := attacks.NewExample(edit(string(src)))
+	e, err := attacks.NewExample(edit(string(src)), freePort)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -169,17 +167,14 @@ type Example struct {
 	ports     map[string]string
 }
 
-// NewExample rewrites text, a Caddyfile.example after any edits, onto free
-// ports.
-func NewExample(text string) (*Example, error) {
+// NewExample rewrites text, a Caddyfile.example after any edits, onto the
+// ports freePort gives: tests pass testkit.FreePort, whose ports no
+// outgoing connection takes meanwhile (a port the kernel picked for a
+// listener and that was closed again can be, before Caddy binds it).
+func NewExample(text string, freePort func() string) (*Example, error) {
 	e := &Example{ports: map[string]string{}}
 	for _, p := range ExamplePorts {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		e.ports[p] = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-		ln.Close()
+		e.ports[p] = freePort()
 	}
 	text = SwapPorts(text, e.ports)
 	// The global options block is the first line that is only "{".
