@@ -74,7 +74,11 @@ func TestLogsNameNoClientsUnlessAsked(t *testing.T) {
 				}
 				line, _ := json.Marshal(e)
 				for _, addr := range socketAddr.FindAllString(string(line), -1) {
-					if !own[addr] {
+					// Port 0 is no connection's end: a dial error names the
+					// relay's own source so ("dial tcp 127.0.0.1:0->…"),
+					// when a registration is refused before the manager
+					// listens.
+					if !own[addr] && !strings.HasSuffix(addr, ":0") {
 						foreign = append(foreign, fmt.Sprintf("%s in %s", addr, line))
 					}
 				}
